@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything Taskforge's tests and demo need on a fresh Debian machine:
+# apt packages (redis-server), a Python venv with the project and its dev tools,
+# and the control-plane binaries built from Go modules (cached, see build-bins.sh).
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server from Debian"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  # Debian's package starts a system-wide server; the project runs its own on free ports.
+  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+stamp=.venv/.taskforge-installed
+if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt "$stamp" ]; then
+  log "creating the Python venv in .venv"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+
+bin=$(hack/build-bins.sh | tail -n 1)
+mkdir -p .local
+echo "$bin" > .local/bin-dir
+log "ready: venv .venv, binaries $bin"
