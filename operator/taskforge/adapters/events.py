@@ -1,0 +1,60 @@
+"""Kubernetes Events on runs and workflows (what `kubectl describe` shows)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from taskforge.adapters.kube import api_client
+
+COMPONENT = "taskforge-operator"
+
+
+def _micro(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def post_event(
+    involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
+) -> None:
+    """Create one core/v1 Event; a failure to post is logged by the caller, never fatal."""
+    meta = involved.get("metadata") or {}
+    namespace = meta.get("namespace", "default")
+    digest = hashlib.sha256(f"{meta.get('uid')}{reason}{message}{now}".encode()).hexdigest()[:10]
+    name = f"{meta.get('name', 'object')[:200]}.{digest}"
+    ts = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta.get("name"),
+            "namespace": namespace,
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message[:1024],
+        "type": type_,
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": COMPONENT,
+        "firstTimestamp": ts,
+        "lastTimestamp": ts,
+        "eventTime": _micro(now),
+        "action": reason,
+        "count": 1,
+    }
+    try:
+        client.CoreV1Api(api_client()).create_namespaced_event(
+            namespace, body, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status not in (409, 404):
+            raise

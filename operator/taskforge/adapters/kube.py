@@ -1,0 +1,138 @@
+"""Access to the Kubernetes API through the official client, in one place.
+
+Calls use `_preload_content=False` and plain JSON: the client's model
+deserialisation costs more than the request itself on the hot path, and the
+engine works on plain data anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from taskforge import GROUP, VERSION
+
+RUNS = "workflowruns"
+WORKFLOWS = "workflows"
+MERGE_PATCH = "application/merge-patch+json"
+
+_lock = threading.Lock()
+_api_client: client.ApiClient | None = None
+
+
+def api_client() -> client.ApiClient:
+    """One shared client: in-cluster config when in a pod, else the kubeconfig."""
+    global _api_client  # noqa: PLW0603 - a process-wide connection pool is the point
+    with _lock:
+        if _api_client is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            cfg = client.Configuration.get_default_copy()
+            cfg.connection_pool_maxsize = 32
+            _api_client = client.ApiClient(cfg)
+        return _api_client
+
+
+def _body(response: Any) -> dict[str, Any]:
+    data = response.data
+    return dict(json.loads(data)) if data else {}
+
+
+def is_status(exc: BaseException, *codes: int) -> bool:
+    return isinstance(exc, ApiException) and exc.status in codes
+
+
+def create_job(namespace: str, manifest: dict[str, Any]) -> bool:
+    """Create a Job; False when it already exists (409 is success: names are deterministic)."""
+    try:
+        client.BatchV1Api(api_client()).create_namespaced_job(
+            namespace, manifest, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+def delete_job(namespace: str, name: str) -> None:
+    """Delete a Job and, through the garbage collector, its pods; a missing Job is fine."""
+    try:
+        client.BatchV1Api(api_client()).delete_namespaced_job(
+            name,
+            namespace,
+            propagation_policy="Background",
+            _preload_content=False,
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def patch_status(
+    plural: str, namespace: str, name: str, patch: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge-patch the status subresource; returns the object as the server stored it."""
+    response = client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        namespace,
+        plural,
+        name,
+        patch,
+        _content_type=MERGE_PATCH,
+        _preload_content=False,
+    )
+    return _body(response)
+
+
+def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        response = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return _body(response)
+
+
+def create_object(plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.CustomObjectsApi(api_client()).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, body, _preload_content=False
+    )
+    return _body(response)
+
+
+def delete_object(plural: str, namespace: str, name: str) -> None:
+    try:
+        client.CustomObjectsApi(api_client()).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def read_secret_key(namespace: str, name: str, key: str) -> bytes | None:
+    """One value of a Secret (for webhook keys); None when the Secret or key is missing."""
+    import base64
+
+    try:
+        secret = client.CoreV1Api(api_client()).read_namespaced_secret(
+            name, namespace, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    data = _body(secret).get("data") or {}
+    value = data.get(key)
+    return base64.b64decode(value) if value is not None else None

@@ -1,0 +1,31 @@
+"""Prometheus metrics of the operator, served on /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RECONCILES = Counter(
+    "taskforge_reconciles_total", "Run reconciles, by outcome.", ["outcome"]
+)
+RECONCILE_SECONDS = Histogram(
+    "taskforge_reconcile_duration_seconds",
+    "Wall time of one run reconcile (plan, actions, status write).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+JOBS_CREATED = Counter("taskforge_jobs_created_total", "Jobs created for step attempts.")
+JOBS_DELETED = Counter("taskforge_jobs_deleted_total", "Jobs deleted (cancel, timeout).")
+RUNS_FINISHED = Counter(
+    "taskforge_runs_finished_total", "Runs that reached a terminal phase.", ["phase"]
+)
+STEPS_FINISHED = Counter(
+    "taskforge_steps_finished_total", "Steps that reached a terminal phase.", ["phase"]
+)
+STATUS_CONFLICTS = Counter(
+    "taskforge_status_conflicts_total", "Status writes refused for a stale resourceVersion."
+)
+QUEUE_DEPTH = Gauge("taskforge_workqueue_depth", "Runs waiting for a reconcile.")
+ACTIVE_RUNS = Gauge("taskforge_active_runs", "Runs in the cache that are not terminal.")
+
+
+def serve(port: int) -> None:
+    start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped from inside the cluster

@@ -1,0 +1,216 @@
+"""One reconcile of a WorkflowRun: facts -> engine.plan -> actions -> one status write.
+
+Every decision is the engine's; this module only gathers facts from the cache,
+carries out the actions the plan names and writes the status it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from taskforge.adapters import kube, metrics
+from taskforge.adapters.events import post_event
+from taskforge.adapters.jobs import RunRef, build_job, observe_job
+from taskforge.adapters.patch import merge_patch
+from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowSpec
+from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
+from taskforge.engine.facts import RunFacts, WorkflowFacts
+from taskforge.engine.planner import plan
+from taskforge.handlers.config import OperatorConfig
+from taskforge.handlers.queue import WorkQueue
+from taskforge.handlers.store import Key, Store
+
+log = logging.getLogger("taskforge.reconcile")
+CONFLICT_RETRY_SECONDS = 0.05
+ERROR_RETRY_SECONDS = 2.0
+
+
+def _parse_time(value: Any) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class RunReconciler:
+    def __init__(
+        self,
+        store: Store,
+        queue: WorkQueue[Key],
+        config: OperatorConfig,
+        on_finished: Any = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.config = config
+        self.on_finished = on_finished
+        self._workflow_specs: dict[tuple[str, str, str], WorkflowSpec] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _workflow_facts(self, namespace: str, name: str) -> WorkflowFacts | None:
+        body = self.store.workflows.get((namespace, name))
+        if body is None:
+            return None
+        meta = body.get("metadata") or {}
+        cache_key = (namespace, name, str(meta.get("resourceVersion")))
+        spec = self._workflow_specs.get(cache_key)
+        if spec is None:
+            try:
+                spec = WorkflowSpec.model_validate(body.get("spec") or {})
+            except ValidationError:
+                return None
+            self._workflow_specs = {k: v for k, v in self._workflow_specs.items()
+                                    if k[:2] != (namespace, name)}
+            self._workflow_specs[cache_key] = spec
+        return WorkflowFacts(
+            name=name, generation=int(meta.get("generation") or 1), uid=meta.get("uid"), spec=spec
+        )
+
+    def facts(self, key: Key, body: dict[str, Any], now: datetime) -> RunFacts:
+        run = WorkflowRun.model_validate(body)
+        meta = body.get("metadata") or {}
+        workflow = None
+        pinned = run.status is not None and run.status.workflow_spec is not None
+        if run.spec.workflow_ref is not None and not pinned:
+            workflow = self._workflow_facts(key[0], run.spec.workflow_ref.name)
+        jobs = tuple(observe_job(job, pods) for job, pods in self.store.jobs_of(key))
+        return RunFacts(
+            name=key[1],
+            namespace=key[0],
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 1),
+            created_at=_parse_time(meta.get("creationTimestamp")),
+            spec=run.spec,
+            status=run.status,
+            workflow=workflow,
+            jobs=jobs,
+            now=now,
+        )
+
+    async def reconcile(self, key: Key) -> None:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            await self._reconcile(key)
+        except Exception:
+            outcome = "error"
+            log.exception("reconcile of %s/%s failed; retrying", *key)
+            self.queue.add_after(key, ERROR_RETRY_SECONDS)
+        finally:
+            metrics.RECONCILES.labels(outcome).inc()
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+            metrics.QUEUE_DEPTH.set(len(self.queue))
+
+    async def _reconcile(self, key: Key) -> None:
+        body = self.store.run(key)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        old_status = body.get("status") or {}
+        if old_status.get("phase") in TERMINAL_RUN_PHASES and not self.store.jobs.get(key):
+            return
+        now = datetime.now(UTC)
+        try:
+            facts = self.facts(key, body, now)
+        except ValidationError as exc:
+            await self._write_invalid(key, body, exc, now)
+            return
+        result = plan(facts)
+        await self._apply(key, body, result, now)
+        new_status = result.status.to_k8s()
+        patch = merge_patch(old_status, new_status)
+        if patch:
+            written = await self._write_status(key, body, patch)
+            if written is None:
+                return
+        if result.requeue_after is not None:
+            self.queue.add_after(key, result.requeue_after)
+        phase = new_status.get("phase")
+        if phase in TERMINAL_RUN_PHASES and old_status.get("phase") != phase:
+            metrics.RUNS_FINISHED.labels(phase).inc()
+            if self.on_finished is not None:
+                self.on_finished(key, body, new_status)
+
+    async def _apply(self, key: Key, body: dict[str, Any], result: Plan, now: datetime) -> None:
+        ref = RunRef(name=key[1], namespace=key[0], uid=str(body["metadata"].get("uid", "")))
+        calls = []
+        for action in result.actions:
+            if isinstance(action, CreateJob):
+                manifest = build_job(action, ref, self.config.jobs)
+                calls.append(asyncio.to_thread(kube.create_job, key[0], manifest))
+            elif isinstance(action, DeleteJob):
+                calls.append(asyncio.to_thread(kube.delete_job, key[0], action.job_name))
+                metrics.JOBS_DELETED.inc()
+            elif isinstance(action, EmitEvent):
+                self._post_in_background(body, action, now)
+        if calls:
+            results = await asyncio.gather(*calls)
+            metrics.JOBS_CREATED.inc(sum(1 for r in results if r is True))
+
+    def _post_in_background(self, body: dict[str, Any], event: EmitEvent, now: datetime) -> None:
+        if not self.config.step_events and event.type == "Normal" and event.reason.startswith(
+            "Step"
+        ):
+            return
+
+        async def post() -> None:
+            try:
+                await asyncio.to_thread(
+                    post_event, body, event.type, event.reason, event.message, now
+                )
+            except Exception as exc:  # noqa: BLE001 - an Event is never worth a failed run
+                log.warning("could not post event %s: %s", event.reason, exc)
+
+        task = asyncio.get_running_loop().create_task(post())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write_status(
+        self, key: Key, body: dict[str, Any], patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        rv = str(body["metadata"].get("resourceVersion", ""))
+        try:
+            written = await asyncio.to_thread(
+                kube.patch_status,
+                kube.RUNS,
+                key[0],
+                key[1],
+                {"metadata": {"resourceVersion": rv}, "status": patch},
+            )
+        except Exception as exc:
+            if kube.is_status(exc, 409):
+                metrics.STATUS_CONFLICTS.inc()
+                self.queue.add_after(key, CONFLICT_RETRY_SECONDS)
+                return None
+            if kube.is_status(exc, 404):
+                return None
+            raise
+        self.store.wrote_run(key, rv, written)
+        return written
+
+    async def _write_invalid(
+        self, key: Key, body: dict[str, Any], exc: ValidationError, now: datetime
+    ) -> None:
+        """A run the models reject cannot be planned: say why in its status, once."""
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        message = f"{field}: {first['msg']}"
+        status = body.get("status") or {}
+        if status.get("phase") == "Failed" and status.get("message") == message:
+            return
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        condition = {
+            "type": "Succeeded",
+            "status": "False",
+            "reason": "InvalidSpec",
+            "message": message,
+            "lastTransitionTime": stamp,
+            "observedGeneration": body["metadata"].get("generation"),
+        }
+        patch = {"phase": "Failed", "message": message, "finishedAt": stamp,
+                 "conditions": [condition]}
+        await self._write_status(key, body, patch)

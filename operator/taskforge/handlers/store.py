@@ -1,0 +1,110 @@
+"""The operator's cache of what the watch streams have shown: runs, workflows, Jobs, pods.
+
+It is a cache, never the truth: every entry comes from the API server and the
+operator rebuilds it from the initial listing after a restart. Pods and Jobs
+are kept slim (only the fields `observe_job` reads) so 1,000 active runs cost
+little memory.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+Key = tuple[str, str]
+
+
+def _slim_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    keep = ("name", "namespace", "uid", "labels", "deletionTimestamp", "resourceVersion")
+    return {k: meta[k] for k in keep if k in meta}
+
+
+def slim_job(body: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": _slim_meta(body.get("metadata") or {}), "status": body.get("status") or {}}
+
+
+def slim_pod(body: dict[str, Any]) -> dict[str, Any]:
+    status = body.get("status") or {}
+    return {
+        "metadata": _slim_meta(body.get("metadata") or {}),
+        "status": {
+            k: status[k] for k in ("phase", "reason", "message", "containerStatuses") if k in status
+        },
+    }
+
+
+class Store:
+    def __init__(self) -> None:
+        self.runs: dict[Key, dict[str, Any]] = {}
+        self.workflows: dict[Key, dict[str, Any]] = {}
+        self.jobs: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.pods: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # After our own status write: (resourceVersion it was based on, body the server returned).
+        self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+
+    # -- runs ---------------------------------------------------------------
+    def put_run(self, key: Key, body: dict[str, Any] | None) -> None:
+        if body is None:
+            self.runs.pop(key, None)
+            self._written.pop(key, None)
+            self.jobs.pop(key, None)
+        else:
+            self.runs[key] = body
+
+    def run(self, key: Key) -> dict[str, Any] | None:
+        """The newest body we know: the watch's, unless our own write is newer.
+
+        If the watched body still has the resourceVersion our last write was
+        based on, the watch has not caught up and the body the server returned
+        to our patch is the newer one. Any other version is at least as new.
+        """
+        body = self.runs.get(key)
+        written = self._written.get(key)
+        if body is None or written is None:
+            return body
+        based_on, newer = written
+        if body.get("metadata", {}).get("resourceVersion") == based_on:
+            return newer
+        del self._written[key]
+        return body
+
+    def wrote_run(self, key: Key, based_on: str, body: dict[str, Any]) -> None:
+        self._written[key] = (based_on, body)
+
+    # -- workflows ----------------------------------------------------------
+    def put_workflow(self, key: Key, body: dict[str, Any] | None) -> None:
+        if body is None:
+            self.workflows.pop(key, None)
+        else:
+            self.workflows[key] = body
+
+    def runs_of_workflow(self, namespace: str, workflow: str) -> list[dict[str, Any]]:
+        out = []
+        for (ns, _), body in self.runs.items():
+            if ns != namespace:
+                continue
+            ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
+            if ref == workflow:
+                out.append(body)
+        return out
+
+    # -- jobs and pods --------------------------------------------------------
+    def put_job(self, run: Key, name: str, body: dict[str, Any] | None) -> None:
+        if body is None:
+            self.jobs.get(run, {}).pop(name, None)
+            self.pods.pop((run[0], name), None)
+        else:
+            self.jobs[run][name] = slim_job(body)
+
+    def put_pod(self, job: Key, name: str, body: dict[str, Any] | None) -> None:
+        if body is None:
+            self.pods.get(job, {}).pop(name, None)
+        else:
+            self.pods[job][name] = slim_pod(body)
+
+    def jobs_of(self, run: Key) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        out = []
+        for name, job in self.jobs.get(run, {}).items():
+            pods = list(self.pods.get((run[0], name), {}).values())
+            out.append((job, pods))
+        return out
