@@ -23,7 +23,7 @@ from taskforge.api.results import EXIT_OK, EXIT_PERMANENT, EXIT_RETRYABLE
 
 from taskforge_executor import contract
 from taskforge_executor.console import Console, Redactor
-from taskforge_executor.outcome import Outcome, StepFailure, encode, permanent
+from taskforge_executor.outcome import Outcome, StepError, encode, permanent
 from taskforge_executor.steps import StepContext
 
 
@@ -89,7 +89,7 @@ def execute(env: Mapping[str, str], console: Console) -> Outcome:
         console.info(f"step {name} ({step_type}) attempt {ctx.attempt}{where}")
         runner = importlib.import_module(f"taskforge_executor.steps.{step_type}")
         outputs: dict[str, Any] = runner.run(config, ctx)
-    except StepFailure as failure:
+    except StepError as failure:
         kind = "retryable" if failure.retryable else "permanent"
         console.error(f"step {name} failed ({kind}): {failure.message}")
         return Outcome(

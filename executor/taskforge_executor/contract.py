@@ -45,8 +45,7 @@ ENV_SECRET_SMTP_PASSWORD: Final = "TASKFORGE_SECRET_SMTP_PASSWORD"
 ENV_TERMINATION_MESSAGE_PATH: Final = "TASKFORGE_TERMINATION_MESSAGE_PATH"
 """Where to write the result JSON; unset means the kubelet's default below."""
 DEFAULT_TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
-MAX_TERMINATION_MESSAGE_BYTES: Final = 4096
-"""The kubelet keeps at most 4096 bytes of a termination message."""
+# The message's size limit and keys are in `taskforge.api.results` (shared with the engine).
 ENV_RESULT: Final = "TASKFORGE_RESULT"
 """script: path of the file a script may write a JSON object of outputs to."""
 

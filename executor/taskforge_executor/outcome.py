@@ -13,14 +13,24 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskforge_executor.contract import MAX_TERMINATION_MESSAGE_BYTES
+from taskforge.api.results import (
+    KEY_ERROR,
+    KEY_OK,
+    KEY_OUTPUTS,
+    KEY_RETRY_AFTER,
+    KEY_RETRYABLE,
+    TERMINATION_MESSAGE_MAX_BYTES,
+)
 
+KEY_TRUNCATED = "truncated"
+"""Set to true when the outputs were shrunk to fit; each cut value also ends in CUT_MARKER."""
 CUT_MARKER = "…[truncated]"
 MAX_ERROR_BYTES = 1024
 _MIN_STRING_BYTES = 16
+_GOOD_ENOUGH = 256
 
 
-class StepFailure(Exception):
+class StepError(Exception):
     """A failed step: raised by a step runner, turned into exit code 75 or 78 by `main`.
 
     `outputs` carries what is known anyway (an HTTP status, a script's stdout tail), so a
@@ -42,16 +52,16 @@ class StepFailure(Exception):
         self.outputs = outputs or {}
 
 
-def permanent(message: str, outputs: dict[str, Any] | None = None) -> StepFailure:
+def permanent(message: str, outputs: dict[str, Any] | None = None) -> StepError:
     """A failure that retrying the same step cannot fix (bad config, HTTP 404, SMTP 5xx)."""
-    return StepFailure(message, retryable=False, outputs=outputs)
+    return StepError(message, retryable=False, outputs=outputs)
 
 
 def retryable(
     message: str, retry_after: int | None = None, outputs: dict[str, Any] | None = None
-) -> StepFailure:
+) -> StepError:
     """A transient failure (connection refused, timeout, HTTP 503, SMTP 4xx)."""
-    return StepFailure(message, retryable=True, retry_after=retry_after, outputs=outputs)
+    return StepError(message, retryable=True, retry_after=retry_after, outputs=outputs)
 
 
 @dataclass(frozen=True)
@@ -63,13 +73,13 @@ class Outcome:
     retry_after: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"ok": self.ok, "outputs": self.outputs}
+        wire: dict[str, Any] = {KEY_OK: self.ok, KEY_OUTPUTS: self.outputs}
         if self.error is not None:
-            wire["error"] = _cut_string(self.error, MAX_ERROR_BYTES)
+            wire[KEY_ERROR] = _cut_string(self.error, MAX_ERROR_BYTES)
         if self.retryable is not None:
-            wire["retryable"] = self.retryable
+            wire[KEY_RETRYABLE] = self.retryable
         if self.retry_after is not None:
-            wire["retryAfter"] = self.retry_after
+            wire[KEY_RETRY_AFTER] = self.retry_after
         return wire
 
 
@@ -142,23 +152,31 @@ def shrink(value: Any, budget: int) -> Any:
     return value
 
 
-def encode(outcome: Outcome, limit: int = MAX_TERMINATION_MESSAGE_BYTES) -> bytes:
+def encode(outcome: Outcome, limit: int = TERMINATION_MESSAGE_MAX_BYTES) -> bytes:
     """The termination message: the outcome's JSON, at most `limit` bytes, never invalid."""
     wire = outcome.to_wire()
     data = _dumps(wire)
     if len(data) <= limit:
         return data
-    wire["truncated"] = True
-    envelope = len(_dumps({**wire, "outputs": {}}))
+    wire[KEY_TRUNCATED] = True
+    envelope = len(_dumps({**wire, KEY_OUTPUTS: {}}))
     budget = limit - envelope
+    best: bytes | None = None
     for _ in range(8):
-        wire["outputs"] = shrink(outcome.outputs, budget)
+        # shrink() is approximate (escapes, markers, nested caps): steer the budget until the
+        # message fits and uses most of the space.
+        wire[KEY_OUTPUTS] = shrink(outcome.outputs, budget)
         data = _dumps(wire)
         if len(data) <= limit:
-            return data
-        budget -= len(data) - limit
+            if best is None or len(data) > len(best):
+                best = data
+            if limit - len(data) < _GOOD_ENOUGH:
+                break
+        budget += limit - len(data)
+    if best is not None:
+        return best
     # Pathological shapes (thousands of tiny keys): keep a prefix of the outputs as text.
     # The error is capped at MAX_ERROR_BYTES, so this always leaves room for some text.
     text = _dumps(outcome.outputs).decode()
-    wire["outputs"] = {CUT_MARKER: _cut_string(text, budget - 32)}
+    wire[KEY_OUTPUTS] = {CUT_MARKER: _cut_string(text, limit - envelope - 32)}
     return _dumps(wire)

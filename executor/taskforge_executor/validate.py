@@ -1,17 +1,17 @@
 """Config validation with the operator's own pydantic models.
 
 Using `taskforge.api.steps` (not a copy) means the executor accepts exactly what the CRD
-and `taskforge validate` accept. pydantic is imported here, inside the function, so that
-importing this module costs nothing until a step actually validates.
+and `taskforge validate` accept. Only step runners import this module, and each imports
+just its own model, so nothing here loads before the step type is known.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from taskforge_executor.outcome import StepFailure, permanent
+from taskforge_executor.outcome import StepError, permanent
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,8 +26,6 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 
 def validate(model: type[M], config: Any, step_type: str) -> M:
     """The validated model, or a permanent failure naming every bad field."""
-    from pydantic import ValidationError
-
     try:
         return model.model_validate(config)
     except ValidationError as exc:
@@ -37,6 +35,6 @@ def validate(model: type[M], config: Any, step_type: str) -> M:
         raise invalid(step_type, problems) from None
 
 
-def invalid(step_type: str, problem: str) -> StepFailure:
+def invalid(step_type: str, problem: str) -> StepError:
     """The permanent failure for a malformed step config."""
     return permanent(f"invalid {step_type} config: {problem}")

@@ -28,7 +28,7 @@ from taskforge.api.steps import ScriptStep
 
 from taskforge_executor.console import Redactor
 from taskforge_executor.contract import ENV_RESULT
-from taskforge_executor.outcome import StepFailure, permanent, retryable
+from taskforge_executor.outcome import StepError, permanent, retryable
 from taskforge_executor.steps import StepContext
 from taskforge_executor.validate import invalid, validate
 
@@ -144,12 +144,20 @@ def run(config: Any, ctx: StepContext) -> dict[str, Any]:
         if workdir is None:
             workdir = str(scratch / "work")
             os.mkdir(workdir)
-        return _execute(step.language, source, result_path, workdir, env, ctx)
+        return _execute(
+            language=step.language,
+            source=source,
+            result_path=result_path,
+            workdir=workdir,
+            env=env,
+            ctx=ctx,
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _execute(
+    *,
     language: str,
     source: Path,
     result_path: Path,
@@ -177,10 +185,8 @@ def _execute(
     def forward(signum: int, frame: FrameType | None) -> None:
         nonlocal terminated
         terminated = True
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
     previous = signal.signal(signal.SIGTERM, forward)
     try:
@@ -198,7 +204,7 @@ def _execute(
     outputs: dict[str, Any] = {"exitCode": code, "stdout": _tail_text(out.tail)}
     if terminated or code != 0:
         # What a failing script managed to report still helps; a broken file does not matter.
-        with contextlib.suppress(StepFailure):
+        with contextlib.suppress(StepError):
             outputs.update(_read_result(result_path))
     if terminated:
         raise retryable("script terminated by SIGTERM", outputs=outputs)
@@ -207,6 +213,10 @@ def _execute(
         if code == EXIT_PERMANENT:
             raise permanent(f"script {reason} (permanent failure)", outputs=outputs)
         raise retryable(f"script {reason}", outputs=outputs)
-    outputs.update(_read_result(result_path))
+    try:
+        outputs.update(_read_result(result_path))
+    except StepError as exc:
+        exc.outputs = outputs
+        raise
     ctx.console.info("script exited with 0")
     return outputs

@@ -1,16 +1,41 @@
-"""The executor's exit codes: the contract by which a step pod tells the operator
-whether a failed attempt is worth retrying.
+"""The contract between the executor and the operator about how a step attempt ended.
 
-They follow BSD sysexits (EX_TEMPFAIL, EX_CONFIG) so they cannot be confused with
-a crash (1), a shell error (2) or a signal (128+n), which the operator treats as
-pod failures.
+Both sides import these names, so an exit code means the same thing in the pod that writes
+it and in the engine that decides whether to retry. The codes follow BSD `sysexits.h`:
+75 (EX_TEMPFAIL) for "try again later" and 78 (EX_CONFIG) for "retrying cannot help".
 """
+
+from __future__ import annotations
 
 from typing import Final
 
 EXIT_OK: Final = 0
-"""The step succeeded."""
+"""The step did its work; its outputs are in the termination message."""
+
 EXIT_RETRYABLE: Final = 75
-"""A transient failure (EX_TEMPFAIL): a retry policy with `on: [Failed]` may retry it."""
+"""A transient failure (timeout, 5xx, 408/429): the retry policy decides about another attempt."""
+
 EXIT_PERMANENT: Final = 78
-"""A permanent failure (EX_CONFIG): retrying the same step cannot help."""
+"""A failure that another attempt cannot fix (malformed config, HTTP 4xx): never retried."""
+
+TERMINATION_MESSAGE_MAX_BYTES: Final = 4096
+"""Kubernetes keeps at most 4 KiB of a container's termination message."""
+
+# Keys of the JSON object the executor writes as its termination message.
+KEY_OK: Final = "ok"
+KEY_OUTPUTS: Final = "outputs"
+KEY_ERROR: Final = "error"
+KEY_RETRYABLE: Final = "retryable"
+KEY_RETRY_AFTER: Final = "retryAfter"
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_PERMANENT",
+    "EXIT_RETRYABLE",
+    "KEY_ERROR",
+    "KEY_OK",
+    "KEY_OUTPUTS",
+    "KEY_RETRYABLE",
+    "KEY_RETRY_AFTER",
+    "TERMINATION_MESSAGE_MAX_BYTES",
+]
