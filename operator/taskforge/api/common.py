@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -14,12 +15,57 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 StepName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=40, pattern=DNS_LABEL_PATTERN),
-    Field(description="A DNS label (lower case letters, digits and '-'), at most 40 characters."),
+    Field(
+        description="Step name: a DNS label (lower-case letters, digits and '-', starting and"
+        " ending with a letter or digit), at most 40 characters."
+    ),
 ]
 ResourceName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
 ]
+
+# Keys of the CRD's OpenAPI extensions. They go into the models through `json_schema_extra`, so
+# each CEL rule sits next to the pydantic validator it mirrors; crdgen copies them into crds/.
+K8S_VALIDATIONS = "x-kubernetes-validations"
+K8S_LIST_TYPE = "x-kubernetes-list-type"
+K8S_LIST_MAP_KEYS = "x-kubernetes-list-map-keys"
+
+
+def cel_rule(
+    rule: str,
+    message: str | None = None,
+    *,
+    message_expression: str | None = None,
+    field_path: str | None = None,
+    reason: str | None = None,
+) -> JsonDict:
+    """One `x-kubernetes-validations` entry: a CEL rule the apiserver checks at apply time."""
+    out: JsonDict = {"rule": rule}
+    if message is not None:
+        out["message"] = message
+    if message_expression is not None:
+        out["messageExpression"] = message_expression
+    if field_path is not None:
+        out["fieldPath"] = field_path
+    if reason is not None:
+        out["reason"] = reason
+    return out
+
+
+def k8s_validations(*rules: JsonDict) -> JsonDict:
+    """`json_schema_extra` carrying CEL rules into the CRD (pydantic itself ignores them)."""
+    out: list[JsonValue] = [*rules]
+    return {K8S_VALIDATIONS: out}
+
+
+def list_map(*keys: str) -> JsonDict:
+    """`json_schema_extra` of a list whose items are keyed, like Kubernetes' own name-keyed lists.
+
+    The apiserver rejects two items with the same key, and server-side apply merges by key.
+    """
+    out: list[JsonValue] = [*keys]
+    return {K8S_LIST_TYPE: "map", K8S_LIST_MAP_KEYS: out}
 
 
 class Model(BaseModel):
@@ -43,16 +89,22 @@ class Model(BaseModel):
 
 
 class SecretKeyRef(Model):
+    """A key of a Secret in the run's namespace; the value never enters status, events or logs."""
+
     name: ResourceName = Field(description="Name of a Secret in the run's namespace.")
     key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
 
 
 class ConfigMapKeyRef(Model):
+    """A key of a ConfigMap in the run's namespace."""
+
     name: ResourceName = Field(description="Name of a ConfigMap in the run's namespace.")
     key: str = Field(min_length=1, max_length=253, description="Key within the ConfigMap.")
 
 
 class EnvVarSource(Model):
+    """Where an environment variable's value comes from; set one of the two."""
+
     secret_key_ref: SecretKeyRef | None = Field(
         default=None, description="Take the value from a Secret; it never enters status or logs."
     )
@@ -62,8 +114,13 @@ class EnvVarSource(Model):
 
 
 class EnvVar(Model):
+    """An environment variable of the step's container: a literal value or one read at pod start."""
+
     name: str = Field(
-        min_length=1, max_length=128, pattern=ENV_NAME_PATTERN, description="Variable name."
+        min_length=1,
+        max_length=128,
+        pattern=ENV_NAME_PATTERN,
+        description="Variable name: letters, digits and '_', not starting with a digit.",
     )
     value: str | None = Field(default=None, description="A literal value (templates allowed).")
     value_from: EnvVarSource | None = Field(
@@ -72,6 +129,8 @@ class EnvVar(Model):
 
 
 class ResourceRequirements(Model):
+    """CPU and memory of the step's container, as Kubernetes quantities written as strings."""
+
     requests: dict[str, str] | None = Field(
         default=None, description="Minimum resources, e.g. {cpu: 100m, memory: 64Mi}."
     )
@@ -88,8 +147,8 @@ class Condition(Model):
 
     type: str = Field(description="Condition type, e.g. Succeeded, Valid, Ready.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: str = Field(description="A CamelCase word saying why.")
-    message: str = Field(default="", description="A sentence for people.")
+    reason: str = Field(description="A CamelCase word saying why, for programs to act on.")
+    message: str = Field(default="", description="A sentence for people, with the details.")
     last_transition_time: datetime = Field(description="When status last changed.")
     observed_generation: int | None = Field(
         default=None, description="The .metadata.generation this condition was computed from."

@@ -12,7 +12,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 def parse_duration(text: str) -> float:
     """Seconds in a duration string; raises ValueError naming the bad text."""
     if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"invalid duration {text!r}: use a number with ms, s, m or h, like 30s or 1h30m")
+        raise ValueError(
+            f"invalid duration {text!r}: use a number with ms, s, m or h, like 30s or 1h30m"
+        )
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from taskforge.api.common import Condition, Model, ResourceName
+from taskforge.api.common import (
+    Condition,
+    Model,
+    ResourceName,
+    cel_rule,
+    k8s_validations,
+    list_map,
+)
 from taskforge.api.steps import FailureKind
 from taskforge.api.workflow import ObjectMeta, WorkflowSpec
 
@@ -20,35 +27,74 @@ TERMINAL_STEP_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Skippe
 
 
 class WorkflowRef(Model):
+    """A reference to a Workflow in the run's namespace."""
+
     name: ResourceName = Field(description="Name of a Workflow in the run's namespace.")
 
 
 class TriggerInfo(Model):
+    """What started the run; templates read it as {{ trigger.* }}."""
+
     type: Literal["manual", "schedule", "webhook", "retry", "replay"] = Field(
-        default="manual", description="What started the run."
+        default="manual",
+        description="What started the run: manual, schedule, webhook, retry or replay.",
     )
-    scheduled_time: datetime | None = Field(default=None, description="Cron time (schedule).")
-    delivery_id: str | None = Field(default=None, description="Webhook delivery id.")
-    body: Any = Field(default=None, description="Webhook JSON body, as `trigger.body`.")
+    scheduled_time: datetime | None = Field(
+        default=None, description="The cron time the run was started for (type schedule)."
+    )
+    delivery_id: str | None = Field(
+        default=None, description="The webhook delivery id (type webhook), for idempotency."
+    )
+    body: Any = Field(
+        default=None, description="The webhook's JSON body, as {{ trigger.body }} in templates."
+    )
 
 
 class ReusedStep(Model):
-    name: str = Field(description="Step whose earlier result is reused.")
-    outputs: dict[str, Any] | None = Field(default=None, description="Its outputs.")
+    """A step that succeeded in an earlier run, whose result this run takes over."""
+
+    name: str = Field(description="Name of the step whose earlier result is reused.")
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="The outputs the step produced then."
+    )
+
+
+_RUN_SPEC_RULES = [
+    cel_rule(
+        "has(self.workflowRef) != has(self.workflowSpec)",
+        "set exactly one of workflowRef and workflowSpec",
+    )
+]
 
 
 class WorkflowRunSpec(Model):
-    workflow_ref: WorkflowRef | None = Field(default=None, description="The Workflow to run.")
+    """One execution of a workflow: which workflow, its parameters, and cancellation."""
+
+    model_config = ConfigDict(json_schema_extra=k8s_validations(*_RUN_SPEC_RULES))
+
+    workflow_ref: WorkflowRef | None = Field(
+        default=None, description="The Workflow to run; not together with workflowSpec."
+    )
     workflow_spec: WorkflowSpec | None = Field(
-        default=None, description="An inline workflow, instead of workflowRef."
+        default=None, description="An inline workflow to run; not together with workflowRef."
     )
-    params: dict[str, Any] | None = Field(default=None, description="Parameter values.")
+    params: dict[str, Any] | None = Field(
+        default=None, description="Parameter values, by name; see the workflow's params."
+    )
     cancel: bool = Field(
-        default=False, description="Set true to cancel: running steps stop, finally steps run."
+        default=False,
+        description="Set true to cancel the run: running steps stop, finally steps run."
+        " It cannot be set back to false.",
+        json_schema_extra=k8s_validations(
+            cel_rule("self || !oldSelf", "cancel cannot be set back to false once true")
+        ),
     )
-    trigger: TriggerInfo | None = Field(default=None, description="What started the run.")
+    trigger: TriggerInfo | None = Field(
+        default=None, description="What started the run (set by the operator and the CLI)."
+    )
     reuse_steps: list[ReusedStep] | None = Field(
         default=None,
+        max_length=2000,
         description="Steps that succeeded in an earlier run: not run again, outputs reused.",
     )
 
@@ -60,57 +106,111 @@ class WorkflowRunSpec(Model):
 
 
 class StepStatus(Model):
-    """Kept small on purpose: a 1,000-step run must stay well under etcd's object limit."""
+    """Status of one step. Kept small on purpose: a 1,000-step run must stay well under etcd's
+    object limit."""
 
-    phase: StepPhase = Field(default="Pending", description="Where the step is.")
+    phase: StepPhase = Field(
+        default="Pending",
+        description="Pending, Waiting (rate or concurrency limit), Running, Retrying, or"
+        " terminal: Succeeded, Failed, Skipped, Cancelled.",
+    )
     attempts: int = Field(default=0, description="Attempts launched so far.")
-    job_name: str | None = Field(default=None, description="Job of the latest attempt.")
-    started_at: datetime | None = Field(default=None, description="First attempt's start.")
+    job_name: str | None = Field(default=None, description="Name of the latest attempt's Job.")
+    started_at: datetime | None = Field(default=None, description="When the first attempt began.")
     finished_at: datetime | None = Field(default=None, description="When it became terminal.")
     exit_code: int | None = Field(default=None, description="Exit code of the latest attempt.")
-    failure: FailureKind | None = Field(default=None, description="Kind of the last failure.")
-    outputs: dict[str, Any] | None = Field(default=None, description="Result (bounded).")
-    message: str | None = Field(default=None, description="Why it is in this phase.")
-    next_attempt_at: datetime | None = Field(default=None, description="When a retry starts.")
-    wait_until: datetime | None = Field(default=None, description="Rate-limited until then.")
-    reused: bool | None = Field(default=None, description="Result taken from an earlier run.")
+    failure: FailureKind | None = Field(
+        default=None, description="Kind of the last failure: Failed, TimedOut or PodFailure."
+    )
+    outputs: dict[str, Any] | None = Field(
+        default=None,
+        description="The step's result, as {{ steps.NAME.outputs }} in templates (bounded).",
+    )
+    message: str | None = Field(default=None, description="Why the step is in this phase.")
+    next_attempt_at: datetime | None = Field(
+        default=None, description="When the next attempt starts (phase Retrying)."
+    )
+    wait_until: datetime | None = Field(
+        default=None, description="Held back by a rate limit until then (phase Waiting)."
+    )
+    reused: bool | None = Field(
+        default=None, description="The result was taken from an earlier run (spec.reuseSteps)."
+    )
 
 
 class PinnedWorkflow(Model):
-    name: str | None = Field(default=None, description="Workflow name (none when inline).")
-    generation: int | None = Field(default=None, description="Its generation when pinned.")
-    uid: str | None = Field(default=None, description="Its UID.")
+    """The Workflow the run started from; later edits of it do not change the run."""
+
+    name: str | None = Field(
+        default=None, description="Workflow name (unset for an inline workflowSpec)."
+    )
+    generation: int | None = Field(
+        default=None, description="The Workflow's .metadata.generation when the run started."
+    )
+    uid: str | None = Field(default=None, description="The Workflow's UID.")
 
 
 class DeadLetter(Model):
-    id: str = Field(description="Record id (the run's UID and failed step).")
+    """The record of a step that failed for good, kept here before it is shipped to Redis."""
+
+    id: str = Field(description="Record id (the run's UID and the failed step).")
     workflow: str | None = Field(default=None, description="Workflow name.")
-    step: str = Field(description="The failed step.")
+    step: str = Field(description="Name of the failed step.")
     error: str = Field(description="The failure message.")
     attempts: int = Field(description="Attempts made.")
     failed_at: datetime = Field(description="When the step failed for good.")
-    shipped: bool = Field(default=False, description="Redis acknowledged the record.")
-    stream_id: str | None = Field(default=None, description="Redis stream entry id.")
+    shipped: bool = Field(
+        default=False, description="Redis acknowledged the record (the outbox is drained)."
+    )
+    stream_id: str | None = Field(default=None, description="The Redis stream entry id.")
 
 
 class WorkflowRunStatus(Model):
-    phase: RunPhase = Field(default="Pending", description="Pending, Running, or terminal.")
-    observed_generation: int | None = Field(default=None, description="Generation last seen.")
-    conditions: list[Condition] | None = Field(default=None, description="Succeeded, ...")
-    workflow: PinnedWorkflow | None = Field(default=None, description="Pinned workflow.")
-    workflow_spec: WorkflowSpec | None = Field(
-        default=None, description="Copy of the spec the run started from; edits do not affect it."
+    """What the operator knows about the run: the source of truth, written by the operator only."""
+
+    phase: RunPhase = Field(
+        default="Pending",
+        description="Pending, Running, or terminal: Succeeded, Failed, Cancelled.",
     )
-    params: dict[str, Any] | None = Field(default=None, description="Resolved params.")
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the operator last processed."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Conditions such as Succeeded, for kubectl wait --for=condition=Succeeded.",
+        json_schema_extra=list_map("type"),
+    )
+    workflow: PinnedWorkflow | None = Field(
+        default=None, description="The Workflow the run was pinned to when it started."
+    )
+    workflow_spec: WorkflowSpec | None = Field(
+        default=None,
+        description="Copy of the spec the run started from; edits of the Workflow do not"
+        " affect the run.",
+    )
+    params: dict[str, Any] | None = Field(
+        default=None, description="Parameter values after defaults were applied."
+    )
     started_at: datetime | None = Field(default=None, description="When the run started.")
-    finished_at: datetime | None = Field(default=None, description="When it ended.")
-    progress: str | None = Field(default=None, description="Terminal steps / all steps.")
-    steps: dict[str, StepStatus] | None = Field(default=None, description="Per-step status.")
+    finished_at: datetime | None = Field(default=None, description="When the run ended.")
+    duration: str | None = Field(
+        default=None,
+        description="How long the run took, or has taken so far, e.g. 1m30s (see"
+        " taskforge.api.durations.format_duration).",
+    )
+    progress: str | None = Field(default=None, description="Terminal steps / all steps, e.g. 3/5.")
+    steps: dict[str, StepStatus] | None = Field(
+        default=None, description="Status of each step, by step name."
+    )
     message: str | None = Field(default=None, description="Why the run is in this phase.")
-    dead_letter: DeadLetter | None = Field(default=None, description="Dead-letter record.")
+    dead_letter: DeadLetter | None = Field(
+        default=None, description="The dead-letter record of the step that failed the run."
+    )
 
 
 class WorkflowRun(Model):
+    """One execution of a Workflow (named by spec.workflowRef or inline in spec.workflowSpec)."""
+
     model_config = Model.model_config | {"extra": "ignore"}
 
     api_version: Literal["taskforge.io/v1alpha1"] = "taskforge.io/v1alpha1"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from taskforge.api.common import (
     EnvVar,
@@ -12,20 +12,29 @@ from taskforge.api.common import (
     ResourceRequirements,
     SecretKeyRef,
     StepName,
+    cel_rule,
+    k8s_validations,
 )
 from taskforge.api.durations import DURATION_PATTERN
 
 Duration = str
 FailureKind = Literal["Failed", "TimedOut", "PodFailure"]
 STEP_TYPES = ("http", "script", "log", "container", "slack", "email")
+_RETRY_ON_DEFAULT: tuple[FailureKind, ...] = ("Failed", "TimedOut", "PodFailure")
+
+_TEMPLATES = "Templates like {{ params.x }} and {{ steps.NAME.outputs.KEY }} are rendered first."
 
 
 class HeaderValueSource(Model):
+    """Where a header's value comes from."""
+
     secret_key_ref: SecretKeyRef = Field(description="Read the header value from a Secret.")
 
 
 class HttpHeader(Model):
-    name: str = Field(min_length=1, max_length=256, description="Header name.")
+    """A request header: a literal value or one read from a Secret."""
+
+    name: str = Field(min_length=1, max_length=256, description="Header name, e.g. Authorization.")
     value: str | None = Field(default=None, description="Literal value (templates allowed).")
     value_from: HeaderValueSource | None = Field(
         default=None, description="Read the value from a Secret; it is never written to status."
@@ -33,25 +42,41 @@ class HttpHeader(Model):
 
 
 class HttpStep(Model):
+    """An HTTP request made by the executor. Outputs: status, the kept headers, the JSON body."""
+
+    # CEL cannot see `json`: the apiserver hides untyped (any JSON) fields from CEL rules. A
+    # structural `not: {required: [...]}` can, though its message is less clear.
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["json", "body"]}})
+
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = Field(
-        default="GET", description="HTTP method."
+        default="GET", description="HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS."
     )
-    url: str = Field(min_length=1, max_length=2048, description="URL (templates allowed).")
-    query: dict[str, str] | None = Field(default=None, description="Query parameters to add.")
-    headers: list[HttpHeader] | None = Field(default=None, description="Request headers.")
+    url: str = Field(min_length=1, max_length=2048, description=f"http or https URL. {_TEMPLATES}")
+    query: dict[str, str] | None = Field(
+        default=None, description="Query parameters to add to the URL (templates allowed)."
+    )
+    headers: list[HttpHeader] | None = Field(
+        default=None, max_length=100, description="Request headers."
+    )
     json_body: Any = Field(
-        default=None, alias="json", description="A JSON body (templates allowed in strings)."
+        default=None,
+        alias="json",
+        description="A JSON body, sent with Content-Type application/json; templates are"
+        " rendered in its strings. Not together with body.",
     )
-    body: str | None = Field(default=None, description="A raw body; not together with json.")
+    body: str | None = Field(
+        default=None, description="A raw body (templates allowed). Not together with json."
+    )
     timeout: Duration = Field(
         default="30s", pattern=DURATION_PATTERN, description="Request timeout, e.g. 30s."
     )
-    success_codes: list[int] | None = Field(
+    success_codes: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
         default=None,
+        max_length=100,
         description="Status codes that count as success; default: any 2xx.",
     )
     response_headers: list[str] | None = Field(
-        default=None, description="Response headers to keep in the step's outputs."
+        default=None, max_length=100, description="Response headers to keep in the step's outputs."
     )
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
 
@@ -63,73 +88,127 @@ class HttpStep(Model):
 
 
 class ScriptStep(Model):
+    """A script run by the executor. Outputs: exit code, the tail of stdout, and the JSON object
+    the script writes to the file named by $TASKFORGE_RESULT."""
+
     language: Literal["sh", "bash", "python"] = Field(
-        default="sh", description="Interpreter for the source."
+        default="sh", description="Interpreter for the source: sh, bash or python."
     )
-    source: str = Field(min_length=1, max_length=65536, description="The script (templates allowed).")
-    env: list[EnvVar] | None = Field(default=None, description="Environment variables.")
+    source: str = Field(
+        min_length=1, max_length=65536, description=f"The script's source. {_TEMPLATES}"
+    )
+    env: list[EnvVar] | None = Field(
+        default=None, max_length=256, description="Environment variables."
+    )
     working_dir: str | None = Field(default=None, description="Working directory.")
 
 
 class LogStep(Model):
-    message: str = Field(min_length=1, max_length=4096, description="Message (templates allowed).")
+    """A message written to the step's log (and its outputs)."""
+
+    message: str = Field(min_length=1, max_length=4096, description=f"The message. {_TEMPLATES}")
     level: Literal["debug", "info", "warning", "error"] = Field(
-        default="info", description="Log level."
+        default="info", description="Log level: debug, info, warning or error."
     )
 
 
 class ContainerStep(Model):
-    image: str = Field(min_length=1, max_length=512, description="Any container image.")
-    command: list[str] | None = Field(default=None, description="Entrypoint override.")
-    args: list[str] | None = Field(default=None, description="Arguments (templates allowed).")
-    env: list[EnvVar] | None = Field(default=None, description="Environment variables.")
+    """Any container image, run like a plain Job (no executor inside)."""
+
+    image: str = Field(
+        min_length=1, max_length=512, description="Container image, e.g. python:3.11-slim."
+    )
+    command: list[str] | None = Field(
+        default=None, max_length=256, description="Entrypoint override (the image's by default)."
+    )
+    args: list[str] | None = Field(
+        default=None, max_length=256, description="Arguments (templates allowed)."
+    )
+    env: list[EnvVar] | None = Field(
+        default=None, max_length=256, description="Environment variables."
+    )
     working_dir: str | None = Field(default=None, description="Working directory.")
-    resources: ResourceRequirements | None = Field(default=None, description="CPU and memory.")
+    resources: ResourceRequirements | None = Field(
+        default=None, description="CPU and memory requests and limits."
+    )
 
 
 class SlackStep(Model):
+    """A message posted to a Slack incoming webhook."""
+
     webhook_url_from: SecretKeyRef = Field(
         description="Secret key holding the Slack incoming-webhook URL."
     )
     text: str | None = Field(default=None, description="Message text (templates allowed).")
-    blocks: list[dict[str, Any]] | None = Field(default=None, description="Slack Block Kit blocks.")
+    blocks: list[dict[str, Any]] | None = Field(
+        default=None, max_length=50, description="Slack Block Kit blocks (templates allowed)."
+    )
 
 
 class EmailStep(Model):
+    """An e-mail sent over SMTP; credentials come from Secrets."""
+
     host: str = Field(min_length=1, max_length=253, description="SMTP server host.")
     port: int = Field(default=587, ge=1, le=65535, description="SMTP server port.")
     security: Literal["starttls", "tls", "none"] = Field(
-        default="starttls", description="starttls, implicit tls, or none."
+        default="starttls",
+        description="starttls (upgrade a plain connection), tls (implicit TLS) or none.",
     )
-    username_from: SecretKeyRef | None = Field(default=None, description="Secret key: user name.")
-    password_from: SecretKeyRef | None = Field(default=None, description="Secret key: password.")
-    from_address: str = Field(alias="from", min_length=3, description="Sender address.")
-    to: list[str] = Field(min_length=1, description="Recipient addresses.")
+    username_from: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the SMTP user name."
+    )
+    password_from: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the SMTP password."
+    )
+    from_address: str = Field(
+        alias="from", min_length=3, max_length=320, description="Sender address."
+    )
+    to: list[str] = Field(
+        min_length=1, max_length=100, description="Recipient addresses (templates allowed)."
+    )
     subject: str = Field(min_length=1, max_length=998, description="Subject (templates allowed).")
     body: str = Field(description="Plain-text body (templates allowed).")
 
 
 class Backoff(Model):
-    type: Literal["exponential", "fixed"] = Field(default="exponential", description="Growth.")
-    delay: Duration = Field(
-        default="10s", pattern=DURATION_PATTERN, description="Wait before the first retry."
+    """How long to wait before each retry."""
+
+    type: Literal["exponential", "fixed"] = Field(
+        default="exponential",
+        description="exponential: delay, then delay*factor, ... up to maxDelay; fixed: delay.",
     )
-    factor: float = Field(default=2.0, ge=1.0, le=10.0, description="Multiplier (exponential).")
+    delay: Duration = Field(
+        default="10s",
+        pattern=DURATION_PATTERN,
+        description="Wait before the first retry, e.g. 10s.",
+    )
+    factor: float = Field(
+        default=2.0, ge=1.0, le=10.0, description="Multiplier per retry (exponential), 1 to 10."
+    )
     max_delay: Duration = Field(
-        default="10m", pattern=DURATION_PATTERN, description="Upper bound of any wait."
+        default="10m", pattern=DURATION_PATTERN, description="Upper bound of any wait, e.g. 10m."
     )
 
 
 class RetryPolicy(Model):
-    limit: int = Field(default=0, ge=0, le=100, description="Retries after the first attempt.")
+    """When and how often a failed step is tried again."""
+
+    limit: int = Field(
+        default=0, ge=0, le=100, description="Retries after the first attempt, 0 to 100."
+    )
     backoff: Backoff = Field(default_factory=Backoff, description="Wait between attempts.")
     on: list[FailureKind] = Field(
-        default_factory=lambda: ["Failed", "TimedOut", "PodFailure"],
-        description="Which failures are retried: Failed (retryable exit), TimedOut, PodFailure.",
+        default_factory=lambda: list(_RETRY_ON_DEFAULT),
+        max_length=3,
+        description="Which failures are retried: Failed (a retryable exit of the step),"
+        " TimedOut (the step's timeout), PodFailure (the pod was lost or evicted)."
+        " Default: all three.",
     )
 
 
 class StepRateLimit(Model):
+    """A start-rate limit shared by every step, in any workflow, that names the same key."""
+
     key: str = Field(
         min_length=1, max_length=128, description="Shared key, e.g. github-api, across workflows."
     )
@@ -138,29 +217,57 @@ class StepRateLimit(Model):
 
 
 class StepConcurrency(Model):
+    """A limit on running steps shared by every step, in any workflow, that names the same key."""
+
     key: str = Field(min_length=1, max_length=128, description="Shared key across workflows.")
     max_running: int = Field(ge=1, le=10_000, description="Steps running at once under the key.")
 
 
 class Step(Model):
+    """One unit of work, run as one Kubernetes Job per attempt. Set exactly one step type:
+    http, script, log, container, slack or email."""
+
+    model_config = ConfigDict(
+        json_schema_extra=k8s_validations(
+            cel_rule(
+                "[" + ", ".join(f"has(self.{t})" for t in STEP_TYPES) + "]"
+                ".filter(t, t).size() == 1",
+                message_expression="'step ' + self.name + ' must set exactly one step type"
+                " (" + ", ".join(STEP_TYPES) + ")'",
+            )
+        )
+    )
+
     name: StepName
     depends_on: list[StepName] | None = Field(
-        default=None, description="Steps that must finish before this one starts."
+        default=None,
+        max_length=100,
+        description="Names of steps that must finish before this one starts. A finally step may"
+        " name steps and other finally steps.",
     )
     when: str | None = Field(
         default=None,
         max_length=4096,
-        description="A CEL condition over params, steps and run; the step is Skipped if false.",
+        description="A CEL condition over params, steps (steps.NAME.phase, steps.NAME.outputs)"
+        " and run; when it is false the step is Skipped.",
     )
-    retry: RetryPolicy | None = Field(default=None, description="Retry policy for this step.")
+    retry: RetryPolicy | None = Field(
+        default=None, description="Retry policy for this step (default: the workflow's retry)."
+    )
     timeout: Duration | None = Field(
-        default=None, pattern=DURATION_PATTERN, description="Per-attempt time limit, e.g. 5m."
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="Time limit of each attempt, e.g. 5m (default: the workflow's stepTimeout).",
     )
     continue_on_failure: bool = Field(
         default=False, description="A failure of this step does not fail the run."
     )
-    rate_limit: StepRateLimit | None = Field(default=None, description="Shared start-rate limit.")
-    concurrency: StepConcurrency | None = Field(default=None, description="Shared running limit.")
+    rate_limit: StepRateLimit | None = Field(
+        default=None, description="Start-rate limit shared across workflows by key."
+    )
+    concurrency: StepConcurrency | None = Field(
+        default=None, description="Running-steps limit shared across workflows by key."
+    )
     http: HttpStep | None = Field(default=None, description="Make an HTTP request.")
     script: ScriptStep | None = Field(default=None, description="Run a sh, bash or python script.")
     log: LogStep | None = Field(default=None, description="Write a log message.")

@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from taskforge.api.common import Condition, Model, ResourceName, SecretKeyRef
+from taskforge.api.common import (
+    Condition,
+    Model,
+    ResourceName,
+    SecretKeyRef,
+    cel_rule,
+    k8s_validations,
+    list_map,
+)
 from taskforge.api.durations import DURATION_PATTERN
 from taskforge.api.steps import Duration, RetryPolicy, Step
 
@@ -15,30 +23,53 @@ ParamType = Literal["string", "number", "integer", "boolean", "object", "array"]
 
 
 class ParamSpec(Model):
+    """A typed parameter: {{ params.NAME }} in templates, params.NAME in `when` conditions."""
+
     name: str = Field(
-        min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name."
+        min_length=1,
+        max_length=63,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Parameter name: letters, digits and '_', not starting with a digit.",
     )
-    type: ParamType = Field(default="string", description="JSON type the value must have.")
+    type: ParamType = Field(
+        default="string",
+        description="JSON type the value must have: string, number, integer, boolean, object"
+        " or array.",
+    )
     default: Any = Field(default=None, description="Value used when a run does not set it.")
-    description: str | None = Field(default=None, max_length=1024, description="What it is for.")
-    required: bool = Field(default=False, description="A run must set it (ignored with default).")
+    description: str | None = Field(
+        default=None, max_length=1024, description="What the parameter is for."
+    )
+    required: bool = Field(
+        default=False, description="A run must set it (ignored when there is a default)."
+    )
 
 
 class Schedule(Model):
     """Cron trigger with the exact semantics of a Kubernetes CronJob."""
 
-    cron: str = Field(min_length=1, max_length=256, description="Cron expression, e.g. '*/5 * * * *'.")
+    cron: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Cron expression as in a CronJob, e.g. '*/5 * * * *' or '@hourly'.",
+    )
     timezone: str | None = Field(
         default=None, max_length=64, description="IANA time zone, e.g. Europe/Berlin; default UTC."
     )
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
-        default="Allow", description="What to do when the previous run is still active."
+        default="Allow",
+        description="When the previous scheduled run is still active: Allow (start another),"
+        " Forbid (skip this time) or Replace (cancel it and start a new one).",
     )
     starting_deadline_seconds: int | None = Field(
-        default=None, ge=0, description="Skip a schedule not started within this many seconds."
+        default=None,
+        ge=0,
+        description="Skip a scheduled time that could not start within this many seconds.",
     )
     suspend: bool = Field(default=False, description="Start no new scheduled runs.")
-    params: dict[str, Any] | None = Field(default=None, description="Params for scheduled runs.")
+    params: dict[str, Any] | None = Field(
+        default=None, description="Parameter values of scheduled runs."
+    )
 
 
 class Webhook(Model):
@@ -46,63 +77,187 @@ class Webhook(Model):
 
     enabled: bool = Field(default=True, description="Accept deliveries.")
     auth: Literal["hmac", "bearer"] = Field(
-        default="hmac", description="hmac: X-Taskforge-Signature sha256=...; bearer: a token."
+        default="hmac",
+        description="hmac: header X-Taskforge-Signature: sha256=<HMAC-SHA256 of the body>;"
+        " bearer: header Authorization: Bearer <token>.",
     )
     secret_ref: SecretKeyRef = Field(description="Secret key holding the HMAC key or token.")
     max_body_bytes: int = Field(
-        default=1_048_576, ge=1, le=10_485_760, description="Largest accepted body."
+        default=1_048_576, ge=1, le=10_485_760, description="Largest accepted body, in bytes."
     )
     params_from_body: dict[str, str] | None = Field(
         default=None,
-        description="Param name to a dotted path in the JSON body, e.g. {ref: pull_request.head.ref}.",
+        description="Param name to a dotted path in the JSON body, e.g."
+        " {ref: pull_request.head.ref}.",
     )
 
 
 class Triggers(Model):
+    """What starts runs besides a manually created WorkflowRun."""
+
     schedule: Schedule | None = Field(default=None, description="Cron schedule.")
     webhook: Webhook | None = Field(default=None, description="Webhook endpoint.")
 
 
 class Concurrency(Model):
+    """A limit on how many runs of this workflow run at once."""
+
     max_runs: int = Field(ge=1, le=10_000, description="Runs of this workflow running at once.")
 
 
 class RunRateLimit(Model):
+    """A limit on how many runs of this workflow start per interval."""
+
     limit: int = Field(ge=1, le=1_000_000, description="Run starts allowed per interval.")
     per: Duration = Field(pattern=DURATION_PATTERN, description="Interval, e.g. 1m.")
 
 
 class History(Model):
-    successful_runs: int = Field(default=10, ge=0, le=1000, description="Succeeded runs kept.")
-    failed_runs: int = Field(default=10, ge=0, le=1000, description="Failed or cancelled kept.")
+    """How many finished WorkflowRuns are kept; older ones are deleted."""
+
+    successful_runs: int = Field(
+        default=10, ge=0, le=1000, description="Succeeded runs kept, 0 to 1000."
+    )
+    failed_runs: int = Field(
+        default=10, ge=0, le=1000, description="Failed or cancelled runs kept, 0 to 1000."
+    )
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, description="Delete a finished run after this many seconds."
     )
 
 
+# CEL cannot index a list by name and Kubernetes offers no cel.bind, so the dependsOn rules build
+# a map of the step names once with a two-variable comprehension (Kubernetes 1.32+) and bind it
+# with `[map].all(names, ...)`. A nested exists() would cost O(steps^2) and exceed the
+# apiserver's cost budget for 2,000 steps. (With two steps of the same name, the map cannot be
+# built: the apiserver then reports that next to the list's own "Duplicate value" error.)
+_STEP_NAMES = "self.steps.transformMapEntry(i, s, {s.name: true})"
+_FINALLY_NAMES = "self.finally.transformMapEntry(i, s, {s.name: true})"
+
+
+def _bind(var: str, value: str, body: str) -> str:
+    """`body` (a bool) with `var` bound to `value`, computed once."""
+    return f"[{value}].all({var}, {body})"
+
+
+def _bind_str(var: str, value: str, body: str) -> str:
+    """`body` (a string) with `var` bound to `value`, computed once."""
+    return f"[{value}].map({var}, {body})[0]"
+
+
+def _deps_rule(steps: str, known: str) -> str:
+    """Every dependsOn entry `d` of every item of `steps` satisfies `known`."""
+    return f"{steps}.all(s, !has(s.dependsOn) || s.dependsOn.all(d, {known}))"
+
+
+def _unknown_dep_message(steps: str, known: str) -> str:
+    """Names the first step with an unknown dependsOn entry, and the entry.
+
+    It indexes `steps` rather than using a filter() result: the cost estimator loses the
+    maxLength of strings that come out of filter(), and then rejects the expression.
+    """
+    bad_step = (
+        f"{steps}.transformList(i, s, has(s.dependsOn) && s.dependsOn.exists(d, !{known}), i)[0]"
+    )
+    bad_dep = f"{steps}[k].dependsOn.transformList(j, d, !{known}, j)[0]"
+    return _bind_str(
+        "k",
+        bad_step,
+        f"'step ' + {steps}[k].name + ' depends on unknown step '"
+        f" + {steps}[k].dependsOn[{bad_dep}]",
+    )
+
+
+_IN_STEPS = "(d in names)"
+_IN_ANY = "(d in names || d in fnames)"
+_CLASH = "(f.name in names)"
+
+_WORKFLOW_SPEC_RULES = [
+    cel_rule(
+        "!has(self.finally) || " + _bind("names", _STEP_NAMES, f"self.finally.all(f, !{_CLASH})"),
+        message_expression=_bind_str(
+            "names",
+            _STEP_NAMES,
+            _bind_str(
+                "k",
+                f"self.finally.transformList(i, f, {_CLASH}, i)[0]",
+                "'finally step ' + self.finally[k].name + ' has the name of a step:"
+                " names must be unique across steps and finally'",
+            ),
+        ),
+        field_path=".finally",
+    ),
+    cel_rule(
+        _bind("names", _STEP_NAMES, _deps_rule("self.steps", _IN_STEPS)),
+        message_expression=_bind_str(
+            "names", _STEP_NAMES, _unknown_dep_message("self.steps", _IN_STEPS)
+        ),
+        field_path=".steps",
+    ),
+    cel_rule(
+        "!has(self.finally) || "
+        + _bind(
+            "names",
+            _STEP_NAMES,
+            _bind("fnames", _FINALLY_NAMES, _deps_rule("self.finally", _IN_ANY)),
+        ),
+        message_expression=_bind_str(
+            "names",
+            _STEP_NAMES,
+            _bind_str("fnames", _FINALLY_NAMES, _unknown_dep_message("self.finally", _IN_ANY)),
+        ),
+        field_path=".finally",
+    ),
+]
+
+
 class WorkflowSpec(Model):
-    description: str | None = Field(default=None, max_length=4096, description="What it does.")
-    params: list[ParamSpec] | None = Field(default=None, description="Typed parameters.")
-    steps: list[Step] = Field(min_length=1, max_length=2000, description="The steps, a DAG.")
+    """What to run: the steps, their dependencies and policies, and what triggers a run."""
+
+    model_config = ConfigDict(json_schema_extra=k8s_validations(*_WORKFLOW_SPEC_RULES))
+
+    description: str | None = Field(
+        default=None, max_length=4096, description="What the workflow does, for people."
+    )
+    params: list[ParamSpec] | None = Field(
+        default=None, max_length=100, description="Typed parameters a run may or must set."
+    )
+    steps: list[Step] = Field(
+        min_length=1,
+        max_length=2000,
+        description="The steps, a DAG: a step starts when all its dependsOn steps have finished;"
+        " steps without dependsOn start at once. Names are unique.",
+        json_schema_extra=list_map("name"),
+    )
     finally_steps: list[Step] | None = Field(
         default=None,
         alias="finally",
         max_length=100,
-        description="Steps that run after all others end, whatever the outcome.",
+        description="Steps that run after all others end, whatever the outcome (also when the"
+        " run fails or is cancelled).",
+        json_schema_extra=list_map("name"),
     )
     retry: RetryPolicy | None = Field(
         default=None, description="Default retry policy for steps that set none."
     )
     step_timeout: Duration | None = Field(
-        default=None, pattern=DURATION_PATTERN, description="Default per-attempt step timeout."
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="Default time limit of each step attempt, e.g. 10m.",
     )
     timeout: Duration | None = Field(
-        default=None, pattern=DURATION_PATTERN, description="Time limit for a whole run."
+        default=None, pattern=DURATION_PATTERN, description="Time limit of a whole run, e.g. 1h."
     )
     triggers: Triggers | None = Field(default=None, description="Cron and webhook triggers.")
-    concurrency: Concurrency | None = Field(default=None, description="Limit on running runs.")
-    rate_limit: RunRateLimit | None = Field(default=None, description="Limit on run starts.")
-    history: History | None = Field(default=None, description="How many finished runs to keep.")
+    concurrency: Concurrency | None = Field(
+        default=None, description="Limit on this workflow's runs running at once."
+    )
+    rate_limit: RunRateLimit | None = Field(
+        default=None, description="Limit on this workflow's run starts per interval."
+    )
+    history: History | None = Field(
+        default=None, description="How many finished runs to keep (default 10 of each)."
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> WorkflowSpec:
@@ -128,19 +283,35 @@ class WorkflowSpec(Model):
 
 
 class ObjectRef(Model):
-    name: str = Field(description="Name.")
-    uid: str | None = Field(default=None, description="UID.")
+    """A reference to a WorkflowRun in the same namespace."""
+
+    name: str = Field(description="Name of the run.")
+    uid: str | None = Field(default=None, description="UID of the run.")
 
 
 class WorkflowStatus(Model):
-    observed_generation: int | None = Field(default=None, description="Generation last seen.")
-    conditions: list[Condition] | None = Field(default=None, description="Valid, Scheduled, ...")
+    """What the operator observed about the workflow; written by the operator only."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the operator last processed."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Valid (the DAG has no cycles and every reference resolves), Scheduled, ...",
+        json_schema_extra=list_map("type"),
+    )
     last_run: str | None = Field(default=None, description="Name of the newest run.")
     last_run_time: datetime | None = Field(default=None, description="When the newest run began.")
-    last_schedule_time: datetime | None = Field(default=None, description="Last cron time run.")
-    next_schedule_time: datetime | None = Field(default=None, description="Next cron time.")
+    last_schedule_time: datetime | None = Field(
+        default=None, description="The last scheduled (cron) time a run was started for."
+    )
+    next_schedule_time: datetime | None = Field(
+        default=None, description="The next scheduled (cron) time."
+    )
     active: list[ObjectRef] | None = Field(default=None, description="Runs now running.")
-    step_count: int | None = Field(default=None, description="Number of steps (printer column).")
+    step_count: int | None = Field(
+        default=None, description="Number of steps, shown by kubectl get."
+    )
 
 
 class ObjectMeta(Model):
@@ -158,6 +329,8 @@ class ObjectMeta(Model):
 
 
 class Workflow(Model):
+    """A workflow: steps run as Kubernetes Jobs, started manually, by cron or by webhook."""
+
     model_config = Model.model_config | {"extra": "ignore"}
 
     api_version: Literal["taskforge.io/v1alpha1"] = "taskforge.io/v1alpha1"
