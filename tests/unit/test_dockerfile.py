@@ -501,23 +501,30 @@ def _clean_env(home: Path, venv_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory, ignore_rules: list[IgnoreRule],
-          dockerfile: Dockerfile) -> Path:
-    """The wheel `pip wheel --no-deps` builds from the Dockerfile's build context."""
+def build_context(tmp_path_factory: pytest.TempPathFactory, ignore_rules: list[IgnoreRule],
+                  dockerfile: Dockerfile) -> Path:
+    """A copy of what the Dockerfile's COPY instructions take from the build context."""
     context = tmp_path_factory.mktemp("context")
     sources = [s.rstrip("/") for _, srcs in _copy_sources(dockerfile) for s in srcs]
     for rel in context_files(sources, ignore_rules):
         (context / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, context / rel)
+    return context
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory, build_context: Path) -> Path:
+    """The wheel `pip wheel --no-deps` builds from that context, as the build stage does."""
     out = tmp_path_factory.mktemp("wheels")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-         "--disable-pip-version-check", "--wheel-dir", str(out), str(context)],
+         "--disable-pip-version-check", "--wheel-dir", str(out), str(build_context)],
         capture_output=True, text=True, timeout=100, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (built,) = out.glob("taskforge-*.whl")
     return built
+
 
 @pytest.fixture(scope="module")
 def image_venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
@@ -547,12 +554,14 @@ class TestImageEntrypoints:
     backend (setuptools), like the Dockerfile's own build stage.
     """
 
-    def test_wheel_holds_every_package_file(self, wheel: Path) -> None:
+    def test_wheel_holds_every_package_file(self, wheel: Path, build_context: Path) -> None:
         with zipfile.ZipFile(wheel) as archive:
             names = set(archive.namelist())
             (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
             scripts = archive.read(entry_points).decode()
-        for package, directory in PACKAGE_DIRS.items():
+        for package, source in PACKAGE_DIRS.items():
+            directory = build_context / source.relative_to(ROOT)
+            assert directory.is_dir(), f"{source} is not in the build context"
             for path in directory.rglob("*"):
                 if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
                     continue
