@@ -48,12 +48,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
 fi
 
-if [ ! -x "$BIN/helm" ]; then
+# Helm's built-in "current Kubernetes" defaults to an old release unless set at link time;
+# charts with kubeVersion constraints need it to match the control plane.
+helm_stamp="$BIN/.helm-kube-$K8S_VERSION"
+if [ ! -x "$BIN/helm" ] || [ ! -f "$helm_stamp" ]; then
   log "installing helm $HELM_VERSION"
+  kmajor=$(echo "$K8S_VERSION" | cut -d. -f1 | tr -d v)
+  kminor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  helm_kube=""
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    helm_kube+=" -X $pkg.k8sVersionMajor=$kmajor -X $pkg.k8sVersionMinor=$kminor"
+  done
   t0=$(date +%s)
   GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $helm_kube" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  touch "$helm_stamp"
   log "built helm in $(( $(date +%s) - t0 ))s"
 fi
 

@@ -1,0 +1,60 @@
+"""Pure helpers for rate limits and concurrency slots: key names, holder ids, and a
+waiting run's place in its workflow's queue.
+
+They live in the engine (no Redis here) so the planner, the operator and the tests
+all name keys the same way, and so the queue order is decided from facts
+(creation time, name) the caller passes in.
+
+Named step keys are scoped by namespace: two tenants that both pick the key
+``github-api`` do not throttle each other. Sharing is across workflows of one
+namespace, which is what a Secret-held API token usually spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
+
+
+def run_rate_key(namespace: str, workflow: str) -> str:
+    """Limiter key for run starts of one workflow (``spec.rateLimit``)."""
+    return f"run:{namespace}/{workflow}"
+
+
+def step_rate_key(namespace: str, key: str) -> str:
+    """Limiter key for step starts under a named key (``steps[].rateLimit.key``)."""
+    return f"step:{namespace}/{key}"
+
+
+def run_slot_key(namespace: str, workflow: str) -> str:
+    """Slot key for running runs of one workflow (``spec.concurrency.maxRuns``)."""
+    return f"run:{namespace}/{workflow}"
+
+
+def step_slot_key(namespace: str, key: str) -> str:
+    """Slot key for running steps under a named key (``steps[].concurrency.key``)."""
+    return f"step:{namespace}/{key}"
+
+
+def step_holder(run_uid: str, step: str) -> str:
+    """Holder id of a step's slot: unique per run and step, stable across attempts
+    and operator restarts so a re-acquire after a crash is idempotent."""
+    return f"{run_uid}/{step}"
+
+
+class Waiter(NamedTuple):
+    """A run waiting for a slot: ordered by creation time, then name (the tie-break
+    Kubernetes users can see, since creationTimestamp has one-second resolution)."""
+
+    created: datetime
+    name: str
+
+
+def queue_rank(me: Waiter, waiting: Iterable[Waiter]) -> int:
+    """How many of ``waiting`` must be admitted before ``me`` (``me`` may be among them).
+
+    Pass every run of the workflow that has not started and is not finished; the
+    result is the ``rank`` argument of ``Slots.acquire``.
+    """
+    return sum(1 for w in waiting if (w.created, w.name) < (me.created, me.name))
