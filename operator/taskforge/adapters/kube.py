@@ -136,3 +136,12 @@ def read_secret_key(namespace: str, name: str, key: str) -> bytes | None:
     data = _body(secret).get("data") or {}
     value = data.get(key)
     return base64.b64decode(value) if value is not None else None
+
+
+def set_api_client(api: client.ApiClient | None) -> client.ApiClient | None:
+    """Point every function here at another cluster (tests, benchmarks); returns the previous
+    client so the caller can put it back. None makes the next call load the default config."""
+    global _api_client
+    with _lock:
+        previous, _api_client = _api_client, api
+        return previous
