@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -53,7 +53,7 @@ def post_event(
     }
     try:
         client.CoreV1Api(api_client()).create_namespaced_event(
-            namespace, body, _preload_content=False
+            namespace, cast(Any, body), _preload_content=False
         )
     except ApiException as exc:
         if exc.status not in (409, 404):

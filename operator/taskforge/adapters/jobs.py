@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from taskforge_executor.contract import EXECUTOR_COMMAND, encode_step, secret_env
+
 from taskforge import API_VERSION
 from taskforge.engine.actions import CreateJob
-from taskforge.engine.facts import ObservedJob
-from taskforge_executor.contract import EXECUTOR_COMMAND, encode_step, secret_env
+from taskforge.engine.facts import JobFailure, ObservedJob
 
 LABEL_WORKFLOW = "taskforge.io/workflow"
 LABEL_RUN = "taskforge.io/run"
@@ -246,7 +247,7 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> ObservedJob:
             return ObservedJob(**base, state="Succeeded", exit_code=0,
                                termination_message=message, finished_at=finished)
         pod_reason = (pod or {}).get("status", {}).get("reason")
-        kind = "TimedOut" if pod_reason == "DeadlineExceeded" else "Failed"
+        kind: JobFailure = "TimedOut" if pod_reason == "DeadlineExceeded" else "Failed"
         if term.get("reason") in {"LocalAgentCannotRunImage", "ContainerCannotRun", "OOMKilled"}:
             kind = "PodFailure"
         return ObservedJob(**base, state="Failed", failure=kind, exit_code=exit_code,

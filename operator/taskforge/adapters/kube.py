@@ -7,9 +7,10 @@ engine works on plain data anyway.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -30,9 +31,9 @@ def api_client() -> client.ApiClient:
     with _lock:
         if _api_client is None:
             try:
-                config.load_incluster_config()
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
             except config.ConfigException:
-                config.load_kube_config()
+                config.load_kube_config()  # type: ignore[no-untyped-call]
             cfg = client.Configuration.get_default_copy()
             cfg.connection_pool_maxsize = 32
             _api_client = client.ApiClient(cfg)
@@ -52,7 +53,7 @@ def create_job(namespace: str, manifest: dict[str, Any]) -> bool:
     """Create a Job; False when it already exists (409 is success: names are deterministic)."""
     try:
         client.BatchV1Api(api_client()).create_namespaced_job(
-            namespace, manifest, _preload_content=False
+            namespace, cast(Any, manifest), _preload_content=False
         )
     except ApiException as exc:
         if exc.status == 409:
@@ -123,8 +124,6 @@ def delete_object(plural: str, namespace: str, name: str) -> None:
 
 def read_secret_key(namespace: str, name: str, key: str) -> bytes | None:
     """One value of a Secret (for webhook keys); None when the Secret or key is missing."""
-    import base64
-
     try:
         secret = client.CoreV1Api(api_client()).read_namespaced_secret(
             name, namespace, _preload_content=False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,7 +138,7 @@ class RunReconciler:
 
     async def _apply(self, key: Key, body: dict[str, Any], result: Plan, now: datetime) -> None:
         ref = RunRef(name=key[1], namespace=key[0], uid=str(body["metadata"].get("uid", "")))
-        calls = []
+        calls: list[Awaitable[object]] = []
         for action in result.actions:
             if isinstance(action, CreateJob):
                 manifest = build_job(action, ref, self.config.jobs)
@@ -162,7 +163,7 @@ class RunReconciler:
                 await asyncio.to_thread(
                     post_event, body, event.type, event.reason, event.message, now
                 )
-            except Exception as exc:  # noqa: BLE001 - an Event is never worth a failed run
+            except Exception as exc:
                 log.warning("could not post event %s: %s", event.reason, exc)
 
         task = asyncio.get_running_loop().create_task(post())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -89,15 +90,19 @@ async def cleanup(**_: Any) -> None:
         await OPERATOR.stop()
 
 
-def _raw(event: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+def _raw(event: kopf.RawEvent) -> tuple[bool, dict[str, Any]]:
     return event.get("type") == "DELETED", dict(event.get("object") or {})
 
 
+def _ns(namespace: str | None) -> str:
+    return namespace or "default"
+
+
 @kopf.on.event(GROUP, VERSION, "workflowruns")
-def run_event(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
+def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
     op = _operator()
     deleted, body = _raw(event)
-    key = (namespace, name)
+    key = (_ns(namespace), name)
     op.store.put_run(key, None if deleted else body)
     if deleted:
         return
@@ -109,34 +114,38 @@ def run_event(event: dict[str, Any], namespace: str, name: str, **_: Any) -> Non
 
 
 @kopf.on.event(GROUP, VERSION, "workflows")
-def workflow_event(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
+def workflow_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
     op = _operator()
     deleted, body = _raw(event)
-    key = (namespace, name)
+    key = (_ns(namespace), name)
     op.store.put_workflow(key, None if deleted else body)
     if deleted:
         return
     op.workflow_queue.add(key)
-    for run in op.store.runs_of_workflow(namespace, name):
+    for run in op.store.runs_of_workflow(*key):
         if not (run.get("status") or {}).get("workflowSpec"):
-            op.run_queue.add((namespace, run["metadata"]["name"]))
+            op.run_queue.add((key[0], run["metadata"]["name"]))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
-def job_event(event: dict[str, Any], namespace: str, name: str, labels: Any, **_: Any) -> None:
+def job_event(
+    event: kopf.RawEvent, namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
+) -> None:
     op = _operator()
     deleted, body = _raw(event)
-    run_key = (namespace, labels[LABEL_RUN])
+    run_key = (_ns(namespace), labels[LABEL_RUN])
     op.store.put_job(run_key, name, None if deleted else body)
     op.run_queue.add(run_key)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-def pod_event(event: dict[str, Any], namespace: str, name: str, labels: Any, **_: Any) -> None:
+def pod_event(
+    event: kopf.RawEvent, namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
+) -> None:
     op = _operator()
     deleted, body = _raw(event)
     job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
     if not job:
         return
-    op.store.put_pod((namespace, job), name, None if deleted else body)
-    op.run_queue.add((namespace, labels[LABEL_RUN]))
+    op.store.put_pod((_ns(namespace), job), name, None if deleted else body)
+    op.run_queue.add((_ns(namespace), labels[LABEL_RUN]))

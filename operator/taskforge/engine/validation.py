@@ -1,0 +1,105 @@
+"""Workflow validation beyond the CRD schema, and the Workflow's status summary.
+
+CEL rules in the CRD cannot follow a graph, so cycles are found here, together
+with template syntax errors and `when` expressions that do not compile. The
+result is the `Valid` condition: users see it in `kubectl get` and GitOps tools
+read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+from taskforge.api.common import Condition
+from taskforge.api.workflow import WorkflowSpec
+from taskforge.engine.conditions import check_when, set_condition
+from taskforge.engine.dag import DagError, build
+
+_SYNTAX = SandboxedEnvironment()
+
+
+def _template_problems(value: Any, path: str) -> list[str]:
+    if isinstance(value, str):
+        if "{{" in value or "{%" in value:
+            try:
+                _SYNTAX.parse(value)
+            except TemplateSyntaxError as exc:
+                return [f"{path}: template syntax error: {exc.message}"]
+        return []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _template_problems(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _template_problems(v, f"{path}[{i}]")]
+    return []
+
+
+def validate_workflow(spec: WorkflowSpec) -> list[str]:
+    """Every problem that would stop a run, each naming its field; [] when valid."""
+    try:
+        build(spec)
+    except DagError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for group, steps in (("spec.steps", spec.steps), ("spec.finally", spec.finally_steps or [])):
+        for i, step in enumerate(steps):
+            where = f"{group}[{i}]"
+            if step.when is not None:
+                error = check_when(step.when)
+                if error:
+                    problems.append(f"{where}.when: {error}")
+            config = getattr(step, step.step_type).to_k8s()
+            problems.extend(_template_problems(config, f"{where}.{step.step_type}"))
+    return problems
+
+
+def workflow_status(
+    *,
+    old_status: dict[str, Any],
+    spec: WorkflowSpec | None,
+    spec_error: str | None,
+    generation: int,
+    runs: Sequence[dict[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """The Workflow's status: Valid condition, step count, newest run, active runs.
+
+    Fields owned by the scheduler (lastScheduleTime, nextScheduleTime) pass through.
+    """
+    problems = [spec_error] if spec_error else validate_workflow(spec) if spec else ["no spec"]
+    conditions = [Condition.model_validate(c) for c in old_status.get("conditions") or []]
+    if problems:
+        conditions = set_condition(
+            conditions, type_="Valid", status="False", reason="InvalidWorkflow",
+            message="; ".join(problems)[:1024], now=now, observed_generation=generation,
+        )
+    else:
+        conditions = set_condition(
+            conditions, type_="Valid", status="True", reason="Valid",
+            message="the workflow is valid", now=now, observed_generation=generation,
+        )
+    status = dict(old_status)
+    status["observedGeneration"] = generation
+    status["conditions"] = [c.to_k8s() for c in conditions]
+    if spec is not None:
+        status["stepCount"] = len(spec.steps) + len(spec.finally_steps or [])
+    newest = max(runs, key=lambda r: (str(r.get("created") or ""), str(r.get("name"))),
+                 default=None)
+    if newest is not None:
+        status["lastRun"] = newest["name"]
+        if newest.get("created"):
+            status["lastRunTime"] = newest["created"]
+    active = [
+        {"name": r["name"], "uid": r.get("uid")}
+        for r in sorted(runs, key=lambda r: str(r.get("name")))
+        if r.get("phase") in ("Pending", "Running")
+    ]
+    if active:
+        status["active"] = active
+    else:
+        status.pop("active", None)
+    return status
