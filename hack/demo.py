@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,6 @@ def start_operator(cluster: LocalCluster, log_path: Path) -> subprocess.Popen[by
 def seconds_between(start: str | None, end: str | None) -> str:
     if not start:
         return ""
-    from datetime import UTC, datetime
-
     def parse(t: str) -> datetime:
         return datetime.fromisoformat(t.replace("Z", "+00:00"))
 
