@@ -94,11 +94,11 @@ CASES = {
     "created after the time: nothing yet": Case(
         "* * * * *", "2024-05-01T10:00:40Z", None, None, "2024-05-01T10:01:00Z",
         created="2024-05-01T10:00:30Z"),
-    "more than 100 missed, no deadline: warn and start the newest": Case(
-        "* * * * *", "2024-05-01T13:00:30Z", "2024-05-01T10:00:00Z", "2024-05-01T13:00:00Z",
+    "more than 100 missed, no deadline: start nothing, say so": Case(
+        "* * * * *", "2024-05-01T13:00:30Z", "2024-05-01T10:00:00Z", None,
         "2024-05-01T13:01:00Z", reason="TooManyMissedTimes", events=("TooManyMissedTimes",)),
-    "more than 100 missed, long deadline: warn and start": Case(
-        "* * * * *", "2024-05-01T13:00:30Z", "2024-05-01T10:00:00Z", "2024-05-01T13:00:00Z",
+    "more than 100 missed, long deadline: start nothing": Case(
+        "* * * * *", "2024-05-01T13:00:30Z", "2024-05-01T10:00:00Z", None,
         "2024-05-01T13:01:00Z", deadline=86400, reason="TooManyMissedTimes",
         events=("TooManyMissedTimes",)),
     "more than 100 missed, short deadline: no warning": Case(
@@ -183,7 +183,8 @@ def test_plan(case: Case) -> None:
     assert p.last_schedule_time == (t(expected_last) if expected_last else None)
     assert p.delete_active == case.delete
     assert p.condition.reason == case.reason
-    assert p.condition.status == ("False" if case.suspend else "True")
+    stuck = case.suspend or case.reason == "TooManyMissedTimes"
+    assert p.condition.status == ("False" if stuck else "True")
     assert tuple(e.reason for e in p.events) == case.events
     if p.next_schedule_time is None:
         assert p.requeue_after is None

@@ -1,0 +1,1 @@
+"""The `taskforge` command line (also `kubectl taskforge`): see main.py for the app."""

@@ -20,8 +20,9 @@ It ports the CronJob controller v2 of Kubernetes v1.36 (`syncCronJob`, `mostRece
 `nextScheduleTimeDuration` in pkg/controller/cronjob), including its less obvious rules:
 
 * Only the most recent missed time is started, never a backlog; the missed count is CronJob's
-  estimate (gap between the first two times), and more than 100 missed times gives a Warning
-  (TooManyMissedTimes) but, since v2, still starts the most recent one.
+  estimate (gap between the first two times). More than 100 missed times starts NOTHING and
+  says so (condition Scheduled=False, reason TooManyMissedTimes, and a Warning Event): the
+  original controller's rule, which issue 6 asks for; controller v2 would start the newest.
 * `startingDeadlineSeconds` moves the window start to `now - deadline`, so a time older than
   that is simply not a candidate. CronJob's own "too late" branch is unreachable for that reason
   and it says nothing; we add a MissSchedule Warning so the skip is visible.
@@ -232,10 +233,7 @@ def plan_schedule(
     events: list[ScheduleEvent] = []
     reason, message = "Scheduled", ""
     if missed == _Missed.MANY:
-        reason = "TooManyMissedTimes"
-        message = (f"too many missed start times. Set or decrease {FIELD}.startingDeadlineSeconds"
-                   " or check clock skew")
-        events.append(ScheduleEvent("Warning", reason, message))
+        return _too_many_missed(spec, last, now)
 
     name = scheduled_run_name(workflow, scheduled)
     if last == scheduled or any(r.name == name for r in runs):
@@ -252,6 +250,32 @@ def plan_schedule(
     start = ScheduledStart(name, scheduled)
     return _planned(spec, now, scheduled, last=scheduled, note=(reason, message), events=events,
                     start=start, delete=delete)
+
+
+def _too_many_missed(spec: CronSpec, last: datetime | None, now: datetime) -> SchedulePlan:
+    """More than 100 missed times: start nothing and say so (Taskforge's rule, issue 6).
+
+    This is the original CronJob controller's behaviour; controller v2 warns and starts the
+    newest time instead. A flood of catch-up after a long outage is rarely what a platform
+    team wants, so the schedule waits until someone sets or lowers startingDeadlineSeconds
+    (which bounds the window and so the count) or moves lastScheduleTime on. It wakes up at
+    the next scheduled time to report again, never in a tight loop.
+    """
+    message = (f"more than 100 missed start times: not starting any. Set or decrease"
+               f" {FIELD}.startingDeadlineSeconds or check clock skew")
+    upcoming = _next_time(spec, now, now)
+    requeue = None
+    if upcoming is not None:
+        requeue = max(0.0, (upcoming - now).total_seconds()) + NEXT_SCHEDULE_DELTA
+    return SchedulePlan(
+        start=None,
+        delete_active=(),
+        last_schedule_time=last,
+        next_schedule_time=upcoming,
+        requeue_after=requeue,
+        condition=ScheduleCondition("False", "TooManyMissedTimes", message),
+        events=(ScheduleEvent("Warning", "TooManyMissedTimes", message),),
+    )
 
 
 def _without_start(

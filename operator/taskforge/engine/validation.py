@@ -19,6 +19,7 @@ from taskforge.api.common import Condition
 from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.conditions import check_when, set_condition
 from taskforge.engine.dag import DagError, build
+from taskforge.engine.schedule import SchedulePlan
 
 _SYNTAX = SandboxedEnvironment()
 
@@ -103,3 +104,33 @@ def workflow_status(
     else:
         status.pop("active", None)
     return status
+
+
+def _stamp(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_schedule(
+    status: dict[str, Any], plan: SchedulePlan | None, generation: int, now: datetime
+) -> dict[str, Any]:
+    """Fold a schedule plan into the Workflow's status (or drop schedule fields if none)."""
+    out = dict(status)
+    if plan is None:
+        for key in ("lastScheduleTime", "nextScheduleTime"):
+            out.pop(key, None)
+        out["conditions"] = [c for c in out.get("conditions") or [] if c.get("type") != "Scheduled"]
+        return out
+    if plan.last_schedule_time is not None:
+        out["lastScheduleTime"] = _stamp(plan.last_schedule_time)
+    if plan.next_schedule_time is not None:
+        out["nextScheduleTime"] = _stamp(plan.next_schedule_time)
+    else:
+        out.pop("nextScheduleTime", None)
+    conditions = [Condition.model_validate(c) for c in out.get("conditions") or []]
+    conditions = set_condition(
+        conditions, type_=plan.condition.type, status=plan.condition.status,
+        reason=plan.condition.reason, message=plan.condition.message[:1024], now=now,
+        observed_generation=generation,
+    )
+    out["conditions"] = [c.to_k8s() for c in conditions]
+    return out

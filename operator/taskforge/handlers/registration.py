@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from taskforge import GROUP, VERSION
 from taskforge.adapters import metrics
@@ -25,6 +26,7 @@ from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.reconcile import RunReconciler
 from taskforge.handlers.store import Key, Store
+from taskforge.handlers.webhook_server import start_webhook_server
 from taskforge.handlers.workflows import WorkflowReconciler
 
 log = logging.getLogger("taskforge.operator")
@@ -41,6 +43,7 @@ class Operator:
         self.runs = RunReconciler(self.store, self.run_queue, config, self._run_finished)
         self.workflows = WorkflowReconciler(self.store, self.workflow_queue, self.run_queue)
         self.tasks: list[asyncio.Task[None]] = []
+        self.webhook: web.AppRunner | None = None
 
     def _run_finished(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
         ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
@@ -54,6 +57,8 @@ class Operator:
         self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
 
     async def stop(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.cleanup()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -78,6 +83,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
     OPERATOR = Operator(config)
     OPERATOR.start()
+    if config.webhook_port:
+        store = OPERATOR.store
+        OPERATOR.webhook = await start_webhook_server(
+            config.webhook_port, lambda ns, name: store.workflows.get((ns, name))
+        )
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     log.info("taskforge operator started: executor image %s, %d workers",

@@ -10,10 +10,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from taskforge.adapters import kube
+from taskforge.adapters.events import post_event
 from taskforge.adapters.patch import merge_patch
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
+from taskforge.api.workflow import Schedule
 from taskforge.engine.history import FinishedRun, plan_cleanup
-from taskforge.engine.validation import workflow_status
+from taskforge.engine.schedule import (
+    ActiveRun,
+    SchedulePlan,
+    plan_schedule,
+    scheduled_run_manifest,
+)
+from taskforge.engine.triggers import LABEL_TRIGGER
+from taskforge.engine.validation import with_schedule, workflow_status
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.store import Key, Store
 
@@ -52,14 +61,29 @@ class WorkflowReconciler:
             first = exc.errors()[0]
             error = f"spec.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
         old = body.get("status") or {}
+        generation = int(meta.get("generation") or 1)
         new = workflow_status(
             old_status=old,
             spec=spec,
             spec_error=error,
-            generation=int(meta.get("generation") or 1),
+            generation=generation,
             runs=[_run_summary(r) for r in runs],
             now=now,
         )
+        schedule = spec.triggers.schedule if spec and spec.triggers else None
+        plan = None
+        if schedule is not None and not error:
+            plan = plan_schedule(
+                key[1],
+                schedule,
+                created=_time(meta.get("creationTimestamp")) or now,
+                last_schedule_time=_time(old.get("lastScheduleTime")),
+                runs=[_active_run(r) for r in runs
+                      if (r["metadata"].get("labels") or {}).get(LABEL_TRIGGER) == "schedule"],
+                now=now,
+            )
+            await self._carry_out(key, body, schedule, plan, now)
+        new = with_schedule(new, plan, generation, now)
         patch = merge_patch(old, new)
         if patch:
             try:
@@ -69,6 +93,32 @@ class WorkflowReconciler:
                 if not kube.is_status(exc, 404):
                     raise
         await self._cleanup(key, spec, runs, now)
+
+    async def _carry_out(
+        self, key: Key, body: dict[str, Any], schedule: Schedule, plan: SchedulePlan,
+        now: datetime,
+    ) -> None:
+        """Replace's deletions, the scheduled run (409 means it exists: started), events."""
+        for name in plan.delete_active:
+            log.info("deleting run %s/%s (concurrencyPolicy Replace)", key[0], name)
+            await asyncio.to_thread(kube.delete_object, kube.RUNS, key[0], name)
+        if plan.start is not None:
+            manifest = scheduled_run_manifest(key[0], key[1], plan.start, schedule)
+            try:
+                await asyncio.to_thread(kube.create_object, kube.RUNS, key[0], manifest)
+                log.info("started scheduled run %s/%s for %s", key[0], plan.start.run_name,
+                         plan.start.scheduled_time.isoformat())
+            except Exception as exc:
+                if not kube.is_status(exc, 409):
+                    raise
+        for event in plan.events:
+            try:
+                await asyncio.to_thread(post_event, body, event.type, event.reason,
+                                        event.message, now)
+            except Exception as exc:
+                log.warning("could not post event %s: %s", event.reason, exc)
+        if plan.requeue_after is not None:
+            self.queue.add_after(key, plan.requeue_after)
 
     async def _cleanup(
         self, key: Key, spec: WorkflowSpec | None, runs: list[dict[str, Any]], now: datetime
@@ -85,6 +135,15 @@ class WorkflowReconciler:
             await asyncio.to_thread(kube.delete_object, kube.RUNS, key[0], name)
         if cleanup.requeue_after is not None:
             self.queue.add_after(key, cleanup.requeue_after)
+
+
+def _active_run(run: dict[str, Any]) -> ActiveRun:
+    trigger = (run.get("spec") or {}).get("trigger") or {}
+    return ActiveRun(
+        name=run["metadata"]["name"],
+        scheduled_time=_time(trigger.get("scheduledTime")),
+        phase=(run.get("status") or {}).get("phase", "Pending"),
+    )
 
 
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:

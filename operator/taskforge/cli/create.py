@@ -1,0 +1,162 @@
+"""Commands that change runs: `run` (start one), `retry` (start one from a failed one) and
+`cancel`.
+
+They only write the WorkflowRun's spec (or create one); the operator does the rest and
+reports in the status, which `--watch` follows.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from taskforge.cli.client import (
+    RUNS,
+    WORKFLOWS,
+    Cluster,
+    ContextOpt,
+    KubeconfigOpt,
+    NamespaceOpt,
+    connect,
+)
+from taskforge.cli.params import load_param_file, parse_assignments, resolve
+from taskforge.cli.render import emit, is_terminal
+from taskforge.cli.runs import plan_retry, run_manifest
+from taskforge.cli.watching import exit_code, follow
+
+
+class CreateOutput(StrEnum):
+    name = "name"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOpt = Annotated[
+    CreateOutput | None,
+    typer.Option(
+        "--output", "-o",
+        help="name: print workflowrun.taskforge.io/NAME; json|yaml: the created run"
+        " (with --watch: the final run).",
+        show_default=False,
+    ),
+]
+WatchOpt = Annotated[
+    bool,
+    typer.Option("--watch", help="Follow the run until it ends; exit 1 unless it Succeeded."),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", help="Name of the run (default: generated, WORKFLOW-xxxxx).",
+                 show_default=False),
+]
+
+
+def _report(cluster: Cluster, created: dict[str, Any], output: CreateOutput | None,
+            watch: bool, note: str) -> None:
+    """Print what was created, then follow it if asked; exits with the run's outcome."""
+    name = created["metadata"]["name"]
+    if output is CreateOutput.name:
+        print(f"workflowrun.taskforge.io/{name}")
+    elif output is None:
+        print(f"workflowrun {name} created{note}")
+    elif not watch:
+        emit(created, output.value)
+    if not watch:
+        return
+    sys.stdout.flush()
+    final = follow(cluster, name, live=output is not CreateOutput.json
+                   and output is not CreateOutput.yaml)
+    if output in (CreateOutput.json, CreateOutput.yaml):
+        assert output is not None
+        emit(final, output.value)
+    raise typer.Exit(exit_code(final))
+
+
+def run(
+    ctx: typer.Context,
+    *,
+    workflow: Annotated[str, typer.Argument(help="Name of the Workflow to run.",
+                                            show_default=False)],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A param as key=value; the value is a YAML scalar"
+                     " (-p n=3 is a number, -p n='\"3\"' a string). Repeatable.",
+                     show_default=False),
+    ] = None,
+    param_file: Annotated[
+        Path | None,
+        typer.Option("--param-file", help="YAML file with a mapping of params (-p wins).",
+                     show_default=False),
+    ] = None,
+    watch: WatchOpt = False,
+    name: NameOpt = None,
+    output: OutputOpt = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+) -> None:
+    """Start a run of a Workflow (a WorkflowRun with trigger manual)."""
+    given = load_param_file(param_file) if param_file else {}
+    given.update(parse_assignments(param or []))
+    cluster = connect(ctx, namespace, context, kubeconfig)
+    wf = cluster.get(WORKFLOWS, workflow)
+    params = resolve(given, (wf.get("spec") or {}).get("params"), workflow)
+    manifest = run_manifest(
+        workflow=workflow,
+        name=name,
+        source={"workflowRef": {"name": workflow}},
+        params=params,
+        trigger="manual",
+    )
+    created = cluster.create(RUNS, manifest)
+    _report(cluster, created, output, watch, "")
+
+
+def retry(
+    ctx: typer.Context,
+    *,
+    run_name: Annotated[str, typer.Argument(metavar="RUN", help="The failed or cancelled run.",
+                                            show_default=False)],
+    watch: WatchOpt = False,
+    name: NameOpt = None,
+    output: OutputOpt = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+) -> None:
+    """Start a new run of RUN's workflow and params, reusing the steps that Succeeded.
+
+    The steps that did not succeed run again (trigger retry, label taskforge.io/retry-of).
+    """
+    cluster = connect(ctx, namespace, context, kubeconfig)
+    old = cluster.get(RUNS, run_name)
+    plan = plan_retry(cluster, old, name)
+    if plan.warning:
+        print(f"warning: {plan.warning}", file=sys.stderr)
+    created = cluster.create(RUNS, plan.manifest)
+    reused = ", ".join(plan.reused) or "nothing"
+    _report(cluster, created, output, watch, f" (retry of {run_name}; reusing {reused})")
+
+
+def cancel(
+    ctx: typer.Context,
+    *,
+    run_name: Annotated[str, typer.Argument(metavar="RUN", help="The run to cancel.",
+                                            show_default=False)],
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+) -> None:
+    """Cancel a run: running steps stop, finally steps still run (sets spec.cancel)."""
+    cluster = connect(ctx, namespace, context, kubeconfig)
+    current = cluster.get(RUNS, run_name)
+    if is_terminal(current):
+        phase = current["status"]["phase"]
+        print(f"workflowrun {run_name} already {phase}: nothing to cancel")
+        return
+    cluster.patch(RUNS, run_name, {"spec": {"cancel": True}})
+    print(f"workflowrun {run_name} cancel requested")

@@ -1,0 +1,83 @@
+"""One-line errors for people, and the command group that turns them into exit code 1.
+
+A CLI that prints a traceback for "run not found" or "connection refused" reads as a
+crash. Commands raise `CliError` (or let an `ApiException` or a connection error escape);
+`Group.invoke` catches them once for every command and sub-command, prints
+`error: ...` on stderr and exits 1. Bugs still raise, so they stay visible.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+import typer
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException
+from typer.core import TyperGroup
+
+
+class CliError(Exception):
+    """An expected failure with a message for the user; the CLI exits 1."""
+
+
+def api_message(exc: ApiException) -> str:
+    """The apiserver's own sentence from a Status body, else the HTTP reason."""
+    body: Any = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body.strip():
+        try:
+            status = json.loads(body)
+        except ValueError:
+            return f"{exc.status} {body.strip()[:200]}"
+        if isinstance(status, dict) and status.get("message"):
+            return str(status["message"])
+    return f"{exc.status} {exc.reason}"
+
+
+def describe(exc: BaseException) -> str | None:
+    """The one-line message for an expected error, or None for a bug."""
+    if isinstance(exc, CliError):
+        return str(exc)
+    if isinstance(exc, ApiException):
+        if exc.status in (401, 403):
+            return f"not allowed: {api_message(exc)}"
+        return f"Kubernetes API error: {api_message(exc)}"
+    if isinstance(exc, urllib3.exceptions.MaxRetryError):
+        pool = exc.pool
+        where = f" at {pool.scheme}://{pool.host}:{pool.port}" if pool is not None else ""
+        return f"cannot reach the Kubernetes API{where}: {_reason(exc)}"
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        return f"cannot reach the Kubernetes API: {exc}"
+    if isinstance(exc, ConfigException):
+        return f"kubeconfig: {exc}"
+    return None
+
+
+def _reason(exc: urllib3.exceptions.MaxRetryError) -> str:
+    """`Connection refused` rather than urllib3's nested repr of the pool and the retry."""
+    reason = exc.reason
+    text = str(reason) if reason is not None else str(exc)
+    # NewConnectionError reads "HTTPSConnection(...): Failed to establish a new connection:
+    # [Errno 111] Connection refused"; keep the last part.
+    text = re.sub(r"^\w*Connection\([^)]*\): ", "", text)
+    text = text.rsplit("Failed to establish a new connection: ", 1)[-1]
+    return re.sub(r"^\[Errno -?\d+\] ", "", text)
+
+
+class Group(TyperGroup):
+    """The root command group: expected errors become one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # Any: typer's vendored click Context is private
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:  # typer.Exit and usage errors are not "expected": re-raised
+            message = describe(exc)
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            raise typer.Exit(1) from None
