@@ -2,7 +2,10 @@
 
 Both sides import these names, so an exit code means the same thing in the pod that writes
 it and in the engine that decides whether to retry. The codes follow BSD `sysexits.h`:
-75 (EX_TEMPFAIL) for "try again later" and 78 (EX_CONFIG) for "retrying cannot help".
+75 (EX_TEMPFAIL) for "try again later" and 78 (EX_CONFIG) for "retrying cannot help", so
+they cannot be confused with a crash (1), a shell error (2) or a signal (128+n). Those other
+codes (a user's container, a killed process) count as retryable failures: the step's retry
+policy decides, as a Job's backoffLimit would.
 """
 
 from __future__ import annotations

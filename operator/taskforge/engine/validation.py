@@ -58,6 +58,27 @@ def validate_workflow(spec: WorkflowSpec) -> list[str]:
     return problems
 
 
+def _limits_condition(
+    conditions: list[Condition], spec: WorkflowSpec | None, redis_configured: bool,
+    generation: int, now: datetime,
+) -> list[Condition]:
+    """`LimitsEnforced`: present only when the workflow asks for rate or concurrency limits."""
+    wants = spec is not None and bool(
+        spec.rate_limit or spec.concurrency
+        or any(s.rate_limit or s.concurrency for s in spec.all_steps)
+    )
+    if not wants:
+        return [c for c in conditions if c.type != "LimitsEnforced"]
+    if redis_configured:
+        return set_condition(conditions, type_="LimitsEnforced", status="True",
+                             reason="RedisConfigured", message="limits are enforced in Redis",
+                             now=now, observed_generation=generation)
+    return set_condition(
+        conditions, type_="LimitsEnforced", status="False", reason="RedisNotConfigured",
+        message="the workflow sets rateLimit or concurrency, but the operator has no REDIS_URL:"
+                " the limits are not enforced", now=now, observed_generation=generation)
+
+
 def workflow_status(
     *,
     old_status: dict[str, Any],
@@ -66,6 +87,7 @@ def workflow_status(
     generation: int,
     runs: Sequence[dict[str, Any]],
     now: datetime,
+    redis_configured: bool = True,
 ) -> dict[str, Any]:
     """The Workflow's status: Valid condition, step count, newest run, active runs.
 
@@ -83,6 +105,7 @@ def workflow_status(
             conditions, type_="Valid", status="True", reason="Valid",
             message="the workflow is valid", now=now, observed_generation=generation,
         )
+    conditions = _limits_condition(conditions, spec, redis_configured, generation, now)
     status = dict(old_status)
     status["observedGeneration"] = generation
     status["conditions"] = [c.to_k8s() for c in conditions]

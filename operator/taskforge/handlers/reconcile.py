@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,17 +20,29 @@ from taskforge.adapters import kube, metrics
 from taskforge.adapters.events import post_event
 from taskforge.adapters.jobs import RunRef, build_job, observe_job
 from taskforge.adapters.patch import merge_patch
-from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowSpec
+from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, WorkflowSpec
 from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
-from taskforge.engine.facts import RunFacts, WorkflowFacts
+from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
+from taskforge.engine.limits import Waiter
 from taskforge.engine.planner import plan
 from taskforge.handlers.config import OperatorConfig
+from taskforge.handlers.limits import Limits
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.store import Key, Store
 
 log = logging.getLogger("taskforge.reconcile")
 CONFLICT_RETRY_SECONDS = 0.05
 ERROR_RETRY_SECONDS = 2.0
+
+
+def _workflow_name(body: dict[str, Any]) -> str | None:
+    ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
+    return str(ref) if ref else None
+
+
+def _dump_status(status: WorkflowRunStatus) -> dict[str, Any]:
+    """Wire form without unset defaults: a finished 1,000-step run stays under 512 KiB."""
+    return status.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
 
 
 def _parse_time(value: Any) -> datetime:
@@ -45,7 +58,9 @@ class RunReconciler:
         queue: WorkQueue[Key],
         config: OperatorConfig,
         on_finished: Any = None,
+        limits: Limits | None = None,
     ) -> None:
+        self.limits = limits or Limits(None)
         self.store = store
         self.queue = queue
         self.config = config
@@ -120,21 +135,62 @@ class RunReconciler:
         except ValidationError as exc:
             await self._write_invalid(key, body, exc, now)
             return
+        admission = await self._admission(key, facts)
+        if admission is not None:
+            facts = replace(facts, admission=admission)
         result = plan(facts)
+        spec = result.status.workflow_spec
+        uid = facts.uid
+        if spec is not None and self.limits.enabled:
+            result = await self.limits.gate_steps(result, spec, namespace=key[0], uid=uid,
+                                                  run_name=key[1], now=now)
+        status, ship_retry = await self.limits.ship(
+            result.status, key[0], key[1], _workflow_name(body))
         await self._apply(key, body, result, now)
-        new_status = result.status.to_k8s()
+        new_status = _dump_status(status)
         patch = merge_patch(old_status, new_status)
         if patch:
             written = await self._write_status(key, body, patch)
             if written is None:
                 return
-        if result.requeue_after is not None:
-            self.queue.add_after(key, result.requeue_after)
+        requeue = [t for t in (result.requeue_after, ship_retry) if t is not None]
+        if requeue:
+            self.queue.add_after(key, min(requeue))
+        if self.limits.enabled:
+            await self.limits.release_finished(key[0], uid, spec, facts.status, status)
         phase = new_status.get("phase")
         if phase in TERMINAL_RUN_PHASES and old_status.get("phase") != phase:
             metrics.RUNS_FINISHED.labels(phase).inc()
+            workflow = _workflow_name(body)
+            if workflow and spec is not None and spec.concurrency is not None:
+                await self.limits.release_run(key[0], workflow, uid)
             if self.on_finished is not None:
                 self.on_finished(key, body, new_status)
+
+    async def _admission(self, key: Key, facts: RunFacts) -> RunAdmission | None:
+        """Ask Redis whether a run that has not started may start (None: no limits apply)."""
+        if not self.limits.enabled or (facts.status and facts.status.started_at):
+            return None
+        if facts.spec.workflow_spec is not None:
+            spec, workflow = facts.spec.workflow_spec, key[1]
+        elif facts.workflow is not None:
+            spec, workflow = facts.workflow.spec, facts.workflow.name
+        else:
+            return None
+        if spec.rate_limit is None and spec.concurrency is None:
+            return None
+        waiting = [
+            Waiter(_parse_time(r["metadata"].get("creationTimestamp")), r["metadata"]["name"])
+            for r in self.store.runs_of_workflow(key[0], workflow)
+            if not (r.get("status") or {}).get("startedAt")
+            and (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES
+        ]
+        trigger = facts.spec.trigger.type if facts.spec.trigger else "manual"
+        return await self.limits.admit_run(
+            spec, namespace=key[0], workflow=workflow, uid=facts.uid,
+            me=Waiter(facts.created_at, key[1]), waiting=waiting, now=facts.now,
+            rate_checked=trigger == "webhook",
+        )
 
     async def _apply(self, key: Key, body: dict[str, Any], result: Plan, now: datetime) -> None:
         ref = RunRef(name=key[1], namespace=key[0], uid=str(body["metadata"].get("uid", "")))

@@ -11,60 +11,25 @@ in WorkflowRun.status, written once per reconcile by `reconcile.py`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from aiohttp import web
 
 from taskforge import GROUP, VERSION
 from taskforge.adapters import metrics
 from taskforge.adapters.jobs import LABEL_RUN
 from taskforge.api import TERMINAL_RUN_PHASES
+from taskforge.handlers.app import Operator
 from taskforge.handlers.config import OperatorConfig
-from taskforge.handlers.queue import WorkQueue
-from taskforge.handlers.reconcile import RunReconciler
-from taskforge.handlers.store import Key, Store
-from taskforge.handlers.webhook_server import start_webhook_server
-from taskforge.handlers.workflows import WorkflowReconciler
 
 log = logging.getLogger("taskforge.operator")
 
 
-class Operator:
-    """The operator's parts, built once at startup and shared by the handlers."""
-
-    def __init__(self, config: OperatorConfig) -> None:
-        self.config = config
-        self.store = Store()
-        self.run_queue: WorkQueue[Key] = WorkQueue()
-        self.workflow_queue: WorkQueue[Key] = WorkQueue()
-        self.runs = RunReconciler(self.store, self.run_queue, config, self._run_finished)
-        self.workflows = WorkflowReconciler(self.store, self.workflow_queue, self.run_queue)
-        self.tasks: list[asyncio.Task[None]] = []
-        self.webhook: web.AppRunner | None = None
-
-    def _run_finished(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
-        ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
-        if ref:
-            self.workflow_queue.add((key[0], ref))
-
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        for _ in range(self.config.workers):
-            self.tasks.append(loop.create_task(self.run_queue.worker(self.runs.reconcile)))
-        self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
-
-    async def stop(self) -> None:
-        if self.webhook is not None:
-            await self.webhook.cleanup()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
 OPERATOR: Operator | None = None
+_background: set[asyncio.Task[None]] = set()
 
 
 def _operator() -> Operator:
@@ -82,12 +47,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.reconnect_backoff = 0.5
     settings.networking.request_timeout = 30
     OPERATOR = Operator(config)
-    OPERATOR.start()
-    if config.webhook_port:
-        store = OPERATOR.store
-        OPERATOR.webhook = await start_webhook_server(
-            config.webhook_port, lambda ns, name: store.workflows.get((ns, name))
-        )
+    await OPERATOR.start()
+    gc.freeze()  # the startup objects live forever: keep full collections short
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     log.info("taskforge operator started: executor image %s, %d workers",
@@ -109,12 +70,15 @@ def _ns(namespace: str | None) -> str:
 
 
 @kopf.on.event(GROUP, VERSION, "workflowruns")
-def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+async def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
     op = _operator()
     deleted, body = _raw(event)
     key = (_ns(namespace), name)
     op.store.put_run(key, None if deleted else body)
     if deleted:
+        task = asyncio.get_running_loop().create_task(op.forget_run(key[0], body))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
         return
     op.run_queue.add(key)
     metrics.ACTIVE_RUNS.set(
@@ -124,7 +88,7 @@ def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) 
 
 
 @kopf.on.event(GROUP, VERSION, "workflows")
-def workflow_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+async def workflow_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
     op = _operator()
     deleted, body = _raw(event)
     key = (_ns(namespace), name)
@@ -138,7 +102,7 @@ def workflow_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: 
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
-def job_event(
+async def job_event(
     event: kopf.RawEvent, namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
 ) -> None:
     op = _operator()
@@ -149,7 +113,7 @@ def job_event(
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-def pod_event(
+async def pod_event(
     event: kopf.RawEvent, namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
 ) -> None:
     op = _operator()

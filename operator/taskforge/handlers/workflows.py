@@ -34,7 +34,11 @@ def _time(value: Any) -> datetime | None:
 
 
 class WorkflowReconciler:
-    def __init__(self, store: Store, queue: WorkQueue[Key], runs: WorkQueue[Key]) -> None:
+    def __init__(
+        self, store: Store, queue: WorkQueue[Key], runs: WorkQueue[Key], *,
+        redis_configured: bool = False,
+    ) -> None:
+        self.redis_configured = redis_configured
         self.store = store
         self.queue = queue
         self.runs = runs
@@ -69,6 +73,7 @@ class WorkflowReconciler:
             generation=generation,
             runs=[_run_summary(r) for r in runs],
             now=now,
+            redis_configured=self.redis_configured,
         )
         schedule = spec.triggers.schedule if spec and spec.triggers else None
         plan = None

@@ -1,0 +1,81 @@
+"""What the engine is told: plain, frozen facts the adapter gathers before each reconcile.
+
+The engine never asks the cluster anything. Everything a decision may depend on, including
+the current time, arrives here, which is what makes `plan()` a pure, table-testable function
+and lets an operator restarted at any moment rebuild its picture from status and Jobs alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from taskforge.api.run import WorkflowRunSpec, WorkflowRunStatus
+from taskforge.api.workflow import WorkflowSpec
+
+JobState = Literal["Active", "Succeeded", "Failed"]
+JobFailure = Literal["Failed", "TimedOut", "PodFailure"]
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """One Job of the run as the adapter sees it, together with what its pod reported.
+
+    `failure` says why a Failed Job failed: `Failed` = the step's process exited non-zero,
+    `TimedOut` = `activeDeadlineSeconds` passed, `PodFailure` = the pod could not run the step
+    (image pull, eviction, pod deleted). The adapter should report a Job it knows was deleted
+    before finishing as Failed/PodFailure; a Job that is simply not (yet) in its cache is left
+    out, and the engine then repeats the idempotent CreateJob.
+    """
+
+    name: str
+    step: str
+    attempt: int
+    state: JobState
+    exit_code: int | None = None
+    failure: JobFailure | None = None
+    termination_message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowFacts:
+    """The referenced Workflow as it is now; only read on the first reconcile (pinning)."""
+
+    name: str
+    generation: int
+    uid: str | None
+    spec: WorkflowSpec
+
+
+@dataclass(frozen=True)
+class RunAdmission:
+    """Whether a run that has not started may start now (rate limit, concurrency slots).
+
+    The adapter asks Redis before planning a run's start and passes the answer in; the
+    engine only turns a refusal into a Pending run that says why and until when.
+    """
+
+    allowed: bool
+    reason: str = "Admitted"
+    message: str = ""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Everything `plan()` may look at for one WorkflowRun."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    created_at: datetime
+    spec: WorkflowRunSpec
+    status: WorkflowRunStatus | None
+    workflow: WorkflowFacts | None
+    jobs: tuple[ObservedJob, ...]
+    now: datetime
+    admission: RunAdmission | None = None

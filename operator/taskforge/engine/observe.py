@@ -1,0 +1,135 @@
+"""Folding what the Jobs report into the step statuses: success, retry or failure.
+
+Runs first in every plan, before anything is launched, so a failure observed in this
+reconcile already stops new main steps from starting in the same reconcile.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from taskforge.api.durations import format_duration
+from taskforge.api.run import StepStatus
+from taskforge.api.steps import FailureKind
+from taskforge.engine.facts import ObservedJob
+from taskforge.engine.results import StepResult, bound_message, bound_outputs, parse_result
+from taskforge.engine.retry import RetryDecision, decide
+from taskforge.engine.work import Work, ceil_second
+
+_ADOPTABLE = frozenset({"Pending", "Retrying", "Waiting"})
+
+
+def failure_text(kind: str, job: ObservedJob, result: StepResult, timeout: str) -> str:
+    """Why an attempt failed, in words: the executor's error, or what Kubernetes saw."""
+    if kind == "TimedOut":
+        return f"timed out after {timeout}"
+    if kind == "PodFailure" and not result.reported:
+        return f"pod failure: {job.termination_message or 'the pod did not run'}"
+    return result.error or "failed"
+
+
+def timeout_text(work: Work, name: str) -> str:
+    return work.dag.steps[name].timeout or work.spec.step_timeout or "its deadline"
+
+
+def adopt(work: Work) -> None:
+    """Take over Jobs whose launch the status does not record.
+
+    That happens when the operator created a Job and then lost the status write (crash,
+    conflict). The Job's name is the one this plan would choose anyway, so the step simply
+    continues as that attempt instead of being launched again, skipped or cancelled blind.
+    A failed attempt followed by an existing next attempt means a retry was launched.
+    """
+    phase = work.phase
+    for job in work.facts.jobs:
+        name = job.step
+        if phase.get(name) not in _ADOPTABLE:
+            continue
+        st = work.steps.get(name)
+        attempts = st.attempts if st is not None else 0
+        if job.attempt == attempts + 1:
+            work.set(name, st or StepStatus(), phase="Running", attempts=job.attempt,
+                     job_name=job.name, started_at=(st and st.started_at) or job.started_at
+                     or work.stamp, next_attempt_at=None, wait_until=None, message=None)
+    for name in [n for n in work.dag.order if phase[n] == "Running"]:
+        st = work.steps[name]
+        current = work.jobs.get((name, st.attempts))
+        while current is not None and current.state == "Failed" and (
+            (later := work.jobs.get((name, st.attempts + 1))) is not None
+        ):
+            st = work.set(name, st, attempts=later.attempt, job_name=later.name,
+                          exit_code=current.exit_code, failure=current.failure or "Failed")
+            current = later
+
+
+def fold(work: Work, *, stop_main: bool, stop_final: bool) -> None:
+    """Apply finished Jobs to their Running steps, in DAG order.
+
+    Decisions are made for all failures first: if one of them fails the run, the others are
+    not retried (a retry is a new start, and a failing run starts nothing new).
+    """
+    failures: list[tuple[str, StepStatus, ObservedJob, RetryDecision, str]] = []
+    for name in [n for n in work.dag.order if work.phase[n] == "Running"]:
+        st = work.steps[name]
+        job = work.jobs.get((name, st.attempts))
+        if job is None or job.state == "Active":
+            continue
+        if job.state == "Succeeded":
+            _succeeded(work, name, st, job)
+            continue
+        kind: FailureKind = job.failure or "Failed"
+        result = parse_result(job.termination_message, job.exit_code)
+        error = bound_message(failure_text(kind, job, result, timeout_text(work, name)))
+        decision = decide(work.dag.steps[name].retry or work.spec.retry, st.attempts, kind,
+                          result)
+        failures.append((name, st, job, decision, error))
+        if not decision.retry:
+            work.mark_failing(name, job.finished_at or work.stamp)
+    for name, st, job, decision, error in failures:
+        final = name in work.dag.final_set
+        stopped = stop_final if final else (stop_main or work.failing is not None)
+        if decision.retry and not stopped:
+            _retrying(work, name, st, job, decision=decision, error=error)
+        elif decision.retry:
+            why = "the run is stopping" if stop_main or stop_final else (
+                f"the run is failing (step {work.failing!r} failed)")
+            work.set(name, st, phase="Cancelled", exit_code=job.exit_code,
+                     failure=job.failure or "Failed", finished_at=work.stamp,
+                     message=bound_message(
+                         f"attempt {st.attempts} failed: {error}; not retried: {why}"))
+        else:
+            failed(work, name, st, job,
+                   f"attempt {st.attempts} failed: {error}; {decision.reason}")
+
+
+def _succeeded(work: Work, name: str, st: StepStatus, job: ObservedJob) -> None:
+    result = parse_result(job.termination_message, job.exit_code)
+    work.set(name, st, phase="Succeeded",
+             exit_code=job.exit_code if job.exit_code is not None else 0,
+             outputs=bound_outputs(result.outputs, work.output_limit) or None,
+             finished_at=job.finished_at or work.stamp, message=None, next_attempt_at=None)
+    work.emit("Normal", "StepSucceeded", f"step {name!r} succeeded (attempt {st.attempts})",
+              name)
+
+
+def _retrying(
+    work: Work, name: str, st: StepStatus, job: ObservedJob, *, decision: RetryDecision,
+    error: str,
+) -> None:
+    at = ceil_second(work.now + timedelta(seconds=decision.delay))
+    message = bound_message(f"attempt {st.attempts} failed: {error}; attempt"
+                            f" {st.attempts + 1} in {format_duration(decision.delay)}")
+    work.set(name, st, phase="Retrying", exit_code=job.exit_code,
+             failure=job.failure or "Failed", next_attempt_at=at, message=message)
+    work.emit("Warning", "StepRetrying", f"step {name!r}: {message}", name)
+
+
+def failed(work: Work, name: str, st: StepStatus, job: ObservedJob | None, message: str) -> None:
+    """A step failed for good (exhausted, permanent, template or `when` error)."""
+    message = bound_message(message)
+    work.set(name, st, phase="Failed",
+             exit_code=job.exit_code if job else st.exit_code,
+             failure=(job.failure or "Failed") if job else "Failed",
+             finished_at=(job.finished_at if job else None) or work.stamp,
+             next_attempt_at=None, wait_until=None, message=message)
+    work.emit("Warning", "StepFailed", f"step {name!r} failed: {message}", name)

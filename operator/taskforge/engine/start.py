@@ -1,0 +1,219 @@
+"""The first reconcile of a run: find the workflow, validate it, pin it, resolve params.
+
+Pinning copies the spec, the Workflow's generation and UID and the resolved params into
+status. Every later reconcile reads only that copy, so editing or deleting the Workflow
+never changes a run that is under way, and a restarted operator sees the same spec.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from taskforge.api.durations import format_duration
+from taskforge.api.run import PinnedWorkflow, StepStatus, WorkflowRunStatus
+from taskforge.api.workflow import WorkflowSpec
+from taskforge.engine.actions import EmitEvent, Plan
+from taskforge.engine.conditions import SUCCEEDED, check_when, set_condition
+from taskforge.engine.dag import Dag, DagError, build_cached
+from taskforge.engine.facts import RunAdmission, RunFacts
+from taskforge.engine.params import ParamsError, check_defaults, resolve_params
+from taskforge.engine.results import bound_message, bound_outputs, output_budget
+
+WORKFLOW_NOT_FOUND_REQUEUE = 5.0
+
+
+class InvalidWorkflowError(ValueError):
+    """The workflow cannot run (cycle, unknown reference, bad `when`, bad default)."""
+
+
+def validate_spec(spec: WorkflowSpec) -> Dag:
+    """Everything about a spec that the CRD schema and its CEL rules cannot check.
+
+    Shared by run start (reason InvalidWorkflow) and the Workflow's Valid condition.
+    """
+    try:
+        dag = build_cached(spec)
+    except DagError as exc:
+        raise InvalidWorkflowError(str(exc)) from exc
+    for field, group in (("spec.steps", spec.steps), ("spec.finally", spec.finally_steps or [])):
+        for i, step in enumerate(group):
+            if step.when is not None:
+                problem = check_when(step.when)
+                if problem is not None:
+                    raise InvalidWorkflowError(f"{field}[{i}].when: {problem}")
+    try:
+        check_defaults(list(spec.params or ()))
+    except ParamsError as exc:
+        raise InvalidWorkflowError(str(exc)) from exc
+    return dag
+
+
+def _failed(
+    facts: RunFacts,
+    reason: str,
+    message: str,
+    pinned: PinnedWorkflow | None,
+    phase: Literal["Failed", "Cancelled"] = "Failed",
+) -> Plan:
+    """A run that ends before it starts: invalid, or cancelled while still Pending."""
+    now = facts.now.replace(microsecond=0)
+    message = bound_message(message)
+    old = facts.status or WorkflowRunStatus()
+    status = WorkflowRunStatus(
+        phase=phase,
+        observed_generation=facts.generation,
+        conditions=set_condition(
+            old.conditions,
+            type_=SUCCEEDED,
+            status="False",
+            reason=reason,
+            message=message,
+            now=now,
+            observed_generation=facts.generation,
+        ),
+        workflow=pinned,
+        started_at=now,
+        finished_at=now,
+        duration=format_duration(0),
+        message=message,
+    )
+    event = EmitEvent(type="Warning", reason=reason, message=message)
+    return Plan(actions=(event,), status=status, requeue_after=None)
+
+
+def _waiting_for_workflow(facts: RunFacts, name: str) -> Plan:
+    message = f"workflow {name!r} not found in namespace {facts.namespace!r}"
+    old = facts.status or WorkflowRunStatus()
+    conditions = set_condition(
+        old.conditions,
+        type_=SUCCEEDED,
+        status="Unknown",
+        reason="WorkflowNotFound",
+        message=message,
+        now=facts.now.replace(microsecond=0),
+        observed_generation=facts.generation,
+    )
+    status = old.model_copy(
+        update={
+            "phase": "Pending",
+            "observed_generation": facts.generation,
+            "conditions": conditions,
+            "message": message,
+        }
+    )
+    first = facts.status is None or facts.status.conditions != conditions
+    events = (EmitEvent(type="Warning", reason="WorkflowNotFound", message=message),)
+    return Plan(
+        actions=events if first else (), status=status, requeue_after=WORKFLOW_NOT_FOUND_REQUEUE
+    )
+
+
+def _held(facts: RunFacts, admission: RunAdmission) -> Plan:
+    """A run the limits do not let start yet: Pending, saying why, back when a slot or token
+    is due. It is never failed for waiting."""
+    old = facts.status or WorkflowRunStatus()
+    conditions = set_condition(
+        old.conditions,
+        type_=SUCCEEDED,
+        status="Unknown",
+        reason=admission.reason,
+        message=admission.message,
+        now=facts.now.replace(microsecond=0),
+        observed_generation=facts.generation,
+    )
+    status = old.model_copy(
+        update={
+            "phase": "Pending",
+            "observed_generation": facts.generation,
+            "conditions": conditions,
+            "message": admission.message,
+        }
+    )
+    changed = facts.status is None or facts.status.conditions != conditions
+    events = (EmitEvent(type="Normal", reason=admission.reason, message=admission.message),)
+    return Plan(
+        actions=events if changed else (), status=status, requeue_after=admission.retry_after
+    )
+
+
+def start_run(facts: RunFacts) -> WorkflowRunStatus | Plan:
+    """A pinned, Running status to plan on; or a finished Plan (Pending or Failed)."""
+    run_spec = facts.spec
+    pinned: PinnedWorkflow | None = None
+    if run_spec.workflow_spec is not None:
+        spec = run_spec.workflow_spec
+    else:
+        ref = run_spec.workflow_ref.name if run_spec.workflow_ref else ""
+        wf = facts.workflow
+        if wf is None or wf.name != ref:
+            if run_spec.cancel:
+                return _failed(facts, "Cancelled", "cancelled before it started", None,
+                               phase="Cancelled")
+            return _waiting_for_workflow(facts, ref)
+        spec = wf.spec
+        pinned = PinnedWorkflow(name=wf.name, generation=wf.generation, uid=wf.uid)
+    try:
+        dag = validate_spec(spec)
+    except InvalidWorkflowError as exc:
+        return _failed(facts, "InvalidWorkflow", str(exc), pinned)
+    reused = {}
+    for i, item in enumerate(run_spec.reuse_steps or ()):
+        if item.name not in dag.steps:
+            return _failed(
+                facts,
+                "InvalidWorkflow",
+                f"spec.reuseSteps[{i}].name: the workflow has no step {item.name!r}",
+                pinned,
+            )
+        reused[item.name] = item.outputs
+    try:
+        params = resolve_params(list(spec.params or ()), run_spec.params)
+    except ParamsError as exc:
+        return _failed(facts, "InvalidParams", str(exc), pinned)
+    if facts.admission is not None and not facts.admission.allowed:
+        if run_spec.cancel:
+            return _failed(facts, "Cancelled", "cancelled before it started", pinned,
+                           phase="Cancelled")
+        return _held(facts, facts.admission)
+    return _pinned_status(
+        facts, spec=spec, dag=dag, pinned=pinned, params=params, reused=reused
+    )
+
+
+def _pinned_status(
+    facts: RunFacts,
+    *,
+    spec: WorkflowSpec,
+    dag: Dag,
+    pinned: PinnedWorkflow | None,
+    params: dict[str, object],
+    reused: dict[str, dict[str, object] | None],
+) -> WorkflowRunStatus:
+    now = facts.now.replace(microsecond=0)
+    pending = StepStatus(phase="Pending")
+    limit = output_budget(len(dag.order))
+    steps: dict[str, StepStatus] = {}
+    for name in dag.order:
+        if name in reused:
+            steps[name] = StepStatus(
+                phase="Succeeded",
+                finished_at=now,
+                outputs=bound_outputs(reused[name], limit) or None,
+                reused=True,
+                message="result reused from an earlier run",
+            )
+        else:
+            steps[name] = pending
+    old = facts.status or WorkflowRunStatus()
+    return old.model_copy(
+        update={
+            "phase": "Running",
+            "observed_generation": facts.generation,
+            "workflow": pinned,
+            "workflow_spec": spec,
+            "params": params,
+            "started_at": now,
+            "steps": steps,
+            "message": None,
+        }
+    )

@@ -1,0 +1,125 @@
+"""The operator's parts, built once at startup and shared by the kopf handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from taskforge.adapters.redis_client import RedisSettings
+from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
+from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
+from taskforge.handlers.config import OperatorConfig
+from taskforge.handlers.limits import Limits, renew_forever
+from taskforge.handlers.queue import WorkQueue
+from taskforge.handlers.reconcile import RunReconciler
+from taskforge.handlers.store import Key, Store
+from taskforge.handlers.webhook_server import start_webhook_server
+from taskforge.handlers.workflows import WorkflowReconciler
+
+log = logging.getLogger("taskforge.operator")
+
+
+def _limits_from_env() -> Limits:
+    if not os.environ.get("REDIS_URL"):
+        log.info("REDIS_URL is not set: rate limits and concurrency limits are not enforced,"
+                 " dead-letter records stay in run status")
+        return Limits(None)
+    settings = RedisSettings.from_env()
+    log.info("redis: %s", settings.describe())
+    return Limits(settings)
+
+
+class Operator:
+    def __init__(self, config: OperatorConfig, limits: Limits | None = None) -> None:
+        self.config = config
+        self.store = Store()
+        self.limits = limits if limits is not None else _limits_from_env()
+        self.run_queue: WorkQueue[Key] = WorkQueue()
+        self.workflow_queue: WorkQueue[Key] = WorkQueue()
+        self.runs = RunReconciler(self.store, self.run_queue, config, self._run_finished,
+                                  self.limits)
+        self.workflows = WorkflowReconciler(self.store, self.workflow_queue, self.run_queue,
+                                            redis_configured=self.limits.enabled)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.webhook: web.AppRunner | None = None
+
+    def _run_finished(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """A finished run frees a slot: wake the workflow and the runs waiting for it."""
+        ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
+        if not ref:
+            return
+        self.workflow_queue.add((key[0], ref))
+        for run in self.store.runs_of_workflow(key[0], ref):
+            if not (run.get("status") or {}).get("startedAt"):
+                self.run_queue.add((key[0], run["metadata"]["name"]))
+
+    def leases(self) -> Iterator[tuple[str, str]]:
+        """Every slot lease still in use, from the cache (read by the renewal task)."""
+        for (namespace, _), body in list(self.store.runs.items()):
+            status = body.get("status") or {}
+            if status.get("phase") in TERMINAL_RUN_PHASES or not status.get("startedAt"):
+                continue
+            spec = status.get("workflowSpec") or {}
+            uid = body["metadata"].get("uid", "")
+            workflow = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
+            if spec.get("concurrency") and workflow:
+                yield run_slot_key(namespace, workflow), uid
+            steps = status.get("steps") or {}
+            for step in [*spec.get("steps", []), *spec.get("finally", [])]:
+                key = (step.get("concurrency") or {}).get("key")
+                if key and (steps.get(step["name"]) or {}).get("phase") == "Running":
+                    yield step_slot_key(namespace, key), step_holder(uid, step["name"])
+
+    async def forget_run(self, namespace: str, body: dict[str, Any]) -> None:
+        """A deleted run gives back its slots at once instead of waiting for them to lapse."""
+        if not self.limits.enabled:
+            return
+        uid = body["metadata"].get("uid", "")
+        spec = (body.get("status") or {}).get("workflowSpec") or {}
+        workflow = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
+        if spec.get("concurrency") and workflow:
+            await self.limits.release_run(namespace, workflow, uid)
+            self._run_finished((namespace, body["metadata"]["name"]), body, {})
+        for step in [*spec.get("steps", []), *spec.get("finally", [])]:
+            key = (step.get("concurrency") or {}).get("key")
+            if key:
+                await self.limits.release_step(namespace, key, step_holder(uid, step["name"]))
+
+    async def admit_delivery(self, namespace: str, workflow: str) -> float | None:
+        body = self.store.workflows.get((namespace, workflow))
+        if body is None:
+            return None
+        try:
+            spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            return None
+        return await self.limits.webhook_admit(namespace, workflow, spec)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.config.workers):
+            self.tasks.append(loop.create_task(self.run_queue.worker(self.runs.reconcile)))
+        self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
+        if self.limits.enabled:
+            self.tasks.append(loop.create_task(renew_forever(self.limits, self.leases)))
+        if self.config.webhook_port:
+            store = self.store
+            self.webhook = await start_webhook_server(
+                self.config.webhook_port,
+                lambda ns, name: store.workflows.get((ns, name)),
+                admit=self.admit_delivery,
+            )
+
+    async def stop(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.cleanup()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.limits.close()
