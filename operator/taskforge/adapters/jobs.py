@@ -78,7 +78,9 @@ def _container_security(read_only_root: bool) -> dict[str, Any]:
 
 
 def _executor_container(action: CreateJob, run: RunRef, settings: JobSettings) -> dict[str, Any]:
-    step_json = encode_step(action.step, action.step_type, action.config)
+    # Kubernetes expands $(VAR) in env values and turns $$ into $: escape every $ so
+    # the step's config reaches the executor byte for byte.
+    step_json = encode_step(action.step, action.step_type, action.config).replace("$", "$$")
     env: list[dict[str, Any]] = [
         {"name": "TASKFORGE_STEP", "value": step_json},
         {"name": "TASKFORGE_RUN", "value": run.name},

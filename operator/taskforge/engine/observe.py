@@ -112,6 +112,14 @@ def _succeeded(work: Work, name: str, st: StepStatus, job: ObservedJob) -> None:
               name)
 
 
+def _failure_outputs(work: Work, job: ObservedJob) -> dict[str, object] | None:
+    """A failed attempt keeps what it reported (an HTTP error's status and body, a script's
+    stdout tail): a failure must be as debuggable as a success, and `continueOnFailure`
+    dependents may read it."""
+    result = parse_result(job.termination_message, job.exit_code)
+    return bound_outputs(result.outputs, work.output_limit) or None
+
+
 def _retrying(
     work: Work, name: str, st: StepStatus, job: ObservedJob, *, decision: RetryDecision,
     error: str,
@@ -120,7 +128,8 @@ def _retrying(
     message = bound_message(f"attempt {st.attempts} failed: {error}; attempt"
                             f" {st.attempts + 1} in {format_duration(decision.delay)}")
     work.set(name, st, phase="Retrying", exit_code=job.exit_code,
-             failure=job.failure or "Failed", next_attempt_at=at, message=message)
+             failure=job.failure or "Failed", next_attempt_at=at, message=message,
+             outputs=_failure_outputs(work, job))
     work.emit("Warning", "StepRetrying", f"step {name!r}: {message}", name)
 
 
@@ -128,6 +137,7 @@ def failed(work: Work, name: str, st: StepStatus, job: ObservedJob | None, messa
     """A step failed for good (exhausted, permanent, template or `when` error)."""
     message = bound_message(message)
     work.set(name, st, phase="Failed",
+             outputs=_failure_outputs(work, job) if job else st.outputs,
              exit_code=job.exit_code if job else st.exit_code,
              failure=(job.failure or "Failed") if job else "Failed",
              finished_at=(job.finished_at if job else None) or work.stamp,

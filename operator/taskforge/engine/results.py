@@ -95,6 +95,9 @@ def parse_result(termination_message: str | None, exit_code: int | None) -> Step
             retryable=not code_ok and exit_code != EXIT_PERMANENT,
             error=None if code_ok else _exit_error(exit_code),
         )
+    if KEY_OK not in data and KEY_OUTPUTS not in data:
+        # A container step that wrote a plain JSON object: that object is its outputs.
+        data = {KEY_OUTPUTS: data}
     ok_value = data.get(KEY_OK)
     ok = ok_value if isinstance(ok_value, bool) else code_ok
     raw_outputs = data.get(KEY_OUTPUTS)

@@ -62,6 +62,8 @@ class OperatorProcess:
             TASKFORGE_WEBHOOK_PORT=str(self.webhook_port),
             TASKFORGE_HEALTH_PORT=str(self.health_port),
             TASKFORGE_LOG_LEVEL="INFO",
+            # Short leases so the kill -9 test sees a lost slot come back within seconds.
+            TASKFORGE_SLOT_TTL_SECONDS="4",
         )
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
@@ -142,8 +144,9 @@ def running_operator(operator: OperatorProcess) -> OperatorProcess:
 class Kube:
     """Small helpers over the API for one test namespace."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, kubeconfig: Path) -> None:
         self.namespace = namespace
+        self.kubeconfig = kubeconfig
         self.custom = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
@@ -229,7 +232,7 @@ class Kube:
 
 @pytest.fixture
 def kube(cluster: Any, namespace: str, running_operator: OperatorProcess) -> Kube:
-    return Kube(cluster.api_client(), namespace)
+    return Kube(cluster.api_client(), namespace, cluster.kubeconfig)
 
 
 def step_phases(run: dict[str, Any]) -> dict[str, str]:
