@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from taskforge.api.workflow import History
 from taskforge.engine.history import FinishedRun, plan_cleanup
 

@@ -17,8 +17,17 @@ from jinja2.sandbox import SandboxedEnvironment
 from taskforge.api.steps import Step
 from taskforge.engine import simplepaths
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_MARKERS = ("{{", "{%", "{#")
+# Jinja's default comment opener `{#` is everyday shell (`${#var}`, `${#arr[@]}`), so a
+# script step would fail to render; comments are `{##` ... `##}` instead.
+COMMENT_START, COMMENT_END = "{##", "##}"
+_ENV = SandboxedEnvironment(
+    undefined=StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+    comment_start_string=COMMENT_START,
+    comment_end_string=COMMENT_END,
+)
+_MARKERS = ("{{", "{%", COMMENT_START)
 
 
 class TemplateError(ValueError):

@@ -20,13 +20,15 @@ from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.conditions import check_when, set_condition
 from taskforge.engine.dag import DagError, build
 from taskforge.engine.schedule import SchedulePlan
+from taskforge.engine.templating import COMMENT_END, COMMENT_START
 
-_SYNTAX = SandboxedEnvironment()
+_SYNTAX = SandboxedEnvironment(comment_start_string=COMMENT_START,
+                               comment_end_string=COMMENT_END)
 
 
 def _template_problems(value: Any, path: str) -> list[str]:
     if isinstance(value, str):
-        if "{{" in value or "{%" in value:
+        if "{{" in value or "{%" in value or COMMENT_START in value:
             try:
                 _SYNTAX.parse(value)
             except TemplateSyntaxError as exc:
