@@ -122,10 +122,12 @@ def crds(cluster: Any) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator(
     cluster: Any, crds: None, redis_server: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
+    # Package scope: the operator stops when these tests end, so other e2e tests (the CLI's,
+    # which write run status themselves) never race a real operator.
     proc = OperatorProcess(cluster.kubeconfig, redis_server.url,
                            tmp_path_factory.mktemp("operator"))
     proc.start()
