@@ -103,3 +103,26 @@ def test_webhook_through_the_operator(kube: Kube, running_operator: OperatorProc
     run = kube.wait_run(first.json()["run"])
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert run["status"]["steps"]["echo"]["outputs"]["message"] == "ref=release by=ada"
+
+
+def test_webhook_deliveries_over_the_rate_limit_get_429(
+    kube: Kube, running_operator: OperatorProcess
+) -> None:
+    kube.core.create_namespaced_secret(kube.namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="bearer"), string_data={"token": "t0ken"}))
+    kube.workflow("throttled", {
+        "rateLimit": {"limit": 1, "per": "1m"},
+        "steps": [{"name": "s", "log": {"message": "x"}}],
+        "triggers": {"webhook": {"auth": "bearer",
+                                 "secretRef": {"name": "bearer", "key": "token"}}},
+    })
+    time.sleep(1)
+    url = f"http://127.0.0.1:{running_operator.webhook_port}/hooks/{kube.namespace}/throttled"
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer t0ken"}
+    first = httpx.post(url, content=b"{}", headers=headers, timeout=10)
+    assert first.status_code == 202, first.text
+    second = httpx.post(url, content=b"{}", headers=headers, timeout=10)
+    assert second.status_code == 429, second.text
+    assert 0 < float(second.headers["Retry-After"]) <= 60
+    run = kube.wait_run(first.json()["run"])
+    assert run["status"]["phase"] == "Succeeded"
