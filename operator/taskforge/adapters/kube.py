@@ -49,16 +49,31 @@ def is_status(exc: BaseException, *codes: int) -> bool:
     return isinstance(exc, ApiException) and exc.status in codes
 
 
+class JobNameTakenError(RuntimeError):
+    """A Job of that name exists but belongs to another run or step (names join parts with
+    '-', so run `a-b` step `c` and run `a` step `b-c` collide)."""
+
+
 def create_job(namespace: str, manifest: dict[str, Any]) -> bool:
-    """Create a Job; False when it already exists (409 is success: names are deterministic)."""
+    """Create a Job; False when this very Job already exists (409 is success: names are
+    deterministic). A 409 for someone else's Job is an error, never silent adoption."""
+    batch = client.BatchV1Api(api_client())
     try:
-        client.BatchV1Api(api_client()).create_namespaced_job(
-            namespace, cast(Any, manifest), _preload_content=False
-        )
+        batch.create_namespaced_job(namespace, cast(Any, manifest), _preload_content=False)
     except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise
+        if exc.status != 409:
+            raise
+        name = manifest["metadata"]["name"]
+        existing = _body(batch.read_namespaced_job(name, namespace, _preload_content=False))
+        mine = manifest["metadata"]["labels"]
+        theirs = (existing.get("metadata") or {}).get("labels") or {}
+        keys = ("taskforge.io/run", "taskforge.io/step", "taskforge.io/attempt")
+        if any(theirs.get(k) != mine.get(k) for k in keys):
+            raise JobNameTakenError(
+                f"job {namespace}/{name} already exists for run {theirs.get(keys[0])!r} step"
+                f" {theirs.get(keys[1])!r}; rename the run or the step"
+            ) from exc
+        return False
     return True
 
 

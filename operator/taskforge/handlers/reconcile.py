@@ -113,6 +113,10 @@ class RunReconciler:
         outcome = "ok"
         try:
             await self._reconcile(key)
+        except kube.JobNameTakenError as exc:
+            outcome = "error"
+            log.error("run %s/%s is stuck: %s", key[0], key[1], exc)
+            self.queue.add_after(key, 60.0)
         except Exception:
             outcome = "error"
             log.exception("reconcile of %s/%s failed; retrying", *key)
