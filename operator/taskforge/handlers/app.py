@@ -78,9 +78,10 @@ class Operator:
 
     async def forget_run(self, namespace: str, body: dict[str, Any]) -> None:
         """A deleted run gives back its slots at once instead of waiting for them to lapse."""
+        uid = body["metadata"].get("uid", "")
+        self.runs.forget(uid)
         if not self.limits.enabled:
             return
-        uid = body["metadata"].get("uid", "")
         spec = (body.get("status") or {}).get("workflowSpec") or {}
         workflow = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
         if spec.get("concurrency") and workflow:

@@ -66,6 +66,7 @@ class RunReconciler:
         self.config = config
         self.on_finished = on_finished
         self._workflow_specs: dict[tuple[str, str, str], WorkflowSpec] = {}
+        self._pinned: dict[str, WorkflowSpec] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     def _workflow_facts(self, namespace: str, name: str) -> WorkflowFacts | None:
@@ -87,8 +88,31 @@ class RunReconciler:
             name=name, generation=int(meta.get("generation") or 1), uid=meta.get("uid"), spec=spec
         )
 
+    def _parse(self, body: dict[str, Any]) -> WorkflowRun:
+        """Parse a run, reusing its pinned spec: it never changes once pinned, and parsing a
+        1,000-step spec costs several times more than planning it. Reusing the same object
+        also lets the engine reuse the DAG it built from it."""
+        status = body.get("status") or {}
+        pinned = status.get("workflowSpec")
+        uid = str((body.get("metadata") or {}).get("uid", ""))
+        if not pinned or not uid:
+            return WorkflowRun.model_validate(body)
+        spec = self._pinned.get(uid)
+        if spec is None:
+            spec = WorkflowSpec.model_validate(pinned)
+            self._pinned[uid] = spec
+        rest = {k: v for k, v in status.items() if k != "workflowSpec"}
+        run = WorkflowRun.model_validate({**body, "status": rest})
+        assert run.status is not None
+        return run.model_copy(
+            update={"status": run.status.model_copy(update={"workflow_spec": spec})}
+        )
+
+    def forget(self, uid: str) -> None:
+        self._pinned.pop(uid, None)
+
     def facts(self, key: Key, body: dict[str, Any], now: datetime) -> RunFacts:
-        run = WorkflowRun.model_validate(body)
+        run = self._parse(body)
         meta = body.get("metadata") or {}
         workflow = None
         pinned = run.status is not None and run.status.workflow_spec is not None
@@ -132,6 +156,7 @@ class RunReconciler:
             return
         old_status = body.get("status") or {}
         if old_status.get("phase") in TERMINAL_RUN_PHASES and not self.store.jobs.get(key):
+            self.forget(str(body["metadata"].get("uid", "")))
             return
         now = datetime.now(UTC)
         try:
