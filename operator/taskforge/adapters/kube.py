@@ -20,6 +20,7 @@ from taskforge import GROUP, VERSION
 RUNS = "workflowruns"
 WORKFLOWS = "workflows"
 MERGE_PATCH = "application/merge-patch+json"
+FIELD_MANAGER = "taskforge-operator"
 
 _lock = threading.Lock()
 _api_client: client.ApiClient | None = None
@@ -59,7 +60,8 @@ def create_job(namespace: str, manifest: dict[str, Any]) -> bool:
     deterministic). A 409 for someone else's Job is an error, never silent adoption."""
     batch = client.BatchV1Api(api_client())
     try:
-        batch.create_namespaced_job(namespace, cast(Any, manifest), _preload_content=False)
+        batch.create_namespaced_job(namespace, cast(Any, manifest), field_manager=FIELD_MANAGER,
+                                    _preload_content=False)
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -102,6 +104,7 @@ def patch_status(
         plural,
         name,
         patch,
+        field_manager=FIELD_MANAGER,
         _content_type=MERGE_PATCH,
         _preload_content=False,
     )

@@ -236,10 +236,27 @@ def _doc(model: type[BaseModel]) -> str:
     return _prose(model.__doc__ or "")
 
 
+ATOMIC_STATUS_FIELDS = ("steps", "workflowSpec")
+
+
+def _atomic_fields(status: Schema) -> Schema:
+    """Mark the big status maps atomic for field tracking.
+
+    The operator is their only writer, and granular tracking records every step and every
+    pinned-spec field in managedFields: 240 KiB of a 530 KiB finished 1,000-step run. Merge
+    patches still update single steps; only the bookkeeping becomes one entry.
+    """
+    props = dict(status.get("properties") or {})
+    for name in ATOMIC_STATUS_FIELDS:
+        if name in props:
+            props[name] = {**props[name], "x-kubernetes-map-type": "atomic"}
+    return {**status, "properties": props}
+
+
 def crd(res: Resource) -> Schema:
     """The CustomResourceDefinition of one resource."""
     spec = structural_schema(res.spec)
-    status = _strip_validations(structural_schema(res.status))
+    status = _atomic_fields(_strip_validations(structural_schema(res.status)))
     schema: Schema = {
         "description": _doc(res.model),
         "type": "object",

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,8 @@ from taskforge.handlers.webhook_server import start_webhook_server
 from taskforge.handlers.workflows import WorkflowReconciler
 
 log = logging.getLogger("taskforge.operator")
+WORKFLOW_BATCH_SECONDS = 1.0
+API_THREADS = 32
 
 
 def _limits_from_env() -> Limits:
@@ -54,7 +57,8 @@ class Operator:
         ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
         if not ref:
             return
-        self.workflow_queue.add((key[0], ref))
+        # A short delay folds the status updates of runs that finish together into one write.
+        self.workflow_queue.add_after((key[0], ref), WORKFLOW_BATCH_SECONDS)
         for run in self.store.runs_of_workflow(key[0], ref):
             if not (run.get("status") or {}).get("startedAt"):
                 self.run_queue.add((key[0], run["metadata"]["name"]))
@@ -104,6 +108,9 @@ class Operator:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # API calls run in threads (the kubernetes client is synchronous); the default pool
+        # of cpu+4 threads throttles bursts of Job creates, so give them a pool of their own.
+        loop.set_default_executor(ThreadPoolExecutor(API_THREADS, thread_name_prefix="api"))
         for _ in range(self.config.workers):
             self.tasks.append(loop.create_task(self.run_queue.worker(self.runs.reconcile)))
         self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))

@@ -33,6 +33,7 @@ from taskforge.handlers.store import Key, Store
 log = logging.getLogger("taskforge.reconcile")
 CONFLICT_RETRY_SECONDS = 0.05
 ERROR_RETRY_SECONDS = 2.0
+RECENT_CREATE_SECONDS = 5.0
 
 
 def _workflow_name(body: dict[str, Any]) -> str | None:
@@ -67,6 +68,9 @@ class RunReconciler:
         self.on_finished = on_finished
         self._workflow_specs: dict[tuple[str, str, str], WorkflowSpec] = {}
         self._pinned: dict[str, WorkflowSpec] = {}
+        # Jobs created in the last few seconds: a replan before the watch shows them would
+        # otherwise repeat the create and pay a 409 (harmless, but an API write).
+        self._created: dict[tuple[str, str], float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     def _workflow_facts(self, namespace: str, name: str) -> WorkflowFacts | None:
@@ -81,8 +85,9 @@ class RunReconciler:
                 spec = WorkflowSpec.model_validate(body.get("spec") or {})
             except ValidationError:
                 return None
-            self._workflow_specs = {k: v for k, v in self._workflow_specs.items()
-                                    if k[:2] != (namespace, name)}
+            self._workflow_specs = {
+                k: v for k, v in self._workflow_specs.items() if k[:2] != (namespace, name)
+            }
             self._workflow_specs[cache_key] = spec
         return WorkflowFacts(
             name=name, generation=int(meta.get("generation") or 1), uid=meta.get("uid"), spec=spec
@@ -171,10 +176,12 @@ class RunReconciler:
         spec = result.status.workflow_spec
         uid = facts.uid
         if spec is not None and self.limits.enabled:
-            result = await self.limits.gate_steps(result, spec, namespace=key[0], uid=uid,
-                                                  run_name=key[1], now=now)
+            result = await self.limits.gate_steps(
+                result, spec, namespace=key[0], uid=uid, run_name=key[1], now=now
+            )
         status, ship_retry = await self.limits.ship(
-            result.status, key[0], key[1], _workflow_name(body))
+            result.status, key[0], key[1], _workflow_name(body)
+        )
         await self._apply(key, body, result, now)
         new_status = _dump_status(status)
         patch = merge_patch(old_status, new_status)
@@ -216,16 +223,28 @@ class RunReconciler:
         ]
         trigger = facts.spec.trigger.type if facts.spec.trigger else "manual"
         return await self.limits.admit_run(
-            spec, namespace=key[0], workflow=workflow, uid=facts.uid,
-            me=Waiter(facts.created_at, key[1]), waiting=waiting, now=facts.now,
+            spec,
+            namespace=key[0],
+            workflow=workflow,
+            uid=facts.uid,
+            me=Waiter(facts.created_at, key[1]),
+            waiting=waiting,
+            now=facts.now,
             rate_checked=trigger == "webhook",
         )
 
     async def _apply(self, key: Key, body: dict[str, Any], result: Plan, now: datetime) -> None:
         ref = RunRef(name=key[1], namespace=key[0], uid=str(body["metadata"].get("uid", "")))
         calls: list[Awaitable[object]] = []
+        clock = time.monotonic()
+        fresh: list[tuple[str, str]] = []
         for action in result.actions:
             if isinstance(action, CreateJob):
+                job_key = (key[0], action.job_name)
+                if clock - self._created.get(job_key, -1e9) < RECENT_CREATE_SECONDS:
+                    continue  # created moments ago; the watch has not shown it yet
+                self._created[job_key] = clock
+                fresh.append(job_key)
                 manifest = build_job(action, ref, self.config.jobs)
                 calls.append(asyncio.to_thread(kube.create_job, key[0], manifest))
             elif isinstance(action, DeleteJob):
@@ -234,12 +253,23 @@ class RunReconciler:
             elif isinstance(action, EmitEvent):
                 self._post_in_background(body, action, now)
         if calls:
-            results = await asyncio.gather(*calls)
+            try:
+                results = await asyncio.gather(*calls)
+            except Exception:
+                for job_key in fresh:  # a failed create must be retried, not skipped
+                    self._created.pop(job_key, None)
+                raise
             metrics.JOBS_CREATED.inc(sum(1 for r in results if r is True))
+        if len(self._created) > 10_000:
+            self._created = {
+                k: t for k, t in self._created.items() if t > clock - RECENT_CREATE_SECONDS
+            }
 
     def _post_in_background(self, body: dict[str, Any], event: EmitEvent, now: datetime) -> None:
-        if not self.config.step_events and event.type == "Normal" and event.reason.startswith(
-            "Step"
+        if (
+            not self.config.step_events
+            and event.type == "Normal"
+            and event.reason.startswith("Step")
         ):
             return
 
@@ -297,6 +327,10 @@ class RunReconciler:
             "lastTransitionTime": stamp,
             "observedGeneration": body["metadata"].get("generation"),
         }
-        patch = {"phase": "Failed", "message": message, "finishedAt": stamp,
-                 "conditions": [condition]}
+        patch = {
+            "phase": "Failed",
+            "message": message,
+            "finishedAt": stamp,
+            "conditions": [condition],
+        }
         await self._write_status(key, body, patch)

@@ -19,6 +19,14 @@ def _slim_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta[k] for k in keep if k in meta}
 
 
+def without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """managedFields is half of a small run's body and nothing here reads it."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def slim_job(body: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": _slim_meta(body.get("metadata") or {}), "status": body.get("status") or {}}
 
@@ -44,6 +52,8 @@ class Store:
 
     # -- runs ---------------------------------------------------------------
     def put_run(self, key: Key, body: dict[str, Any] | None) -> None:
+        if body is not None:
+            body = without_managed_fields(body)
         if body is None:
             self.runs.pop(key, None)
             self._written.pop(key, None)
@@ -69,7 +79,7 @@ class Store:
         return body
 
     def wrote_run(self, key: Key, based_on: str, body: dict[str, Any]) -> None:
-        self._written[key] = (based_on, body)
+        self._written[key] = (based_on, without_managed_fields(body))
 
     # -- workflows ----------------------------------------------------------
     def put_workflow(self, key: Key, body: dict[str, Any] | None) -> None:
