@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from redis import Redis
 
 from tests.e2e.operator.conftest import Kube, OperatorProcess, step_phases
 
@@ -89,22 +90,31 @@ def test_step_concurrency_key_is_shared_across_workflows(kube: Kube) -> None:
 
 
 def test_slot_of_a_killed_operator_comes_back_by_expiry(
-    kube: Kube, running_operator: OperatorProcess, cluster: Any
+    kube: Kube, running_operator: OperatorProcess, cluster: Any, redis_server: Any
 ) -> None:
     kube.workflow("exclusive", {"concurrency": {"maxRuns": 1},
                                 "steps": [{"name": "s", "script": {"source": "sleep 60"}}]})
     holder = kube.start_run("exclusive")
-    kube.wait_run(holder, lambda r: step_phases(r).get("s") == "Running")
+    held = kube.wait_run(holder, lambda r: step_phases(r).get("s") == "Running")
     running_operator.kill()  # the slot is never released by this operator
+    slot = f"taskforge:slot:run:{kube.namespace}/exclusive"
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    assert redis.zrange(slot, 0, -1) == [held["metadata"]["uid"]], "the slot should be held"
     cluster.kubectl("delete", "-n", kube.namespace, f"workflowrun/{holder}", "--wait=true")
     running_operator.start()
     waiter = kube.start_run("exclusive")
-    kube.wait_run(waiter, lambda r: _condition(r).get("reason") == "ConcurrencyLimited")
-    # The lease (TTL 4 s in tests) is not renewed by anyone and lapses.
+    # Nobody renews the dead holder's lease (TTL 4 s in these tests): it lapses and the
+    # waiting run starts; before that it waits Pending (ConcurrencyLimited), never fails.
     started = kube.wait_run(waiter, lambda r: (r.get("status") or {}).get("phase") == "Running",
                             timeout=30)
     assert started["status"]["startedAt"]
+    assert redis.zrange(slot, 0, -1) == [started["metadata"]["uid"]]
     kube.patch_run(waiter, {"spec": {"cancel": True}})
+    kube.wait_run(waiter)
+    deadline = time.monotonic() + 10
+    while redis.zrange(slot, 0, -1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert redis.zrange(slot, 0, -1) == [], "a cancelled run gives its slot back"
 
 
 def test_dead_letter_ships_to_redis_and_cli_lists_replays_purges(
