@@ -7,6 +7,7 @@ run next to an older or partial engine should not depend on it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -71,11 +72,10 @@ def layout(spec: dict[str, Any] | None) -> Layout:
     }
     order = main + final
     if engine_dag is not None:
-        try:
+        # An invalid or newer spec keeps the spec's own order.
+        with contextlib.suppress(ValidationError, ValueError):
             dag = engine_dag.build(WorkflowSpec.model_validate(spec))
             order, final = list(dag.order), list(dag.final)
-        except (ValidationError, ValueError):
-            pass  # an invalid or newer spec: keep the spec's own order
     return Layout(order=order, finally_steps=final, deps=deps)
 
 
