@@ -1,0 +1,49 @@
+"""Prometheus text: samples of named metrics, and kube-apiserver's write counters."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+Labels = tuple[tuple[str, str], ...]
+
+
+def parse_metrics(text: str, names: Iterable[str]) -> dict[str, dict[Labels, float]]:
+    """The samples of the named metrics: {name: {sorted label pairs: value}}."""
+    wanted = tuple(names)
+    out: dict[str, dict[Labels, float]] = {n: {} for n in wanted}
+    for line in text.splitlines():
+        if not line.startswith(wanted):
+            continue
+        match = _SAMPLE.match(line)
+        if match is None or match.group(1) not in out:
+            continue
+        labels = tuple(sorted(_LABEL.findall(match.group(3) or "")))
+        out[match.group(1)][labels] = float(match.group(4))
+    return out
+
+
+def label(labels: Labels, key: str) -> str:
+    return dict(labels).get(key, "")
+
+
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"})
+WriteKey = tuple[str, str]  # (verb, resource[/subresource])
+
+
+def apiserver_writes(text: str) -> Counter[WriteKey]:
+    samples = parse_metrics(text, ["apiserver_request_total"])["apiserver_request_total"]
+    out: Counter[WriteKey] = Counter()
+    for labels, value in samples.items():
+        verb = label(labels, "verb")
+        if verb not in WRITE_VERBS:
+            continue
+        resource = label(labels, "resource")
+        sub = label(labels, "subresource")
+        code = label(labels, "code")
+        failed = "" if code.startswith("2") else f" [{code}]"
+        out[(verb, (f"{resource}/{sub}" if sub else resource) + failed)] += int(value)
+    return out
