@@ -22,6 +22,12 @@ import pytest
 from localcluster import LocalCluster, RedisServer, default_bin_dir
 from localcluster.testing import ClusterUnderTest, ExternalRedis
 
+# The helper modules of the e2e tests assert too: rewrite their asserts as pytest does the
+# tests' (detailed failure messages). Must run before they are imported.
+pytest.register_assert_rewrite(
+    "tests.e2e.cli_kit", "tests.e2e.helm_kit", "tests.e2e.operator.stepkit"
+)
+
 FOREIGN_KUBECONFIG_ENV = "TASKFORGE_E2E_KUBECONFIG"
 E2E_DIR = Path(__file__).resolve().parent
 

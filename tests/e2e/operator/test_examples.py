@@ -22,7 +22,7 @@ import yaml
 from taskforge.engine.webhook import sign
 
 from tests.e2e.operator.conftest import ROOT, Kube, OperatorProcess, step_phases
-from tests.e2e.operator.test_step_types import (
+from tests.e2e.operator.stepkit import (
     AUTH_WITHOUT_TLS,
     SLIDESHOW,
     Reply,

@@ -1,0 +1,215 @@
+"""The Helm chart rendered and linted, offline (needs only the helm binary).
+
+* `helm lint --strict`, and `helm template` with the default values and with
+  charts/taskforge/ci/namespaced-values.yaml (watchNamespaces, Ingress on, no
+  ServiceMonitor); values.schema.json rejects bad values.
+
+Against a real apiserver: test_helm_cluster.py. Shared helpers: helm_kit.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.helm_kit import (
+    CHART,
+    NAMESPACED_VALUES,
+    OPERATOR_SOURCES,
+    by_kind,
+    container_env,
+    helm_binary,
+    local_kube_version,
+    one,
+    render,
+    run_helm,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return helm_binary()
+
+
+# --- lint and render (helm only) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [None, NAMESPACED_VALUES], ids=["defaults", "namespaced"])
+def test_helm_lint_strict(helm: Path, values: Path | None) -> None:
+    extra = ["--values", str(values)] if values else []
+    proc = run_helm(helm, "lint", "--strict", "--kube-version", local_kube_version(),
+                    str(CHART), *extra)
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_render_defaults(helm: Path) -> None:
+    manifests = render(helm)
+    kinds = sorted(m["kind"] for m in manifests)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
+                     "ServiceAccount"]
+    for m in manifests:
+        labels = m["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "taskforge"
+        assert labels["app.kubernetes.io/instance"] == "taskforge"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+
+    deployment = one(manifests, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/taskforge/taskforge:0.1.0"
+    assert container["command"] == ["taskforge-operator"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "webhook": 8081, "health": 8082}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+    env = container_env(deployment)
+    assert env == {
+        "TASKFORGE_EXECUTOR_IMAGE": "ghcr.io/taskforge/taskforge:0.1.0",
+        "TASKFORGE_IMAGE_PULL_POLICY": "IfNotPresent",
+        "TASKFORGE_JOB_TTL_SECONDS": "600",
+        "TASKFORGE_NAMESPACES": "",
+        "TASKFORGE_WORKERS": "8",
+        "TASKFORGE_METRICS_PORT": "8080",
+        "TASKFORGE_WEBHOOK_PORT": "8081",
+        "TASKFORGE_HEALTH_PORT": "8082",
+        "TASKFORGE_STEP_EVENTS": "true",
+        "TASKFORGE_LOG_LEVEL": "INFO",
+        "TASKFORGE_RATE_LIMIT_POLICY": "open",
+    }
+
+    service = one(manifests, "Service")
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "metrics": 8080, "webhook": 8081}
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert one(manifests, "ClusterRoleBinding")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "taskforge", "namespace": "taskforge-system"}]
+
+
+def test_every_env_var_the_chart_sets_is_read_by_the_operator(helm: Path) -> None:
+    """A misspelt variable would be silently ignored: each name must occur in operator/."""
+    manifests = render(helm, "--set", "redis.url=redis://redis:6379/0",
+                       "--set", "redis.keyPrefix=tf:")
+    names = set(container_env(one(manifests, "Deployment")))
+    assert {"REDIS_URL", "TASKFORGE_REDIS_PREFIX"} <= names
+    sources = "\n".join(p.read_text() for p in OPERATOR_SOURCES.rglob("*.py"))
+    assert not sorted(n for n in names if n not in sources)
+
+
+def test_redis_url_travels_in_a_secret(helm: Path) -> None:
+    url = "redis://:s3cret@redis.example:6379/2"
+    manifests = render(helm, "--set", f"redis.url={url}")
+    secret = one(manifests, "Secret")
+    assert secret["metadata"]["name"] == "taskforge-redis"
+    deployment = one(manifests, "Deployment")
+    assert "s3cret" not in yaml.safe_dump(deployment)
+    assert container_env(deployment)["REDIS_URL"] == {
+        "secretKeyRef": {"name": "taskforge-redis", "key": "url"}}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/redis-url" in annotations  # a new URL rolls the pod
+
+
+def test_render_namespaced_values(helm: Path) -> None:
+    manifests = render(helm, "--values", str(NAMESPACED_VALUES), release="tf", namespace="ops")
+    assert not by_kind(manifests, "ServiceMonitor")
+    assert not by_kind(manifests, "Secret")  # redis.existingSecret is used as it is
+    roles = by_kind(manifests, "Role")
+    bindings = by_kind(manifests, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "tf-taskforge", "namespace": "ops"}]
+    # Only the cluster-scoped rules stay in the ClusterRole.
+    cluster_role = one(manifests, "ClusterRole")
+    groups = {g for rule in cluster_role["rules"] for g in rule["apiGroups"]}
+    assert groups == {"apiextensions.k8s.io", ""}
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
+        "customresourcedefinitions", "namespaces"}
+
+    env = container_env(one(manifests, "Deployment"))
+    assert env["TASKFORGE_NAMESPACES"] == "team-a,team-b"
+    assert env["TASKFORGE_JOB_TTL_SECONDS"] == "off"
+    assert env["TASKFORGE_RATE_LIMIT_POLICY"] == "closed"
+    assert env["TASKFORGE_WORKERS"] == "4"
+    assert env["REDIS_URL"] == {"secretKeyRef": {"name": "taskforge-redis", "key": "redis-url"}}
+
+    ingress = one(manifests, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "hooks.example.com"
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/hooks"
+    assert path["backend"]["service"] == {"name": "tf-taskforge", "port": {"name": "webhook"}}
+
+
+def test_render_service_monitor(helm: Path) -> None:
+    manifests = render(helm, "--set", "metrics.serviceMonitor.enabled=true",
+                       "--set", "metrics.serviceMonitor.labels.release=prometheus")
+    monitor = one(manifests, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    service = one(manifests, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics",
+                                             "interval": "30s"}]
+
+
+def test_executor_image_defaults_to_the_operator_image(helm: Path) -> None:
+    env = container_env(one(render(helm, "--set", "image.repository=taskforge",
+                                   "--set", "image.tag=dev", "--set", "image.pullPolicy=Never"),
+                            "Deployment"))
+    assert env["TASKFORGE_EXECUTOR_IMAGE"] == "taskforge:dev"
+    assert env["TASKFORGE_IMAGE_PULL_POLICY"] == "Never"
+    env = container_env(one(render(helm, "--set", "executorImage=registry.example/exec:1",
+                                   "--set", "executorImagePullPolicy=Always"), "Deployment"))
+    assert env["TASKFORGE_EXECUTOR_IMAGE"] == "registry.example/exec:1"
+    assert env["TASKFORGE_IMAGE_PULL_POLICY"] == "Always"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "rateLimitPolicy=sometimes",
+        "workers=0",
+        "watchNamespaces={Team-A}",
+        "replicaCount=3",  # unknown: the operator is a single replica
+        "redis.url=http://redis:6379",
+        "image.pullPolicy=Sometimes",
+        "jobTTLSeconds=-1",
+    ],
+)
+def test_schema_rejects_bad_values(helm: Path, bad: str) -> None:
+    proc = run_helm(helm, "template", "taskforge", str(CHART), "--kube-version",
+                    local_kube_version(), "--set", bad, check=False)
+    assert proc.returncode != 0, f"{bad} was accepted"
+    assert "schema" in proc.stderr.lower(), proc.stderr
+
+
+def test_rbac_grants_no_wildcards_and_only_known_verbs(helm: Path) -> None:
+    allowed = {"get", "list", "watch", "create", "delete", "patch", "update"}
+    for values in ([], ["--values", str(NAMESPACED_VALUES)]):
+        for role in [m for m in render(helm, *values) if m["kind"] in {"ClusterRole", "Role"}]:
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+                assert set(rule["verbs"]) <= allowed, rule
+                if "secrets" in rule["resources"]:
+                    assert rule["verbs"] == ["get"], "secrets: get by name, never list"
+
