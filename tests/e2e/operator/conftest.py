@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -157,9 +157,9 @@ class Kube:
         body = yaml.safe_load(manifest) if isinstance(manifest, str) else manifest
         plural = {"Workflow": "workflows", "WorkflowRun": "workflowruns"}[body["kind"]]
         body.setdefault("metadata", {})["namespace"] = self.namespace
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+        created = cast(dict[str, Any], self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, plural, body
-        )
+        ))
         return created
 
     def workflow(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -177,15 +177,15 @@ class Kube:
         return run_name
 
     def run(self, name: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.custom.get_namespaced_custom_object(
+        body = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
             GROUP, VERSION, self.namespace, "workflowruns", name
-        )
+        ))
         return body
 
     def get_workflow(self, name: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.custom.get_namespaced_custom_object(
+        body = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
             GROUP, VERSION, self.namespace, "workflows", name
-        )
+        ))
         return body
 
     def patch_run(self, name: str, patch: dict[str, Any]) -> None:
