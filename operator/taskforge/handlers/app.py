@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from taskforge.adapters import metrics
 from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
@@ -26,6 +27,7 @@ from taskforge.handlers.workflows import WorkflowReconciler
 log = logging.getLogger("taskforge.operator")
 WORKFLOW_BATCH_SECONDS = 1.0
 API_THREADS = 32
+GAUGE_SECONDS = 5.0
 
 
 def _limits_from_env() -> Limits:
@@ -96,6 +98,14 @@ class Operator:
             if key:
                 await self.limits.release_step(namespace, key, step_holder(uid, step["name"]))
 
+    async def _gauges(self) -> None:
+        """Cache-wide gauges, every few seconds rather than on every watch event."""
+        while True:
+            metrics.ACTIVE_RUNS.set(sum(
+                1 for r in list(self.store.runs.values())
+                if (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES))
+            await asyncio.sleep(GAUGE_SECONDS)
+
     async def admit_delivery(self, namespace: str, workflow: str) -> float | None:
         body = self.store.workflows.get((namespace, workflow))
         if body is None:
@@ -116,6 +126,7 @@ class Operator:
         self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
         if self.limits.enabled:
             self.tasks.append(loop.create_task(renew_forever(self.limits, self.leases)))
+        self.tasks.append(loop.create_task(self._gauges()))
         if self.config.webhook_port:
             store = self.store
             self.webhook = await start_webhook_server(

@@ -21,7 +21,6 @@ import kopf
 from taskforge import GROUP, VERSION
 from taskforge.adapters import metrics
 from taskforge.adapters.jobs import LABEL_RUN
-from taskforge.api import TERMINAL_RUN_PHASES
 from taskforge.handlers.app import Operator
 from taskforge.handlers.config import OperatorConfig
 
@@ -83,10 +82,6 @@ async def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_:
         task.add_done_callback(_background.discard)
         return
     op.run_queue.add(key)
-    metrics.ACTIVE_RUNS.set(
-        sum(1 for r in op.store.runs.values()
-            if (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES)
-    )
 
 
 @kopf.on.event(GROUP, VERSION, "workflows")
