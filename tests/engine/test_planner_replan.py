@@ -157,8 +157,20 @@ def test_idle_replan_keeps_status_equal_and_does_nothing() -> None:
 def test_terminal_run_only_deletes_leftover_active_jobs() -> None:
     final = Cluster(facts(workflow(step("a")))).run()
     p = plan(facts(workflow(step("a")), final.status, [job("a", 1), job("a", 9)], now=at(99)))
-    assert deletes(p) == ["run1-a-1", "run1-a-9"] and p.status is final.status
+    # Attempt 1's end is recorded (its "active" Job is a lagging cache); attempt 9 is unknown.
+    assert deletes(p) == ["run1-a-9"] and p.status is final.status
     assert p.requeue_after is None and created(p) == []
+
+
+def test_a_recorded_failed_attempt_that_looks_active_is_not_deleted() -> None:
+    """Restart race: the Job of a failed attempt is listed before its pod; the status already
+    says the attempt failed and a retry waits, so the Job must be kept (its logs too)."""
+    spec = workflow(step("a", retry=retry(2, "5s", kind="fixed")))
+    first = plan(facts(spec))
+    failed_once = plan(facts(spec, first.status, [fail("a")], now=at(1)))
+    assert phases(failed_once) == {"a": "Retrying"}
+    p = plan(facts(spec, failed_once.status, [job("a", 1)], now=at(2)))
+    assert deletes(p) == [] and created(p) == []
 
 
 def test_orphan_active_jobs_of_a_live_run_are_deleted() -> None:

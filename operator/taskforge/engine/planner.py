@@ -66,16 +66,28 @@ def plan(facts: RunFacts) -> Plan:
     return _reconcile(Work(facts, status, spec, dag), status)
 
 
+# Step phases in which the latest attempt's end is recorded in status.
+_ENDED_ATTEMPT = frozenset({"Retrying", "Waiting", "Succeeded", "Failed"})
+
+
 def delete_active(
     jobs: tuple[ObservedJob, ...], steps: dict[str, StepStatus], done: set[str]
 ) -> list[Action]:
-    """DeleteJob for every active Job that is not its step's current running attempt."""
+    """DeleteJob for every active Job that is not its step's current running attempt.
+
+    A Job of an attempt whose end the status already recorded is left alone even if it
+    looks active: status only records an end from a terminated pod or a failed Job, so
+    "active" there means the cache has not caught up (an operator that just restarted lists
+    Jobs before their pods). Deleting it would only throw away that attempt's pod and logs.
+    """
     out: list[Action] = []
     for job in jobs:
         if job.state != "Active" or job.name in done:
             continue
         st = steps.get(job.step)
         if st is not None and st.phase == "Running" and st.attempts == job.attempt:
+            continue
+        if st is not None and st.phase in _ENDED_ATTEMPT and job.attempt <= st.attempts:
             continue
         phase = st.phase if st is not None else "unknown"
         out.append(DeleteJob(job.name, f"step {job.step!r} is {phase}, attempt {job.attempt}"))
