@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from taskforge_executor.contract import EXECUTOR_COMMAND, encode_step, secret_env
 
 from taskforge import API_VERSION
+from taskforge.api.durations import parse_timestamp
 from taskforge.engine.actions import CreateJob
 from taskforge.engine.facts import JobFailure, ObservedJob
 
@@ -188,11 +188,6 @@ def build_job(action: CreateJob, run: RunRef, settings: JobSettings) -> dict[str
     }
 
 
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
 
 def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -229,7 +224,7 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> ObservedJob:
         "name": meta.get("name", ""),
         "step": labels.get(LABEL_STEP, ""),
         "attempt": int(labels.get(LABEL_ATTEMPT, "1")),
-        "started_at": _time(status.get("startTime")),
+        "started_at": parse_timestamp(status.get("startTime")),
     }
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if
                   c.get("status") == "True"}
@@ -237,7 +232,7 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> ObservedJob:
     term = _terminated(pod) if pod else None
     message = term.get("message") if term else None
     exit_code = term.get("exitCode") if term else None
-    finished = _time(term.get("finishedAt")) if term else _time(status.get("completionTime"))
+    finished = parse_timestamp(term.get("finishedAt") if term else status.get("completionTime"))
 
     failed = conditions.get("Failed") or conditions.get("FailureTarget")
     if failed is not None and failed.get("reason") == "DeadlineExceeded":

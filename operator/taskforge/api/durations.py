@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from typing import Any
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -33,3 +35,10 @@ def format_duration(seconds: float) -> str:
     if secs or not out:
         out += f"{secs}s"
     return out
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """A Kubernetes RFC 3339 timestamp ("2026-01-01T12:00:00Z"); None when unset."""
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))

@@ -16,6 +16,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
+from taskforge.api.workflow import WorkflowSpec
+
+
+def wants_limits(spec: WorkflowSpec) -> bool:
+    """Whether a workflow asks for any rate or concurrency limit (run- or step-level)."""
+    return bool(spec.rate_limit or spec.concurrency or any(
+        s.rate_limit or s.concurrency for s in spec.all_steps))
+
 
 def run_rate_key(namespace: str, workflow: str) -> str:
     """Limiter key for run starts of one workflow (``spec.rateLimit``)."""

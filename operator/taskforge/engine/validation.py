@@ -19,6 +19,7 @@ from taskforge.api.common import Condition
 from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.conditions import check_when, set_condition
 from taskforge.engine.dag import DagError, build
+from taskforge.engine.limits import wants_limits
 from taskforge.engine.schedule import SchedulePlan
 from taskforge.engine.templating import COMMENT_END, COMMENT_START
 
@@ -42,7 +43,11 @@ def _template_problems(value: Any, path: str) -> list[str]:
 
 
 def validate_workflow(spec: WorkflowSpec) -> list[str]:
-    """Every problem that would stop a run, each naming its field; [] when valid."""
+    """Every problem that would stop a run, each naming its field; [] when valid.
+
+    Unlike run start (which stops at the first), this lists them all, for the Valid
+    condition and `taskforge validate`.
+    """
     try:
         build(spec)
     except DagError as exc:
@@ -65,11 +70,7 @@ def _limits_condition(
     generation: int, now: datetime,
 ) -> list[Condition]:
     """`LimitsEnforced`: present only when the workflow asks for rate or concurrency limits."""
-    wants = spec is not None and bool(
-        spec.rate_limit or spec.concurrency
-        or any(s.rate_limit or s.concurrency for s in spec.all_steps)
-    )
-    if not wants:
+    if spec is None or not wants_limits(spec):
         return [c for c in conditions if c.type != "LimitsEnforced"]
     if redis_configured:
         return set_condition(conditions, type_="LimitsEnforced", status="True",

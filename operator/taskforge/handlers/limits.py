@@ -45,13 +45,6 @@ def _stamp(t: datetime) -> str:
     return t.strftime("%H:%M:%SZ")
 
 
-def wants_limits(spec: WorkflowSpec) -> bool:
-    return bool(
-        spec.rate_limit
-        or spec.concurrency
-        or any(s.rate_limit or s.concurrency for s in spec.all_steps)
-    )
-
 
 class Limits:
     def __init__(self, settings: RedisSettings | None) -> None:

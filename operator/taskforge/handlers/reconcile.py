@@ -21,6 +21,7 @@ from taskforge.adapters.events import post_event
 from taskforge.adapters.jobs import RunRef, build_job, observe_job
 from taskforge.adapters.patch import merge_patch
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, WorkflowSpec
+from taskforge.api.durations import parse_timestamp
 from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
 from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
 from taskforge.engine.limits import Waiter
@@ -47,9 +48,7 @@ def _dump_status(status: WorkflowRunStatus) -> dict[str, Any]:
 
 
 def _parse_time(value: Any) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parse_timestamp(value) or datetime.now(UTC)
 
 
 class RunReconciler:

@@ -13,6 +13,7 @@ from taskforge.adapters import kube
 from taskforge.adapters.events import post_event
 from taskforge.adapters.patch import merge_patch
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
+from taskforge.api.durations import parse_timestamp
 from taskforge.api.workflow import Schedule
 from taskforge.engine.history import FinishedRun, plan_cleanup
 from taskforge.engine.schedule import (
@@ -28,9 +29,6 @@ from taskforge.handlers.store import Key, Store
 
 log = logging.getLogger("taskforge.workflows")
 
-
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
 
 class WorkflowReconciler:
@@ -81,8 +79,8 @@ class WorkflowReconciler:
             plan = plan_schedule(
                 key[1],
                 schedule,
-                created=_time(meta.get("creationTimestamp")) or now,
-                last_schedule_time=_time(old.get("lastScheduleTime")),
+                created=parse_timestamp(meta.get("creationTimestamp")) or now,
+                last_schedule_time=parse_timestamp(old.get("lastScheduleTime")),
                 runs=[_active_run(r) for r in runs
                       if (r["metadata"].get("labels") or {}).get(LABEL_TRIGGER) == "schedule"],
                 now=now,
@@ -131,7 +129,7 @@ class WorkflowReconciler:
         finished = []
         for run in runs:
             status = run.get("status") or {}
-            at = _time(status.get("finishedAt"))
+            at = parse_timestamp(status.get("finishedAt"))
             if status.get("phase") in TERMINAL_RUN_PHASES and at is not None:
                 finished.append(FinishedRun(run["metadata"]["name"], status["phase"], at))
         cleanup = plan_cleanup(finished, spec.history if spec else None, now)
@@ -146,7 +144,7 @@ def _active_run(run: dict[str, Any]) -> ActiveRun:
     trigger = (run.get("spec") or {}).get("trigger") or {}
     return ActiveRun(
         name=run["metadata"]["name"],
-        scheduled_time=_time(trigger.get("scheduledTime")),
+        scheduled_time=parse_timestamp(trigger.get("scheduledTime")),
         phase=(run.get("status") or {}).get("phase", "Pending"),
     )
 
