@@ -40,6 +40,8 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "root-ca-certificate-publisher-controller",
 )
 SERVICE_CIDR = "10.0.0.0/24"
+# How often wait() starts a controller manager that keeps exiting before it gives up.
+CONTROLLER_MANAGER_STARTS = 3
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -84,11 +86,13 @@ class ControlPlane:
         self.wait(timeout)
 
     def launch(self) -> None:
-        """Mint certificates, write the kubeconfig and spawn the processes; do not wait.
+        """Mint certificates, write the kubeconfig and spawn etcd and the apiserver.
 
-        All three start at once: the apiserver retries etcd and the controller manager
-        waits for the apiserver, so nothing is gained by serialising them, and callers
-        can start their own components (the agent) while the apiserver warms up.
+        They start at once (the apiserver retries etcd), so callers can start their own
+        components (the agent) while the apiserver warms up. The controller manager is
+        spawned by ``wait()`` once the apiserver is ready: its delegated authentication
+        reads a ConfigMap at start-up and exits at once if the apiserver refuses the
+        connection, which on a slow or cold machine it still does at that moment.
         """
         for sub in ("etcd", "logs", "pki"):
             shutil.rmtree(self.workdir / sub, ignore_errors=True)
@@ -108,16 +112,18 @@ class ControlPlane:
         try:
             self.etcd.start()
             self.apiserver.start()
-            self.controller_manager.start()
         except BaseException:
             self.stop()
             raise
 
     def wait(self, timeout: float = 90.0) -> None:
-        """Block until /readyz is ok and the controller manager has done its first work."""
+        """Block until /readyz is ok, then start the controller manager and await its work."""
         deadline = time.monotonic() + timeout
         try:
             self.wait_ready(deadline - time.monotonic())
+            assert self.controller_manager is not None, "launch() first"
+            if not self.controller_manager.alive():
+                self.controller_manager.start()
             self._wait_for_controllers(deadline - time.monotonic())
         except BaseException:
             self.stop()
@@ -192,18 +198,28 @@ class ControlPlane:
         """The default service account appears once the controller manager works.
 
         Pods are rejected by the ServiceAccount admission plugin until it exists, so
-        "ready" without it would make the first test of a session flaky.
+        "ready" without it would make the first test of a session flaky. A controller
+        manager that exits during start-up (the apiserver can still blip right after its
+        first ready answer) is started again a few times before this gives up.
         """
         deadline = time.monotonic() + max(timeout, 1.0)
+        starts_left = CONTROLLER_MANAGER_STARTS - 1
         while time.monotonic() < deadline:
             status, _ = self.get("/api/v1/namespaces/default/serviceaccounts/default")
             if status == 200:
                 return
             cm = self.controller_manager
             if cm is not None and cm.returncode() is not None:
-                raise ControlPlaneError(
-                    f"kube-controller-manager exited with {cm.returncode()}:\n{cm.log_tail()}"
-                )
+                if starts_left == 0:
+                    raise ControlPlaneError(
+                        f"kube-controller-manager exited with {cm.returncode()}:\n"
+                        f"{cm.log_tail()}"
+                    )
+                log.warning("kube-controller-manager exited with %s during start-up; "
+                            "starting it again", cm.returncode())
+                starts_left -= 1
+                time.sleep(0.5)
+                cm.start()
             time.sleep(0.1)
         raise ControlPlaneError(f"controllers not running after {timeout:.0f}s")
 
