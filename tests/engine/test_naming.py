@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from taskforge.engine.naming import job_labels, job_name, label_value
+from taskforge.engine.naming import hashed_job_name, job_labels, job_name, label_value
 
 DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -48,7 +48,29 @@ def test_names_that_share_a_long_prefix_differ() -> None:
     assert len(names) == 5
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("a-b", "c", 1), ("a", "b-c", 1)),
+        (("build-1", "x", 2), ("build", "1-x", 2)),
+        (("r", "s-1", 1), ("r-s", "1", 1)),
+    ],
+)
+def test_hashed_names_tell_apart_what_readable_names_confuse(
+    first: tuple[str, str, int], second: tuple[str, str, int]
+) -> None:
+    assert job_name(*first) == job_name(*second)
+    assert hashed_job_name(*first) != hashed_job_name(*second)
+    for parts in (first, second):
+        name = hashed_job_name(*parts)
+        assert DNS.match(name) and len(name) <= 63, name
+        assert name.startswith(f"{parts[0]}-{parts[1]}-") and name.endswith(f"-{parts[2]}")
+        assert hashed_job_name(*parts) == name  # deterministic
+
+
 def test_attempt_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="attempt"):
+        hashed_job_name("r", "s", 0)
     with pytest.raises(ValueError, match="attempt"):
         job_name("r", "s", 0)
 

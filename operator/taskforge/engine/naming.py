@@ -5,8 +5,10 @@ restarted between "create Job" and "patch status" all ask for the same name, and
 server answers 409 instead of starting a second attempt.
 
 Caveat: `-` joins the parts, so run `a-b` step `c` and run `a` step `b-c` give the same
-name in one namespace. The adapter must therefore treat a 409 as success only when the
-existing Job carries this run's `taskforge.io/run` label (or ownerReference).
+name in one namespace. The adapter therefore treats a 409 as success only when the
+existing Job carries this run's labels; when another run's Job holds the name, the
+attempt uses `hashed_job_name` instead, which is just as deterministic (a restarted
+operator meets the same foreign Job and makes the same choice) and cannot collide.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ def job_name(run_name: str, step: str, attempt: int) -> str:
     wanted = f"{run_name}-{step}-{attempt}"
     if len(wanted) <= MAX_LABEL and _dns(wanted) == wanted:
         return wanted
+    return hashed_job_name(run_name, step, attempt)
+
+
+def hashed_job_name(run_name: str, step: str, attempt: int) -> str:
+    """`<run>-<step>` (truncated) `-<hash>-<attempt>`: unique per run, step and attempt.
+
+    The hash covers the parts separately, so `a-b`/`c` and `a`/`b-c` differ here.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
     suffix = f"-{_digest(run_name, step, str(attempt))}-{attempt}"
     prefix = _dns(f"{run_name}-{step}")[: MAX_LABEL - len(suffix)].rstrip("-")
     return f"{prefix}{suffix}" if prefix else suffix.lstrip("-")

@@ -271,7 +271,10 @@ def _launch(work: Work, name: str, st: StepStatus, attempt: int, *, again: bool 
         failed(work, name, st, None, str(exc))
         return
     run = work.facts.name
-    name_of_job = job_name(run, name, attempt)
+    # A repeat keeps the name the status records: it may be the hashed fallback the
+    # adapter chose when another run's Job held the readable name.
+    recorded = st.job_name if again and st.attempts == attempt else None
+    name_of_job = recorded or job_name(run, name, attempt)
     work.actions.append(CreateJob(
         step=name, attempt=attempt, job_name=name_of_job, step_type=step.step_type,
         config=config, timeout_seconds=_timeout_seconds(work, name),

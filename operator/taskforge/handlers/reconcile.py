@@ -25,6 +25,7 @@ from taskforge.api.durations import parse_timestamp
 from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
 from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
 from taskforge.engine.limits import Waiter
+from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.planner import plan
 from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.limits import Limits
@@ -45,6 +46,18 @@ def _workflow_name(body: dict[str, Any]) -> str | None:
 def _dump_status(status: WorkflowRunStatus) -> dict[str, Any]:
     """Wire form without unset defaults: a finished 1,000-step run stays under 512 KiB."""
     return status.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
+
+
+def _with_job_names(
+    status: WorkflowRunStatus, renamed: dict[tuple[str, int], str]
+) -> WorkflowRunStatus:
+    """The status with the names the Jobs were actually created under."""
+    steps = dict(status.steps or {})
+    for (step, attempt), name in renamed.items():
+        st = steps.get(step)
+        if st is not None and st.attempts == attempt:
+            steps[step] = st.model_copy(update={"job_name": name})
+    return status.model_copy(update={"steps": steps})
 
 
 def _parse_time(value: Any) -> datetime:
@@ -68,8 +81,9 @@ class RunReconciler:
         self._workflow_specs: dict[tuple[str, str, str], WorkflowSpec] = {}
         self._pinned: dict[str, WorkflowSpec] = {}
         # Jobs created in the last few seconds: a replan before the watch shows them would
-        # otherwise repeat the create and pay a 409 (harmless, but an API write).
-        self._created: dict[tuple[str, str], float] = {}
+        # otherwise repeat the create and pay a 409 (harmless, but an API write). Keyed by
+        # run too: another run's Job may hold the same readable name (see _create_job).
+        self._created: dict[tuple[str, str, str], float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     def _workflow_facts(self, namespace: str, name: str) -> WorkflowFacts | None:
@@ -141,10 +155,6 @@ class RunReconciler:
         outcome = "ok"
         try:
             await self._reconcile(key)
-        except kube.JobNameTakenError as exc:
-            outcome = "error"
-            log.error("run %s/%s is stuck: %s", key[0], key[1], exc)
-            self.queue.add_after(key, 60.0)
         except Exception:
             outcome = "error"
             log.exception("reconcile of %s/%s failed; retrying", *key)
@@ -181,7 +191,9 @@ class RunReconciler:
         status, ship_retry = await self.limits.ship(
             result.status, key[0], key[1], _workflow_name(body)
         )
-        await self._apply(key, body, result, now)
+        renamed = await self._apply(key, body, result, now)
+        if renamed:
+            status = _with_job_names(status, renamed)
         new_status = _dump_status(status)
         patch = merge_patch(old_status, new_status)
         if patch:
@@ -232,20 +244,26 @@ class RunReconciler:
             rate_checked=trigger == "webhook",
         )
 
-    async def _apply(self, key: Key, body: dict[str, Any], result: Plan, now: datetime) -> None:
+    async def _apply(
+        self, key: Key, body: dict[str, Any], result: Plan, now: datetime
+    ) -> dict[tuple[str, int], str]:
+        """Carry out the plan's actions; the Jobs created under another name than planned."""
         ref = RunRef(name=key[1], namespace=key[0], uid=str(body["metadata"].get("uid", "")))
+        renamed: dict[tuple[str, int], str] = {}
         calls: list[Awaitable[object]] = []
         clock = time.monotonic()
-        fresh: list[tuple[str, str]] = []
+        fresh: list[tuple[str, str, str]] = []
         for action in result.actions:
             if isinstance(action, CreateJob):
-                job_key = (key[0], action.job_name)
+                job_key = (key[0], key[1], action.job_name)
                 if clock - self._created.get(job_key, -1e9) < RECENT_CREATE_SECONDS:
-                    continue  # created moments ago; the watch has not shown it yet
+                    # Created moments ago; the watch has not shown it yet. Look again
+                    # later in case it never does (the create may not have gone through).
+                    self.queue.add_after(key, RECENT_CREATE_SECONDS)
+                    continue
                 self._created[job_key] = clock
                 fresh.append(job_key)
-                manifest = build_job(action, ref, self.config.jobs)
-                calls.append(asyncio.to_thread(kube.create_job, key[0], manifest))
+                calls.append(self._create_job(body, ref, action, renamed, now))
             elif isinstance(action, DeleteJob):
                 calls.append(asyncio.to_thread(kube.delete_job, key[0], action.job_name))
                 metrics.JOBS_DELETED.inc()
@@ -263,6 +281,33 @@ class RunReconciler:
             self._created = {
                 k: t for k, t in self._created.items() if t > clock - RECENT_CREATE_SECONDS
             }
+        return renamed
+
+    async def _create_job(
+        self,
+        body: dict[str, Any],
+        ref: RunRef,
+        action: CreateJob,
+        renamed: dict[tuple[str, int], str],
+        now: datetime,
+    ) -> bool:
+        """Create the attempt's Job; under its hashed name when another run's Job has the
+        readable one (run `a-b` step `c` and run `a` step `b-c` share `a-b-c-1`)."""
+        manifest = build_job(action, ref, self.config.jobs)
+        try:
+            return await asyncio.to_thread(kube.create_job, ref.namespace, manifest)
+        except kube.JobNameTakenError as exc:
+            other = replace(action, job_name=hashed_job_name(ref.name, action.step,
+                                                             action.attempt))
+            self._post_in_background(body, EmitEvent(
+                "Warning", "JobNameTaken", f"{exc}; step {action.step!r} attempt "
+                f"{action.attempt} runs as job {other.job_name} instead", action.step,
+            ), now)
+            created = await asyncio.to_thread(
+                kube.create_job, ref.namespace, build_job(other, ref, self.config.jobs)
+            )
+            renamed[(action.step, action.attempt)] = other.job_name
+            return created
 
     def _post_in_background(self, body: dict[str, Any], event: EmitEvent, now: datetime) -> None:
         if (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import datetime
 from typing import Any
@@ -295,3 +296,21 @@ def test_deleting_a_run_removes_its_jobs(kube: Kube, cluster: Any) -> None:
     while kube.jobs(name) and datetime.now().timestamp() < deadline:
         subprocess.run(["sleep", "0.5"], check=True)
     assert kube.jobs(name) == []
+
+
+def test_a_job_name_held_by_another_run_falls_back_to_the_hashed_name(kube: Kube) -> None:
+    """Run `a-b` step `c` and run `a` step `b-c` both read as Job `a-b-c-1`."""
+    kube.workflow("one", {"steps": [log_step("c", "first")]})
+    kube.workflow("two", {"steps": [log_step("b-c", "second")]})
+    kube.start_run("one", name="a-b")
+    assert kube.wait_run("a-b")["status"]["phase"] == "Succeeded"
+    kube.start_run("two", name="a")
+    run = kube.wait_run("a")
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    step = run["status"]["steps"]["b-c"]
+    assert step["outputs"]["message"] == "second"
+    assert re.fullmatch(r"a-b-c-[0-9a-f]{8}-1", step["jobName"]), step["jobName"]
+    assert [j.metadata.name for j in kube.jobs("a")] == [step["jobName"]]
+    theirs = kube.batch.read_namespaced_job("a-b-c-1", kube.namespace)
+    assert theirs.metadata.labels["taskforge.io/run"] == "a-b"
+    assert "JobNameTaken" in kube.event_reasons("a", {"JobNameTaken"})
