@@ -158,8 +158,9 @@ def main() -> None:
                     raise SystemExit(f"the operator exited; see {log_path}")
                 time.sleep(0.15)
         console.print("\nEverything stays up until Ctrl-C. In another shell:")
-        console.print(f"  [bold]export KUBECONFIG={cluster.kubeconfig}[/]")
-        console.print(f"  export PATH={cluster.bin_dir}:$PATH")
+        # soft_wrap: a narrow terminal must not break the lines people copy into a shell
+        console.print(f"  [bold]export KUBECONFIG={cluster.kubeconfig}[/]", soft_wrap=True)
+        console.print(f"  export PATH={cluster.bin_dir}:$PATH", soft_wrap=True)
         console.print("  kubectl get workflows,workflowruns,jobs")
         console.print(f"  .venv/bin/taskforge get {run_name}")
         console.print("  kubectl create -f examples/retry-backoff.yaml")
