@@ -29,6 +29,7 @@ from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import free_port  # noqa: E402
 
 EXAMPLE = ROOT / os.environ.get("TASKFORGE_DEMO_EXAMPLE", "examples/diamond.yaml")
+RUN_TIMEOUT_SECONDS = 300  # the example ends in seconds; anything near this is a fault
 PHASE_STYLE = {
     "Succeeded": "green",
     "Failed": "red",
@@ -122,7 +123,7 @@ def render(run: dict[str, Any]) -> Table:
 
 
 def main() -> None:
-    workdir = ROOT / ".local" / "demo"
+    workdir = Path(os.environ.get("TASKFORGE_DEMO_DIR", ROOT / ".local" / "demo"))
     workdir.mkdir(parents=True, exist_ok=True)
     console.print(
         "[bold]Taskforge demo[/]: starting the local control plane, node agent and Redis…"
@@ -146,6 +147,7 @@ def main() -> None:
             line.split()[0].split("/")[1]
             for line in kubectl(cluster, "get", "workflowruns", "-o", "name").splitlines()
         )
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
         with Live(console=console, refresh_per_second=8) as live:
             while True:
                 run = api.get_namespaced_custom_object(
@@ -156,6 +158,9 @@ def main() -> None:
                     break
                 if operator.poll() is not None:
                     raise SystemExit(f"the operator exited; see {log_path}")
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the run did not end in {RUN_TIMEOUT_SECONDS}s; "
+                                     f"see {log_path}")
                 time.sleep(0.15)
         console.print("\nEverything stays up until Ctrl-C. In another shell:")
         # soft_wrap: a narrow terminal must not break the lines people copy into a shell
@@ -164,7 +169,10 @@ def main() -> None:
         console.print("  kubectl get workflows,workflowruns,jobs")
         console.print(f"  .venv/bin/taskforge get {run_name}")
         console.print("  kubectl create -f examples/retry-backoff.yaml")
-        if os.environ.get("TASKFORGE_DEMO_EXIT"):
+        if os.environ.get("TASKFORGE_DEMO_EXIT"):  # for tests and CI: end with the run
+            phase = (run.get("status") or {}).get("phase")
+            if phase != "Succeeded":
+                raise SystemExit(f"the demo run ended {phase}; see {log_path}")
             return
         while True:
             signal.pause()
