@@ -1,24 +1,23 @@
 """`taskforge validate` offline: messages name file, line and field; exit code 1 on any error.
 
-Runs the real typer app in-process (CliRunner), no cluster. Expected line numbers are found
-by searching the fixture text for a marker, so editing a manifest does not silently shift
-what a test checks. The last section covers the other offline piece of the CLI, the parsing
-of `-p key=value` values, which decides what `taskforge run` writes into a run.
+`validate` is how a manifest's mistakes are found before anything reaches a cluster, so each
+finding must point at the place to fix. Runs the real typer app in-process (CliRunner), no
+cluster. Expected line numbers are found by searching the fixture text for a marker, so
+editing a manifest does not silently shift what a test checks. The other offline piece of
+the CLI, the parsing of `-p key=value` values: test_cli_params.py.
 """
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
-from taskforge.cli.errors import CliError
 from taskforge.cli.main import app
-from taskforge.cli.params import ParamValue, load_param_file, parse_assignments, parse_value
-from taskforge.cli.params import resolve as resolve_params
 from taskforge.cli.validate import check_text, parse_path, path_text
 from typer.testing import CliRunner
+
+from tests.unit.cli_kit import line, run_validate, write
 
 HAS_ENGINE_VALIDATION = True
 try:
@@ -59,27 +58,6 @@ spec:
   params:
     who: me
 """
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def line(text: str, marker: str, occurrence: int = 1) -> int:
-    """1-based line of the `occurrence`-th line containing `marker`."""
-    hits = [i for i, t in enumerate(textwrap.dedent(text).splitlines(), 1) if marker in t]
-    return hits[occurrence - 1]
-
-
-def run_validate(*paths: Path | str, stdin: str | None = None) -> tuple[int, str]:
-    args = ["validate"]
-    for p in paths:
-        args += ["-f", str(p)]
-    result = CliRunner().invoke(app, args, input=stdin)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result.exit_code, result.output
 
 
 def test_valid_file_exits_0_and_names_the_documents(tmp_path: Path) -> None:
@@ -344,66 +322,3 @@ def test_paths_round_trip() -> None:
     assert path_text(loc) == "spec.steps[1].dependsOn[0]"
     assert parse_path("spec.steps[1].dependsOn[0]") == loc
     assert check_text("", "empty.yaml").findings == []
-
-
-# --- `-p key=value` -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [
-        ("3", 3),
-        ("-2", -2),
-        ("0x1f", 31),
-        ("1.5", 1.5),
-        ("1e3", 1000.0),
-        ("true", True),
-        ("False", False),
-        ("null", None),
-        ("no", "no"),  # YAML 1.2: not a boolean
-        ("on", "on"),
-        ("2024-01-02", "2024-01-02"),  # not a date: it must stay JSON
-        ("'3'", "3"),
-        ('"true"', "true"),
-        ("", ""),
-        ("hello world", "hello world"),
-        ("a: b", "a: b"),  # a mapping only when written as {..}
-        ("[1, two]", [1, "two"]),
-        ("{a: 1}", {"a": 1}),
-        ("[unclosed", "[unclosed"),
-        (".inf", ".inf"),
-    ],
-)
-def test_param_values_are_yaml_1_2_scalars(text: str, value: object) -> None:
-    got = parse_value(text)
-    assert got == value and type(got) is type(value)
-
-
-def test_param_assignments_and_file(tmp_path: Path) -> None:
-    given = parse_assignments(["n=3", "msg=a=b"])
-    assert given["n"].value == 3 and given["n"].text == "3"
-    assert given["msg"].value == "a=b"
-    with pytest.raises(CliError, match="expected key=value"):
-        parse_assignments(["novalue"])
-    path = write(tmp_path, "p.yaml", "n: 4\nday: 2024-01-02\nflag: yes\n")
-    loaded = load_param_file(path)
-    assert {k: v.value for k, v in loaded.items()} == {"n": 4, "day": "2024-01-02", "flag": "yes"}
-    bad = write(tmp_path, "bad.yaml", "- a\n- b\n")
-    with pytest.raises(CliError, match="mapping"):
-        load_param_file(bad)
-
-
-def test_params_resolve_like_the_operator() -> None:
-    declared: list[dict[str, Any]] = [
-        {"name": "version", "type": "string"},
-        {"name": "n", "type": "integer"},
-        {"name": "who", "type": "string", "required": True},
-    ]
-    given = parse_assignments(["version=1.10", "n=3", "who=me"])
-    assert resolve_params(given, declared, "wf") == {"version": "1.10", "n": 3, "who": "me"}
-    with pytest.raises(CliError, match="unknown param 'typo'"):
-        resolve_params({**given, "typo": ParamValue(1)}, declared, "wf")
-    with pytest.raises(CliError, match=r"'who'.*required"):
-        resolve_params(parse_assignments(["n=1"]), declared, "wf")
-    with pytest.raises(CliError, match="expects integer"):
-        resolve_params(parse_assignments(["n=x", "who=me"]), declared, "wf")

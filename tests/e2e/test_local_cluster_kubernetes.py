@@ -1,88 +1,33 @@
 """The cluster the e2e suite runs on behaves like Kubernetes where Taskforge relies on it.
 
-Most tests hold on any cluster (they use Jobs, pods, logs and CRDs the
-standard way); those marked ``local_agent`` check the local node agent itself
-(host processes and files, the control plane's own binaries and restarts).
+The operator's steps are Jobs: it reads their results from termination messages, gives them
+env from Secrets, ConfigMaps and fields, enforces timeouts with deadlines, deletes them on
+cancel, shows their logs, and installs CRDs. If the local cluster got one of these wrong,
+the e2e tests of the operator would pass or fail for the wrong reason. These tests hold on
+any cluster; the one marked ``local_agent`` also checks that a deleted Job's host process
+ends. The local control plane and node agent themselves: test_local_cluster_agent.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client as k8s_client
-from localcluster.envvars import expand
 from localcluster.testing import ClusterUnderTest
 
-T = TypeVar("T")
-PYTHON_IMAGE = "python:3.11-slim"
-BUSYBOX_IMAGE = "busybox:1.36"
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def job(
-    name: str,
-    command: list[str],
-    *,
-    image: str = PYTHON_IMAGE,
-    env: list[dict[str, Any]] | None = None,
-    deadline: int | None = None,
-) -> str:
-    spec: dict[str, Any] = {
-        "backoffLimit": 0,
-        "template": {"spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 5,
-            "containers": [{"name": "main", "image": image, "command": command,
-                            "env": env or []}],
-        }},
-    }
-    if deadline is not None:
-        spec["activeDeadlineSeconds"] = deadline
-    return json.dumps({"apiVersion": "batch/v1", "kind": "Job",
-                       "metadata": {"name": name}, "spec": spec})
-
-
-def pod_of(cluster: ClusterUnderTest, namespace: str, job_name: str) -> k8s_client.V1Pod | None:
-    core = k8s_client.CoreV1Api(cluster.api_client())
-    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-    return pods[0] if pods else None
-
-
-def job_condition(cluster: ClusterUnderTest, namespace: str, name: str, kind: str) -> Any:
-    batch = k8s_client.BatchV1Api(cluster.api_client())
-    status = batch.read_namespaced_job(name, namespace).status
-    for cond in (status.conditions if status else None) or []:
-        if cond.type == kind and cond.status == "True":
-            return cond
-    return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-# -- Jobs, termination messages, deadlines ----------------------------------------
+from tests.e2e.cluster_kit import (
+    BUSYBOX_IMAGE,
+    PYTHON_IMAGE,
+    job,
+    job_condition,
+    pid_alive,
+    pod_of,
+    wait_for,
+)
 
 
 def test_python_job_completes_with_termination_message(
@@ -308,104 +253,3 @@ def test_crd_applies_and_lists_objects(cluster: ClusterUnderTest, namespace: str
     finally:
         cluster.kubectl("delete", "crd", "gadgets.e2e.taskforge.io", "--wait=false",
                         check=False)
-
-
-# -- the local control plane and agent themselves -------------------------------------
-
-
-@pytest.mark.local_agent
-def test_kubectl_version_shows_the_pinned_server(cluster: ClusterUnderTest) -> None:
-    version = json.loads(cluster.kubectl("version", "-o", "json").stdout)
-    assert version["serverVersion"]["gitVersion"] == "v1.36.3"
-
-
-@pytest.mark.local_agent
-def test_unmapped_image_fails_the_pod_with_a_clear_reason(
-    cluster: ClusterUnderTest, namespace: str
-) -> None:
-    image = "registry.example.com/acme/unknown:1.0"
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "alien"},
-           "spec": {"restartPolicy": "Never",
-                    "containers": [{"name": "c", "image": image, "command": ["true"]}]}}
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
-    core = k8s_client.CoreV1Api(cluster.api_client())
-
-    def failed() -> k8s_client.V1PodStatus | None:
-        status = core.read_namespaced_pod("alien", namespace).status
-        return status if status and status.phase == "Failed" else None
-
-    status = wait_for("pod alien to fail", failed, timeout=30)
-    assert status.reason == "LocalAgentCannotRunImage"
-    state = (status.container_statuses or [])[0].state
-    assert state is not None and state.terminated is not None
-    assert state.terminated.reason == "LocalAgentCannotRunImage"
-    assert image in (state.terminated.message or "")
-    assert image in (status.message or "")
-
-
-@pytest.mark.local_agent
-def test_bench_instant_image_finishes_without_a_process(
-    cluster: ClusterUnderTest, namespace: str
-) -> None:
-    manifest = job("instant", ["does-not-exist"], image="taskforge.io/bench-instant")
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
-    cluster.kubectl("wait", "-n", namespace, "--for=condition=complete", "job/instant",
-                    "--timeout=30s")
-    pod = pod_of(cluster, namespace, "instant")
-    assert pod is not None and pod.status is not None
-    state = (pod.status.container_statuses or [])[0].state
-    assert state is not None and state.terminated is not None
-    assert json.loads(state.terminated.message or "") == {"ok": True, "outputs": {}}
-
-
-@pytest.mark.local_agent
-def test_on_failure_restarts_the_container(
-    cluster: ClusterUnderTest, namespace: str, tmp_path: Path
-) -> None:
-    marker = tmp_path / "ran-once"
-    script = (f"import os, sys\nif not os.path.exists({str(marker)!r}):\n"
-              f"    open({str(marker)!r}, 'w').close(); sys.exit(3)\n")
-    manifest = json.loads(job("flaky", ["python", "-c", script]))
-    manifest["spec"]["backoffLimit"] = 2
-    manifest["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
-    cluster.kubectl("wait", "-n", namespace, "--for=condition=complete", "job/flaky",
-                    "--timeout=60s")
-    pod = pod_of(cluster, namespace, "flaky")
-    assert pod is not None and pod.status is not None
-    (status,) = pod.status.container_statuses or []
-    assert status.restart_count == 1
-    assert status.last_state is not None and status.last_state.terminated is not None
-    assert status.last_state.terminated.exit_code == 3
-
-
-@pytest.mark.local_agent
-def test_agent_survives_an_apiserver_restart(cluster: ClusterUnderTest, namespace: str) -> None:
-    assert cluster.control_plane is not None
-    cluster.control_plane.restart_apiserver()
-    cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                    input=job("after", ["python", "-c", "print('still here')"]))
-    cluster.kubectl("wait", "-n", namespace, "--for=condition=complete", "job/after",
-                    "--timeout=90s")
-
-
-# -- $(VAR) expansion, as Kubernetes does it (no cluster needed) ----------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("$(A)", "a"),
-        ("x$(A)y$(B)z", "xaybz"),
-        ("$$(A)", "$(A)"),
-        ("$$$(A)", "$a"),
-        ("$(MISSING)", "$(MISSING)"),
-        ("$(A", "$(A"),
-        ("$A", "$A"),
-        ("a$", "a$"),
-        ("$()", "$()"),
-        ("$(A)$(A)", "aa"),
-    ],
-)
-def test_expand_matches_kubernetes(text: str, expected: str) -> None:
-    assert expand(text, {"A": "a", "B": "b"}) == expected
