@@ -12,8 +12,9 @@
 #   and writes nothing outside /tmp, so it works with `readOnlyRootFilesystem: true`
 #   and an emptyDir at /tmp (the Helm chart and the step Jobs mount one).
 #
-# tests/unit/test_dockerfile.py checks these rules and runs both entrypoints from
-# the wheel this file builds, since no Docker engine is available in CI.
+# tests/unit/test_dockerfile_rules.py checks these rules and
+# tests/unit/test_dockerfile_entrypoints.py runs both entrypoints from the wheel this
+# file builds, since no Docker engine is available in CI.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
 
