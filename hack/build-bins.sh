@@ -67,5 +67,22 @@ if [ ! -x "$BIN/helm" ] || [ ! -f "$helm_stamp" ]; then
   log "built helm in $(( $(date +%s) - t0 ))s"
 fi
 
+# prometheus-operator's ServiceMonitor CRD, the real one from its Go module, so the chart's
+# ServiceMonitor is dry-run against its true schema on the local control plane
+# (tests/e2e/test_helm_cluster.py). v0.85.0 is the newest release the module proxy serves.
+PROM_OP_VERSION=${PROM_OP_VERSION:-v0.85.0}
+sm_crd="$BIN/crds/servicemonitors-$PROM_OP_VERSION.yaml"
+if [ ! -f "$sm_crd" ]; then
+  log "fetching prometheus-operator $PROM_OP_VERSION's ServiceMonitor CRD (Go module proxy)"
+  dir=$(cd "$here" && GOFLAGS=-mod=mod go mod download -json \
+    "github.com/prometheus-operator/prometheus-operator@$PROM_OP_VERSION" \
+    | awk -F'"' '$2=="Dir"{print $4}')
+  mkdir -p "$BIN/crds"
+  cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+    "$sm_crd.tmp"
+  chmod 644 "$sm_crd.tmp"
+  mv "$sm_crd.tmp" "$sm_crd"
+fi
+
 log "binaries ready in $(( $(date +%s) - start ))s: $BIN"
 echo "$BIN"
