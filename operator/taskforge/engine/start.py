@@ -15,7 +15,7 @@ from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.actions import EmitEvent, Plan
 from taskforge.engine.conditions import SUCCEEDED, check_when, set_condition
 from taskforge.engine.dag import Dag, DagError, build_cached
-from taskforge.engine.facts import RunAdmission, RunFacts
+from taskforge.engine.facts import RunFacts
 from taskforge.engine.params import ParamsError, check_defaults, resolve_params
 from taskforge.engine.results import bound_message, bound_outputs, output_budget
 
@@ -81,14 +81,22 @@ def _failed(
     return Plan(actions=(event,), status=status, requeue_after=None)
 
 
-def _waiting_for_workflow(facts: RunFacts, name: str) -> Plan:
-    message = f"workflow {name!r} not found in namespace {facts.namespace!r}"
+def _pending(
+    facts: RunFacts,
+    reason: str,
+    message: str,
+    event_type: Literal["Normal", "Warning"],
+    requeue_after: float | None,
+) -> Plan:
+    """A run that cannot start yet (its workflow is missing, or the limits hold it): Pending,
+    saying why, looked at again when that may have changed. It is never failed for waiting,
+    and its Event is posted only when the reason or message changes."""
     old = facts.status or WorkflowRunStatus()
     conditions = set_condition(
         old.conditions,
         type_=SUCCEEDED,
         status="Unknown",
-        reason="WorkflowNotFound",
+        reason=reason,
         message=message,
         now=facts.now.replace(microsecond=0),
         observed_generation=facts.generation,
@@ -101,39 +109,9 @@ def _waiting_for_workflow(facts: RunFacts, name: str) -> Plan:
             "message": message,
         }
     )
-    first = facts.status is None or facts.status.conditions != conditions
-    events = (EmitEvent(type="Warning", reason="WorkflowNotFound", message=message),)
-    return Plan(
-        actions=events if first else (), status=status, requeue_after=WORKFLOW_NOT_FOUND_REQUEUE
-    )
-
-
-def _held(facts: RunFacts, admission: RunAdmission) -> Plan:
-    """A run the limits do not let start yet: Pending, saying why, back when a slot or token
-    is due. It is never failed for waiting."""
-    old = facts.status or WorkflowRunStatus()
-    conditions = set_condition(
-        old.conditions,
-        type_=SUCCEEDED,
-        status="Unknown",
-        reason=admission.reason,
-        message=admission.message,
-        now=facts.now.replace(microsecond=0),
-        observed_generation=facts.generation,
-    )
-    status = old.model_copy(
-        update={
-            "phase": "Pending",
-            "observed_generation": facts.generation,
-            "conditions": conditions,
-            "message": admission.message,
-        }
-    )
     changed = facts.status is None or facts.status.conditions != conditions
-    events = (EmitEvent(type="Normal", reason=admission.reason, message=admission.message),)
-    return Plan(
-        actions=events if changed else (), status=status, requeue_after=admission.retry_after
-    )
+    events = (EmitEvent(type=event_type, reason=reason, message=message),)
+    return Plan(actions=events if changed else (), status=status, requeue_after=requeue_after)
 
 
 def start_run(facts: RunFacts) -> WorkflowRunStatus | Plan:
@@ -149,7 +127,11 @@ def start_run(facts: RunFacts) -> WorkflowRunStatus | Plan:
             if run_spec.cancel:
                 return _failed(facts, "Cancelled", "cancelled before it started", None,
                                phase="Cancelled")
-            return _waiting_for_workflow(facts, ref)
+            return _pending(
+                facts, "WorkflowNotFound",
+                f"workflow {ref!r} not found in namespace {facts.namespace!r}",
+                "Warning", WORKFLOW_NOT_FOUND_REQUEUE,
+            )
         spec = wf.spec
         pinned = PinnedWorkflow(name=wf.name, generation=wf.generation, uid=wf.uid)
     try:
@@ -174,7 +156,8 @@ def start_run(facts: RunFacts) -> WorkflowRunStatus | Plan:
         if run_spec.cancel:
             return _failed(facts, "Cancelled", "cancelled before it started", pinned,
                            phase="Cancelled")
-        return _held(facts, facts.admission)
+        held = facts.admission
+        return _pending(facts, held.reason, held.message, "Normal", held.retry_after)
     return _pinned_status(
         facts, spec=spec, dag=dag, pinned=pinned, params=params, reused=reused
     )
