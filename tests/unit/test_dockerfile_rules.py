@@ -207,7 +207,7 @@ def test_oci_labels(dockerfile: Dockerfile) -> None:
     args = {k: v for i in dockerfile.final.all("ARG") for k, v in i.pairs().items()}
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     assert args.get("VERSION") == PYPROJECT["project"]["version"]
-    assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]["text"]
+    assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]
 
 
 def test_exposes_the_operator_ports(dockerfile: Dockerfile) -> None:
