@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +29,9 @@ OPERATOR_SOURCES = ROOT / "operator"
 
 class Cluster(Protocol):
     bin_dir: Path
+
+    @property
+    def is_local(self) -> bool: ...
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
@@ -46,6 +51,23 @@ def local_kube_version() -> str:
                       .read_text(), re.MULTILINE)
     assert match, "k8s.io/kubernetes is not required in hack/go.mod"
     return match.group(1)
+
+
+def wait_established(cluster: Cluster, names: Iterable[str], timeout: float = 60.0) -> None:
+    """Wait until the named CRDs are Established and their kinds are in discovery.
+
+    `kubectl wait` fails outright, rather than waiting, while a new CRD has no conditions, and
+    discovery (what `kubectl apply` resolves kinds with) lags the Established condition."""
+    names = list(names)
+    deadline = time.monotonic() + timeout
+    while cluster.kubectl("wait", "--for=condition=established", "--timeout=10s",
+                          *(f"crd/{name}" for name in names), check=False).returncode:
+        assert time.monotonic() < deadline, f"{names} not established within {timeout:.0f} s"
+        time.sleep(0.5)
+    while not set(names) <= set(cluster.kubectl("api-resources", "-o", "name",
+                                                check=False).stdout.split()):
+        assert time.monotonic() < deadline, f"{names} not in discovery within {timeout:.0f} s"
+        time.sleep(0.5)
 
 
 def helm_binary() -> Path:

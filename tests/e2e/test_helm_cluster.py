@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from localcluster.testing import ClusterUnderTest
 
 from tests.e2e.helm_kit import (
     CHART,
@@ -36,6 +35,7 @@ from tests.e2e.helm_kit import (
     one,
     render,
     to_yaml,
+    wait_established,
 )
 
 pytestmark = pytest.mark.e2e
@@ -54,12 +54,7 @@ def _release() -> str:
 def crds(cluster: Cluster) -> Cluster:
     """The chart's CRDs, installed (or updated) and established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
-    deadline = time.monotonic() + 60
-    # `kubectl wait` fails outright, rather than waiting, while a new CRD has no conditions.
-    while cluster.kubectl("wait", "--for=condition=established", "--timeout=10s",
-                          *(f"crd/{name}" for name in CRD_NAMES), check=False).returncode:
-        assert time.monotonic() < deadline, "the CRDs were not established within 60 s"
-        time.sleep(0.5)
+    wait_established(cluster, CRD_NAMES)
     return cluster
 
 
@@ -122,7 +117,7 @@ def _has_service_monitors(cluster: Cluster) -> bool:
 
 
 @pytest.fixture(scope="module")
-def service_monitors(crds: ClusterUnderTest) -> ClusterUnderTest:
+def service_monitors(crds: Cluster) -> Cluster:
     """A cluster that knows ServiceMonitors. The local control plane gets prometheus-operator's
     real CRD (hack/build-bins.sh caches it from the operator's Go module); a foreign cluster is
     used as it is, and the test skips when it runs no prometheus-operator."""
@@ -133,17 +128,12 @@ def service_monitors(crds: ClusterUnderTest) -> ClusterUnderTest:
     found = sorted((crds.bin_dir / "crds").glob("servicemonitors-*.yaml"))
     assert found, f"no ServiceMonitor CRD under {crds.bin_dir / 'crds'} (run hack/setup.sh)"
     crds.kubectl("apply", "--server-side", "-f", str(found[-1]))
-    crds.kubectl("wait", "--for=condition=established", "--timeout=60s",
-                 f"crd/{SERVICE_MONITOR_CRD}")
-    deadline = time.monotonic() + 30
-    while not _has_service_monitors(crds):  # discovery lags the Established condition
-        assert time.monotonic() < deadline, "ServiceMonitor never appeared in discovery"
-        time.sleep(0.5)
+    wait_established(crds, [SERVICE_MONITOR_CRD])
     return crds
 
 
 def test_service_monitor_passes_server_dry_run(
-    service_monitors: ClusterUnderTest, helm: Path, namespace: str, server_version: str
+    service_monitors: Cluster, helm: Path, namespace: str, server_version: str
 ) -> None:
     manifests = render(helm, "--set", "metrics.serviceMonitor.enabled=true",
                        "--show-only", "templates/servicemonitor.yaml", release=_release(),

@@ -85,14 +85,14 @@ class WorkQueue(Generic[K]):
                 await handle(key)
             finally:
                 self._active.discard(key)
-                took = loop.time() - started
+                ended = loop.time()
+                took = ended - started
                 if took >= self.rest_after:
                     if len(self._rest_until) > 10_000:  # keys of finished runs
-                        now = loop.time()
                         self._rest_until = {
-                            k: t for k, t in self._rest_until.items() if t > now
+                            k: t for k, t in self._rest_until.items() if t > ended
                         }
-                    self._rest_until[key] = loop.time() + min(took, self.rest_max)
+                    self._rest_until[key] = ended + min(took, self.rest_max)
                 if key in self._dirty:
                     self._dirty.discard(key)
                     self.add(key)
