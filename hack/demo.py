@@ -25,6 +25,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 
+from localcluster.admission import wait_for_admission_webhook  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import free_port  # noqa: E402
 
@@ -67,6 +68,7 @@ def install_crds(cluster: LocalCluster) -> None:
 
 
 def start_operator(cluster: LocalCluster, log_path: Path) -> subprocess.Popen[bytes]:
+    admission_port = free_port()
     env = dict(
         os.environ,
         KUBECONFIG=str(cluster.kubeconfig),
@@ -74,15 +76,20 @@ def start_operator(cluster: LocalCluster, log_path: Path) -> subprocess.Popen[by
         TASKFORGE_METRICS_PORT=str(free_port()),
         TASKFORGE_WEBHOOK_PORT=str(free_port()),
         TASKFORGE_HEALTH_PORT=str(free_port()),
+        TASKFORGE_ADMISSION="local",
+        TASKFORGE_ADMISSION_PORT=str(admission_port),
     )
     if cluster.redis_url:
         env["REDIS_URL"] = cluster.redis_url
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "taskforge.handlers.main"],
         env=env,
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
     )
+    # Runs are created only once the operator's admission webhook records their creator.
+    wait_for_admission_webhook(cluster.kubeconfig, admission_port)
+    return proc
 
 
 def seconds_between(start: str | None, end: str | None) -> str:

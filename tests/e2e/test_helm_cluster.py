@@ -251,10 +251,10 @@ OPERATOR_NEEDS = [
     ("get", "pods", "log"),
     ("create", "events", None),
     ("create", "events.events.k8s.io", None),
-    ("get", "secrets", None),
 ]
 # What it must not be able to do (also proves that can-i can say no).
 OPERATOR_MUST_NOT = [
+    ("get", "secrets", None),
     ("list", "secrets", None),
     ("create", "pods", None),
     ("delete", "pods", None),
@@ -278,6 +278,7 @@ def test_rbac_cluster_wide(
             assert rbac.can(verb, resource, "default", sub), f"{verb} {resource} in default"
         assert rbac.can("list", "customresourcedefinitions.apiextensions.k8s.io")
         assert rbac.can("watch", "namespaces")
+        assert rbac.can("create", "subjectaccessreviews.authorization.k8s.io")
         for verb, resource, sub in OPERATOR_MUST_NOT:
             assert not rbac.can(verb, resource, subresource=sub), f"may {verb} {resource}"
 

@@ -10,6 +10,7 @@ Against a real apiserver: test_helm_cluster.py. Shared helpers: helm_kit.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -76,7 +77,7 @@ def test_render_defaults(helm: Path) -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080, "webhook": 8081, "health": 8082}
+    assert ports == {"metrics": 8080, "webhook": 8081, "health": 8082, "admission": 9443}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
@@ -93,11 +94,14 @@ def test_render_defaults(helm: Path) -> None:
         "TASKFORGE_STEP_EVENTS": "true",
         "TASKFORGE_LOG_LEVEL": "INFO",
         "TASKFORGE_RATE_LIMIT_POLICY": "open",
+        "TASKFORGE_ADMISSION": "service",
+        "TASKFORGE_ADMISSION_PORT": "9443",
+        "TASKFORGE_ADMISSION_CERT_DIR": "/etc/taskforge/admission",
     }
 
     service = one(manifests, "Service")
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
-        "metrics": 8080, "webhook": 8081}
+        "metrics": 8080, "webhook": 8081, "admission": 443}
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert one(manifests, "ClusterRoleBinding")["subjects"] == [
         {"kind": "ServiceAccount", "name": "taskforge", "namespace": "taskforge-system"}]
@@ -116,8 +120,8 @@ def test_every_env_var_the_chart_sets_is_read_by_the_operator(helm: Path) -> Non
 def test_redis_url_travels_in_a_secret(helm: Path) -> None:
     url = "redis://:s3cret@redis.example:6379/2"
     manifests = render(helm, "--set", f"redis.url={url}")
-    secret = one(manifests, "Secret")
-    assert secret["metadata"]["name"] == "taskforge-redis"
+    secrets = {m["metadata"]["name"]: m for m in by_kind(manifests, "Secret")}
+    assert set(secrets) == {"taskforge-redis", "taskforge-admission-tls"}
     deployment = one(manifests, "Deployment")
     assert "s3cret" not in yaml.safe_dump(deployment)
     assert container_env(deployment)["REDIS_URL"] == {
@@ -129,7 +133,9 @@ def test_redis_url_travels_in_a_secret(helm: Path) -> None:
 def test_render_namespaced_values(helm: Path) -> None:
     manifests = render(helm, "--values", str(NAMESPACED_VALUES), release="tf", namespace="ops")
     assert not by_kind(manifests, "ServiceMonitor")
-    assert not by_kind(manifests, "Secret")  # redis.existingSecret is used as it is
+    # redis.existingSecret is used as it is; only the admission certificate is made
+    assert [m["metadata"]["name"] for m in by_kind(manifests, "Secret")] == [
+        "tf-taskforge-admission-tls"]
     roles = by_kind(manifests, "Role")
     bindings = by_kind(manifests, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
@@ -140,9 +146,15 @@ def test_render_namespaced_values(helm: Path) -> None:
     # Only the cluster-scoped rules stay in the ClusterRole.
     cluster_role = one(manifests, "ClusterRole")
     groups = {g for rule in cluster_role["rules"] for g in rule["apiGroups"]}
-    assert groups == {"apiextensions.k8s.io", ""}
+    assert groups == {"apiextensions.k8s.io", "", "authorization.k8s.io"}
     assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
-        "customresourcedefinitions", "namespaces"}
+        "customresourcedefinitions", "namespaces", "subjectaccessreviews"}
+    # The admission webhook sees only the namespaces served.
+    (config,) = by_kind(manifests, "MutatingWebhookConfiguration")
+    for hook in config["webhooks"]:
+        assert hook["namespaceSelector"]["matchExpressions"] == [
+            {"key": "kubernetes.io/metadata.name", "operator": "In",
+             "values": ["team-a", "team-b"]}]
 
     env = container_env(one(manifests, "Deployment"))
     assert env["TASKFORGE_NAMESPACES"] == "team-a,team-b"
@@ -212,4 +224,44 @@ def test_rbac_grants_no_wildcards_and_only_known_verbs(helm: Path) -> None:
                 assert set(rule["verbs"]) <= allowed, rule
                 if "secrets" in rule["resources"]:
                     assert rule["verbs"] == ["get"], "secrets: get by name, never list"
+
+
+def test_no_right_on_secrets_except_webhook_keys_where_listed(helm: Path) -> None:
+    """The operator must not read Secrets for the runs (the step pods do, after the
+    creator's SubjectAccessReview); only webhook keys, only in the namespaces listed."""
+    def secret_roles(manifests: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [(m["kind"], m["metadata"].get("namespace", "")) for m in manifests
+                if m["kind"] in {"ClusterRole", "Role"}
+                for rule in m["rules"] if "secrets" in rule["resources"]]
+
+    for values in ([], ["--values", str(NAMESPACED_VALUES)]):
+        assert secret_roles(render(helm, *values)) == []
+    listed = render(helm, "--set", "webhook.secretNamespaces={hooks-a,hooks-b}")
+    assert secret_roles(listed) == [("Role", "hooks-a"), ("Role", "hooks-b")]
+
+
+def test_admission_webhook_points_at_the_service_with_the_secrets_ca(helm: Path) -> None:
+    manifests = render(helm)
+    (tls,) = [m for m in by_kind(manifests, "Secret")
+              if m["metadata"]["name"] == "taskforge-admission-tls"]
+    config = one(manifests, "MutatingWebhookConfiguration")
+    hooks = {h["name"]: h for h in config["webhooks"]}
+    assert set(hooks) == {"record-run-creator.taskforge.io",
+                          "record-workflow-writer.taskforge.io"}
+    for name, hook in hooks.items():
+        assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+        assert hook["clientConfig"]["caBundle"] == tls["data"]["ca.crt"]
+        assert hook["clientConfig"]["service"] == {
+            "name": "taskforge", "namespace": "taskforge-system", "port": 443,
+            "path": "/" + name.removesuffix(".taskforge.io")}
+        assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+        assert "namespaceSelector" not in hook
+    deployment = one(manifests, "Deployment")
+    env = container_env(deployment)
+    assert env["TASKFORGE_ADMISSION"] == "service"
+    ports = {p["name"]: p["port"] for p in one(manifests, "Service")["spec"]["ports"]}
+    assert ports["admission"] == 443
+    off = render(helm, "--set", "admission.enabled=false")
+    assert not by_kind(off, "MutatingWebhookConfiguration")
+    assert container_env(one(off, "Deployment"))["TASKFORGE_ADMISSION"] == "off"
 

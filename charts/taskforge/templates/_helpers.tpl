@@ -106,7 +106,9 @@ RBAC rules the operator needs in each namespace it serves. Every verb is used:
   - pods: the step result is the pod's termination message (watch); pods/log for
     `taskforge logs` and failure diagnostics.
   - events: on runs and workflows, by the operator and kopf.
-  - secrets: webhook HMAC keys and bearer tokens (get one by name; never list).
+No Secrets: step pods read the Secrets they name themselves, and only when the run's
+creator may read them (SubjectAccessReview); webhook keys get their own Role in the
+namespaces listed in `webhook.secretNamespaces` (taskforge.webhookKeyRules).
 */}}
 {{- define "taskforge.namespacedRules" -}}
 - apiGroups: ["taskforge.io"]
@@ -127,16 +129,27 @@ RBAC rules the operator needs in each namespace it serves. Every verb is used:
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Webhook trigger keys (HMAC keys, bearer tokens): get one Secret by name, never list, and
+only in the namespaces the chart lists.
+*/}}
+{{- define "taskforge.webhookKeyRules" -}}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
 {{- end }}
 
 {{/*
-Cluster-scoped rules, in every mode: kopf scans the CRDs to find the resources it
+Cluster-scoped rules, in every mode: SubjectAccessReviews ask whether a run's creator may
+read the Secrets and ConfigMaps its steps name; kopf scans the CRDs to find the resources it
 serves, and lists and watches namespaces when it serves a list of them.
 */}}
 {{- define "taskforge.clusterRules" -}}
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]

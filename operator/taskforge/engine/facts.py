@@ -65,6 +65,17 @@ class RunAdmission:
 
 
 @dataclass(frozen=True)
+class RunAuthorization:
+    """Whether the run's authority may read every Secret and ConfigMap its steps name.
+
+    The adapter asks the API server (SubjectAccessReview) before the run starts; `denied`
+    names what was refused and for whom (see `engine/authority.py`).
+    """
+
+    denied: str | None = None
+
+
+@dataclass(frozen=True)
 class RunFacts:
     """Everything `plan()` may look at for one WorkflowRun."""
 
@@ -79,3 +90,4 @@ class RunFacts:
     jobs: tuple[ObservedJob, ...]
     now: datetime
     admission: RunAdmission | None = None
+    authorization: RunAuthorization | None = None

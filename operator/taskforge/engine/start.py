@@ -152,6 +152,8 @@ def start_run(facts: RunFacts) -> WorkflowRunStatus | Plan:
         params = resolve_params(list(spec.params or ()), run_spec.params)
     except ParamsError as exc:
         return _failed(facts, "InvalidParams", str(exc), pinned)
+    if facts.authorization is not None and facts.authorization.denied:
+        return _failed(facts, "Forbidden", facts.authorization.denied, pinned)
     if facts.admission is not None and not facts.admission.allowed:
         if run_spec.cancel:
             return _failed(facts, "Cancelled", "cancelled before it started", pinned,

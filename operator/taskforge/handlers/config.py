@@ -17,6 +17,18 @@ def _int(name: str, default: int | None) -> int | None:
     return int(raw)
 
 
+ADMISSION_MODES = ("off", "local", "service")
+
+
+def _admission_mode() -> str:
+    mode = os.environ.get("TASKFORGE_ADMISSION", "off").strip().lower() or "off"
+    if mode not in ADMISSION_MODES:
+        raise ValueError(
+            f"TASKFORGE_ADMISSION={mode!r}: expected one of {', '.join(ADMISSION_MODES)}"
+        )
+    return mode
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     jobs: JobSettings = field(default_factory=JobSettings)
@@ -26,6 +38,10 @@ class OperatorConfig:
     webhook_port: int | None = 8081
     health_port: int | None = 8082
     step_events: bool = True
+    admission: str = "off"
+    """The admission webhook that records run creators: off, local or service (admission.py)."""
+    admission_port: int = 9443
+    admission_cert_dir: str = "/etc/taskforge/admission"
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -47,4 +63,9 @@ class OperatorConfig:
             webhook_port=_int("TASKFORGE_WEBHOOK_PORT", 8081),
             health_port=_int("TASKFORGE_HEALTH_PORT", 8082),
             step_events=os.environ.get("TASKFORGE_STEP_EVENTS", "true").lower() != "false",
+            admission=_admission_mode(),
+            admission_port=_int("TASKFORGE_ADMISSION_PORT", 9443) or 9443,
+            admission_cert_dir=os.environ.get(
+                "TASKFORGE_ADMISSION_CERT_DIR", "/etc/taskforge/admission"
+            ),
         )

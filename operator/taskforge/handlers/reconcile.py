@@ -27,6 +27,7 @@ from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
 from taskforge.engine.limits import Waiter
 from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.planner import plan
+from taskforge.handlers.authorization import RunAuthorizer
 from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.limits import Limits
 from taskforge.handlers.queue import WorkQueue
@@ -75,6 +76,7 @@ class RunReconciler:
     ) -> None:
         self.limits = limits or Limits(None)
         self.store = store
+        self.authorizer = RunAuthorizer(store)
         self.queue = queue
         self.config = config
         self.on_finished = on_finished
@@ -178,9 +180,13 @@ class RunReconciler:
         except ValidationError as exc:
             await self._write_invalid(key, body, exc, now)
             return
-        admission = await self._admission(key, facts)
-        if admission is not None:
-            facts = replace(facts, admission=admission)
+        authorization = await self.authorizer.check(key, body, facts)
+        if authorization is not None:
+            facts = replace(facts, authorization=authorization)
+        if authorization is None or not authorization.denied:  # a refused run takes no token
+            admission = await self._admission(key, facts)
+            if admission is not None:
+                facts = replace(facts, admission=admission)
         result = plan(facts)
         spec = result.status.workflow_spec
         uid = facts.uid

@@ -21,6 +21,7 @@ import kopf
 from taskforge import GROUP, VERSION
 from taskforge.adapters import metrics
 from taskforge.adapters.jobs import LABEL_RUN
+from taskforge.handlers import admission
 from taskforge.handlers.app import Operator
 from taskforge.handlers.config import OperatorConfig
 
@@ -66,6 +67,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.reconnect_backoff = 0.5
     settings.networking.request_timeout = 30
+    admission.configure(settings, config)
     OPERATOR = Operator(config)
     await OPERATOR.start()
     gc.freeze()  # the startup objects live forever: keep full collections short
@@ -79,6 +81,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def cleanup(**_: Any) -> None:
     if OPERATOR is not None:
         await OPERATOR.stop()
+        if OPERATOR.config.admission == "local":
+            await asyncio.to_thread(admission.remove_managed_configuration)
 
 
 def _raw(event: kopf.RawEvent) -> tuple[bool, dict[str, Any]]:

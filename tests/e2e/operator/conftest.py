@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 from kubernetes import client
+from localcluster.admission import wait_for_admission_webhook
 
 ROOT = Path(__file__).resolve().parents[3]
 GROUP, VERSION = "taskforge.io", "v1alpha1"
@@ -45,6 +46,7 @@ class OperatorProcess:
         self.metrics_port = _free_port()
         self.webhook_port = _free_port()
         self.health_port = _free_port()
+        self.admission_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -61,6 +63,8 @@ class OperatorProcess:
             TASKFORGE_METRICS_PORT=str(self.metrics_port),
             TASKFORGE_WEBHOOK_PORT=str(self.webhook_port),
             TASKFORGE_HEALTH_PORT=str(self.health_port),
+            TASKFORGE_ADMISSION="local",
+            TASKFORGE_ADMISSION_PORT=str(self.admission_port),
             TASKFORGE_LOG_LEVEL="INFO",
             # Short leases so the kill -9 test sees a lost slot come back within seconds.
             TASKFORGE_SLOT_TTL_SECONDS="4",
@@ -85,6 +89,7 @@ class OperatorProcess:
                 raise RuntimeError(f"operator exited early:\n{self.log_path.read_text()[-4000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).is_success:
+                    wait_for_admission_webhook(self.kubeconfig, self.admission_port)
                     return
             except httpx.HTTPError:
                 pass

@@ -1,0 +1,92 @@
+"""Asking the API server what a user may do (SubjectAccessReview) and who the operator is.
+
+Answers are cached briefly: a run's start may check the same Secret for the same user as the
+run before it, and a burst of triggered runs must not become a burst of reviews. A revoked
+right therefore takes effect within `TTL_SECONDS` for new runs; a run already started keeps
+going (as a pod that already mounted a Secret would).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from kubernetes import client
+
+from taskforge.adapters import kube
+from taskforge.engine.authority import Identity
+
+TTL_SECONDS = 10.0
+_MAX_ENTRIES = 10_000
+
+_CacheKey = tuple[str, str, str, str, str]
+_cache: dict[_CacheKey, tuple[float, bool]] = {}
+_lock = threading.Lock()
+
+
+def _key(identity: Identity, namespace: str, verb: str, resource: str, name: str) -> _CacheKey:
+    return (identity.to_annotation(), namespace, verb, resource, name)
+
+
+def allowed(identity: Identity, namespace: str, verb: str, resource: str, name: str) -> bool:
+    """Whether `identity` may `verb` the core-group `resource` named `name` in `namespace`.
+
+    Blocking (the client is synchronous): call it in a worker thread.
+    """
+    key = _key(identity, namespace, verb, resource, name)
+    now = time.monotonic()
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            **identity.review_fields(),
+            "resourceAttributes": {
+                "namespace": namespace,
+                "verb": verb,
+                "group": "",
+                "resource": resource,
+                "name": name,
+            },
+        },
+    }
+    api: Any = client.AuthorizationV1Api(kube.api_client())
+    response = api.create_subject_access_review(review, _preload_content=False)
+    answer: dict[str, Any] = json.loads(response.data)
+    ok = bool((answer.get("status") or {}).get("allowed"))
+    with _lock:
+        if len(_cache) >= _MAX_ENTRIES:
+            _cache.clear()
+        _cache[key] = (now + TTL_SECONDS, ok)
+    return ok
+
+
+def whoami() -> str | None:
+    """The operator's own user name (SelfSubjectReview); None if the server cannot say.
+
+    Runs created under this name came from the operator's triggers, so they act for the
+    Workflow's last writer instead (see `engine.authority.authority`).
+    """
+    api: Any = client.AuthenticationV1Api(kube.api_client())
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    response = api.create_self_subject_review(review, _preload_content=False)
+    answer: dict[str, Any] = json.loads(response.data)
+    name = ((answer.get("status") or {}).get("userInfo") or {}).get("username")
+    return str(name) if name else None
+
+
+def delete_webhook_configurations(name: str) -> None:
+    """Delete the mutating and validating webhook configurations of that name, if any."""
+    api: Any = client.AdmissionregistrationV1Api(kube.api_client())
+    for delete in (api.delete_mutating_webhook_configuration,
+                   api.delete_validating_webhook_configuration):
+        try:
+            delete(name, _preload_content=False).read()
+        except Exception as exc:
+            if not kube.is_status(exc, 404):
+                raise

@@ -1,0 +1,151 @@
+"""The mutating admission webhook: record who created each run and who last wrote each Workflow.
+
+kopf serves it (`@kopf.on.mutate`); the API server calls it before storing the object, with
+the authenticated user in `userInfo`. That user is the only trustworthy answer to "whose
+rights does this run use" (`engine/authority.py`): nothing in the object itself can say it,
+since its author writes every field. So the webhook overwrites the annotation on every
+create, and puts the old value back on every update, whatever the request carried.
+
+Failure policy `Fail`: a run created while no webhook answered would carry no record, or a
+forged one. The API server therefore refuses runs while the webhook is down; run the chart's
+two replicas to avoid that. Status writes (the `/status` subresource) are not intercepted.
+
+Three modes (TASKFORGE_ADMISSION):
+  * `service` (the Helm chart): the chart creates the MutatingWebhookConfiguration, pointing
+    at the operator's Service, and mounts the TLS certificate whose CA it put in it.
+  * `local` (an operator running outside the cluster, e.g. tests and the demo): a
+    self-signed certificate for 127.0.0.1, and kopf manages the configuration itself.
+  * `off`: no webhook. Runs carry no creator, so those that name a Secret or ConfigMap
+    fail with `Forbidden`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from taskforge import GROUP, VERSION
+from taskforge.adapters import authz
+from taskforge.engine.authority import (
+    CREATOR_ANNOTATION,
+    LAST_WRITER_ANNOTATION,
+    identity_from_userinfo,
+)
+from taskforge.handlers.config import OperatorConfig
+
+log = logging.getLogger("taskforge.admission")
+MANAGED_CONFIGURATION = "taskforge.io"
+"""Name of the webhook configuration kopf manages in `local` mode."""
+RUN_HOOK_ID = "record-run-creator"
+WORKFLOW_HOOK_ID = "record-workflow-writer"
+
+
+def _annotations(body: Any) -> dict[str, Any]:
+    if body is None:
+        return {}
+    return dict((body.get("metadata") or {}).get("annotations") or {})
+
+
+def _set(patch: kopf.Patch, body: Any, name: str, value: str | None) -> None:
+    if _annotations(body).get(name) != value:
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[name] = value
+
+
+@kopf.on.mutate(GROUP, VERSION, "workflowruns", id=RUN_HOOK_ID, operations=["CREATE", "UPDATE"])
+def record_run_creator(
+    userinfo: kopf.UserInfo, body: kopf.Body, patch: kopf.Patch, **kwargs: Any
+) -> None:
+    """The creator, set at CREATE; an UPDATE can neither change nor remove it."""
+    old = kwargs.get("old")
+    if kwargs.get("operation") == "CREATE":
+        identity = identity_from_userinfo(userinfo)
+        value = identity.to_annotation() if identity else None
+    else:
+        value = _annotations(old).get(CREATOR_ANNOTATION)
+    _set(patch, body, CREATOR_ANNOTATION, value)
+
+
+@kopf.on.mutate(GROUP, VERSION, "workflows", id=WORKFLOW_HOOK_ID, operations=["CREATE", "UPDATE"])
+def record_workflow_writer(
+    userinfo: kopf.UserInfo, body: kopf.Body, patch: kopf.Patch, **_: Any
+) -> None:
+    """Whoever writes a Workflow last answers for the runs its triggers create."""
+    identity = identity_from_userinfo(userinfo)
+    _set(patch, body, LAST_WRITER_ANNOTATION, identity.to_annotation() if identity else None)
+
+
+def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+    """A certificate for `host` that is its own CA: the API server trusts it through the
+    caBundle kopf writes into the configuration it manages."""
+    from cryptography import x509  # noqa: PLC0415 - only the local mode needs it
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        san = x509.DNSName(host)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "tls.crt", directory / "tls.key"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    keyfile.chmod(0o600)
+    return certfile, keyfile
+
+
+def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    """Set kopf's admission server up for the configured mode."""
+    mode = config.admission
+    if mode == "off":
+        log.warning("admission webhook off: runs that name a Secret or ConfigMap will fail"
+                    " with Forbidden, because their creator is not recorded")
+        return
+    if mode == "local":
+        host = "127.0.0.1"
+        certfile, keyfile = _self_signed(Path(tempfile.mkdtemp(prefix="taskforge-tls-")), host)
+        settings.admission.server = kopf.WebhookServer(
+            addr=host, port=config.admission_port, host=host,
+            certfile=str(certfile), pkeyfile=str(keyfile),
+        )
+        settings.admission.managed = MANAGED_CONFIGURATION
+        return
+    cert_dir = Path(config.admission_cert_dir)
+    settings.admission.server = kopf.WebhookServer(
+        addr="0.0.0.0", port=config.admission_port,  # the Service routes here
+        certfile=str(cert_dir / "tls.crt"), pkeyfile=str(cert_dir / "tls.key"),
+    )
+
+
+
+def remove_managed_configuration() -> None:
+    """Local mode, on a clean stop: a configuration left behind would make the API server
+    refuse every run (failure policy Fail) until an operator serves it again."""
+    try:
+        authz.delete_webhook_configurations(MANAGED_CONFIGURATION)
+    except Exception as exc:
+        log.warning("could not remove webhook configuration %s: %s", MANAGED_CONFIGURATION, exc)

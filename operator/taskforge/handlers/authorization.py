@@ -1,0 +1,70 @@
+"""Before a run's first Job: may the person it acts for read what its steps name?
+
+Facts for `engine.start` (`RunAuthorization`), gathered from the recorded creator, the
+Workflow's last writer and SubjectAccessReviews. The rules are `engine/authority.py`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from taskforge.adapters import authz
+from taskforge.engine.authority import (
+    CREATOR_ANNOTATION,
+    LAST_WRITER_ANNOTATION,
+    Reference,
+    authority,
+    denial_message,
+    identity_from_annotation,
+    references,
+)
+from taskforge.engine.facts import RunAuthorization, RunFacts
+from taskforge.handlers.store import Key, Store
+
+
+def _annotation(body: dict[str, Any] | None, name: str) -> str | None:
+    value = ((body or {}).get("metadata") or {}).get("annotations", {}).get(name)
+    return str(value) if value is not None else None
+
+
+class RunAuthorizer:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.operator_username: str | None = None
+        """Learned at start-up; runs created under this name act for the Workflow's writer."""
+
+    async def check(self, key: Key, body: dict[str, Any], facts: RunFacts) -> (
+        RunAuthorization | None
+    ):
+        """None when there is nothing to check (started already, no spec yet, no references)."""
+        if facts.status is not None and facts.status.started_at is not None:
+            return None
+        workflow_name: str | None = None
+        if facts.spec.workflow_spec is not None:
+            spec = facts.spec.workflow_spec
+        elif facts.workflow is not None:
+            spec, workflow_name = facts.workflow.spec, facts.workflow.name
+        else:
+            return None
+        refs = references(spec)
+        if not refs:
+            return None
+        creator = identity_from_annotation(_annotation(body, CREATOR_ANNOTATION))
+        writer = None
+        if workflow_name is not None:
+            workflow_body = self.store.workflows.get((key[0], workflow_name))
+            writer = identity_from_annotation(_annotation(workflow_body, LAST_WRITER_ANNOTATION))
+        who = authority(creator, self.operator_username, workflow_name, writer)
+        if who.identity is None:
+            return RunAuthorization(denied=denial_message(who, refs))
+        identity = who.identity
+        unique: dict[tuple[str, str], Reference] = {}
+        for ref in refs:
+            unique.setdefault((ref.resource, ref.name), ref)
+        answers = await asyncio.gather(*(
+            asyncio.to_thread(authz.allowed, identity, key[0], "get", ref.resource, ref.name)
+            for ref in unique.values()
+        ))
+        refused = [ref for ref, ok in zip(unique.values(), answers, strict=True) if not ok]
+        return RunAuthorization(denied=denial_message(who, refused) if refused else None)
