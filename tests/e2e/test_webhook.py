@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from taskforge.adapters import kube
-from taskforge.engine.webhook import sign, webhook_run_name
+from taskforge.engine.webhook import DeliveryAdmission, sign, webhook_run_name
 from taskforge.handlers.webhook_server import start_webhook_server
 
 pytestmark = pytest.mark.e2e
@@ -55,8 +55,8 @@ def server(cluster: Any, crds: None) -> Iterator[Server]:
     previous = kube.set_api_client(cluster.api_client())
     limited: dict[tuple[str, str], float] = {}
 
-    async def admit(ns: str, wf: str) -> float | None:
-        return limited.get((ns, wf))
+    async def admit(ns: str, wf: str, run: str) -> DeliveryAdmission:
+        return DeliveryAdmission(retry_after=limited.get((ns, wf)))
 
     def lookup(ns: str, wf: str) -> dict[str, Any] | None:
         return kube.get_object(kube.WORKFLOWS, ns, wf)  # the operator passes its cache instead

@@ -10,6 +10,7 @@ import pytest
 from taskforge.api.common import SecretKeyRef
 from taskforge.api.workflow import ParamSpec, Webhook
 from taskforge.engine.webhook import (
+    DeliveryAdmission,
     RejectedError,
     authenticate,
     check_content_type,
@@ -158,7 +159,10 @@ def test_run_names() -> None:
     assert webhook_run_name("ns", "deploy", "d1") == name
     assert webhook_run_name("other", "deploy", "d1") != name
     assert webhook_run_name("ns", "deploy", "d2") != name
-    assert webhook_run_name("ns", "deploy", None) is None
+    assert webhook_run_name("ns", "deploy", "d1", "0123456789") == name  # ids win over nonces
+    assert webhook_run_name("ns", "deploy", None, "0123456789ab") == "deploy-wh-0123456789"
+    with pytest.raises(ValueError):
+        webhook_run_name("ns", "deploy", None)
     long_name = webhook_run_name("ns", "w" * 80, "d1")
     assert long_name is not None and len(long_name) == 63 and long_name.endswith(
         hashlib.sha256(f"ns/{'w' * 80}/d1".encode()).hexdigest()[:10])
@@ -213,7 +217,9 @@ def test_parse_body_rejects(raw: bytes) -> None:
 
 
 def test_manifest() -> None:
-    m = webhook_run_manifest("ns", "deploy", "d1", PR_BODY, {"ref": "fix"})
+    name = webhook_run_name("ns", "deploy", "d1")
+    m = webhook_run_manifest("ns", "deploy", name, delivery="d1", body=PR_BODY,
+                             params={"ref": "fix"})
     assert m["metadata"] == {
         "name": webhook_run_name("ns", "deploy", "d1"), "namespace": "ns",
         "labels": {"taskforge.io/workflow": "deploy", "taskforge.io/trigger": "webhook"},
@@ -226,8 +232,25 @@ def test_manifest() -> None:
     assert not is_same_delivery(m, "other", "d1")
 
 
-def test_manifest_without_delivery_uses_generate_name() -> None:
-    m = webhook_run_manifest("ns", "deploy", None, {"a": 1}, None)
-    assert "name" not in m["metadata"]
-    assert m["metadata"]["generateName"] == "deploy-wh-"
+def test_manifest_without_delivery_is_named_by_the_nonce() -> None:
+    name = webhook_run_name("ns", "deploy", None, "abcdef0123")
+    m = webhook_run_manifest("ns", "deploy", name, delivery=None, body={"a": 1}, params=None)
+    assert m["metadata"]["name"] == "deploy-wh-abcdef0123"
     assert "deliveryId" not in m["spec"]["trigger"] and "params" not in m["spec"]
+
+
+def test_manifest_carries_the_reservation() -> None:
+    name = webhook_run_name("ns", "deploy", "d1")
+    m = webhook_run_manifest("ns", "deploy", name, delivery="d1", body={}, params=None,
+                             reservation="r" * 24)
+    assert m["spec"]["trigger"]["reservation"] == "r" * 24
+
+
+@pytest.mark.parametrize("admission,accepted", [
+    (DeliveryAdmission(), True),
+    (DeliveryAdmission(reservation="x" * 24), True),
+    (DeliveryAdmission(retry_after=2.0), False),
+    (DeliveryAdmission(retry_after=1.0, busy=True), False),
+])
+def test_delivery_admission(admission: DeliveryAdmission, accepted: bool) -> None:
+    assert admission.accepted is accepted

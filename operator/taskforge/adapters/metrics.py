@@ -25,6 +25,12 @@ STATUS_CONFLICTS = Counter(
 )
 QUEUE_DEPTH = Gauge("taskforge_workqueue_depth", "Runs waiting for a reconcile.")
 ACTIVE_RUNS = Gauge("taskforge_active_runs", "Runs in the cache that are not terminal.")
+LIMITS_SKIPPED = Counter(
+    "taskforge_limits_skipped_total",
+    "Limit checks not applied because Redis was unreachable (policy open), by kind: run_rate,"
+    " run_concurrency, step_rate, step_concurrency, webhook_rate.",
+    ["kind"],
+)
 
 
 def serve(port: int) -> None:

@@ -44,7 +44,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from taskforge.adapters.redis_client import RedisConnection, RedisUnavailableError
+from taskforge.adapters.redis_client import (
+    RedisBusyError,
+    RedisConnection,
+    RedisUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,21 @@ end
 return {0, math.ceil(allow_at - now), tokens(tat), ahead}
 """
 
+# KEYS: bucket. ARGV: µs to move the TAT back (interval * cost). Never below now: a refund
+# cannot bank more than a full bucket.
+REFUND_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) - tonumber(ARGV[1])
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+local ttl_ms = math.ceil((tat - now) / 1000)
+redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', string.format('%.17g', ttl_ms))
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Admission:
@@ -116,7 +135,9 @@ class Admission:
     would be admitted (exact, from Redis time, counting the waiters ahead): the
     requeue delay to use. ``remaining`` is the tokens left in the bucket, ``ahead``
     the waiters queued before this caller. ``degraded`` means Redis was unreachable
-    and the answer is the configured outage policy, not a measurement.
+    and the answer is the configured outage policy, not a measurement. ``busy`` means
+    this process could not ask Redis in time (see RedisBusyError): always a refusal with a
+    short retry_after, whatever the policy, because a burst is exactly when a limit must hold.
     """
 
     allowed: bool
@@ -124,6 +145,7 @@ class Admission:
     remaining: int = 0
     ahead: int = 0
     degraded: bool = False
+    busy: bool = False
 
 
 class RateLimiter:
@@ -138,6 +160,7 @@ class RateLimiter:
         self._conn = conn
         self._grace_us = round(grace * 1_000_000)
         self._script = conn.client.register_script(GCRA_LUA)
+        self._refund = conn.client.register_script(REFUND_LUA)
 
     def key(self, key: str) -> str:
         """The Redis key for limiter key ``key``: ``<prefix>rl:<key>`` (the waiter queue
@@ -181,15 +204,29 @@ class RateLimiter:
                 lambda: self._script(keys=[base, base + ":q", base + ":l"], args=args),
                 f"rate limit {key!r}",
             )
+        except RedisBusyError as err:
+            log.debug("rate limit %r not checked (busy): %s", key, err)
+            return Admission(False, self._conn.settings.closed_retry_after, busy=True)
         except RedisUnavailableError as err:
             return self._outage(key, err)
         allowed, retry_us, remaining, ahead = (int(x) for x in reply)
         return Admission(bool(allowed), retry_us / 1_000_000.0, remaining, ahead)
 
+    async def refund(self, key: str, limit: int, per_seconds: float, cost: int = 1) -> None:
+        """Give back ``cost`` tokens taken from ``key`` for work that then did not happen (a
+        webhook run that could not be created, or already existed). Raises RedisCallError;
+        a lost refund only costs capacity, never admits too much."""
+        interval_us = per_seconds * 1_000_000.0 / limit
+        base = self.key(key)
+        await self._conn.run(
+            lambda: self._refund(keys=[base], args=[repr(interval_us * cost)]),
+            f"rate limit refund {key!r}",
+        )
+
     async def leave(self, key: str, waiter: str) -> None:
         """Take ``waiter`` out of the queue (its run was cancelled or deleted), so the
         callers behind it need not wait for its place to lapse. Raises
-        RedisUnavailableError; the place lapses by itself anyway."""
+        RedisCallError; the place lapses by itself anyway."""
         base = self.key(key)
 
         async def both() -> None:

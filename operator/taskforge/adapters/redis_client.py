@@ -11,6 +11,18 @@ One retry without backoff is kept on purpose: after Redis restarts, every pooled
 connection is dead and the first command on each fails with a broken pipe; the
 retry reconnects at once, so a restart is invisible to callers instead of costing
 one degraded decision per pooled connection.
+
+Busy is not down. A burst (50 webhook deliveries at once) once exhausted the pool, and
+redis-py's "No connection available" was taken for an outage, so the `open` policy admitted
+43 runs against a limit of 30. Now every call first waits for one of ``pool_size`` turns (at
+most ``pool_timeout``), *outside* the deadline, so the pool itself never runs dry and waiting
+for it never eats into the time the command gets; a call that finds no turn in time raises
+:class:`RedisBusyError`. So does a timeout while this process's own event loop was too busy
+to read the answer: a heartbeat measures how long the loop stalled during the call, and a
+timeout during which it stalled for more than a quarter of the deadline says nothing about
+Redis (a burst of 50 deliveries, each parsed and HMAC-checked on the loop, does that). On an
+idle loop a timeout is an outage as before (a hung Redis). Limits answer a busy Redis by
+refusing and retrying soon, never with the outage policy.
 """
 
 from __future__ import annotations
@@ -38,12 +50,27 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Policy = Literal["open", "closed"]
 
+BEAT = 0.05
+"""Seconds between the loop heartbeats that measure how long the event loop stalled."""
+
 _DAYS = re.compile(r"^([0-9]+(?:\.[0-9]+)?)d$")
 
 
-class RedisUnavailableError(Exception):
+class RedisCallError(Exception):
+    """A Redis call that gave no answer; best-effort callers (releases, renewals, dead-letter
+    shipping) catch this and try again later. Limits must tell the two kinds apart."""
+
+
+class RedisUnavailableError(RedisCallError):
     """Redis could not be reached within the deadline. The message names the server
-    (never the password) so an operator log line is actionable on its own."""
+    (never the password) so an operator log line is actionable on its own. This, and only
+    this, is what the rate-limit outage policy (open or closed) applies to."""
+
+
+class RedisBusyError(RedisCallError):
+    """Redis may be fine, but this process could not get a turn to ask it in time (all
+    ``pool_size`` connections busy for ``pool_timeout``, or its event loop starved). Never an
+    outage: a limit that cannot be checked now is checked again shortly."""
 
 
 def parse_seconds(text: str) -> float:
@@ -74,8 +101,11 @@ class RedisSettings:
     password: str | None = None  # overrides the URL's; lets a chart take it from a Secret
     ca_file: str | None = None  # CA bundle for rediss:// with a private CA
     prefix: str = "taskforge:"  # one per installation sharing a Redis
-    pool_size: int = 16
-    pool_timeout: float = 0.5  # wait for a free pooled connection
+    # Calls in flight at once. Sized for a webhook burst: every delivery makes one or two short
+    # calls, so 64 lets a burst of 50 proceed without queueing; Redis serves one command at a
+    # time anyway, so more connections would add no throughput.
+    pool_size: int = 64
+    pool_timeout: float = 2.0  # wait for a turn (not counted in the deadline); then busy
     socket_timeout: float = 0.5
     connect_timeout: float = 0.5
     health_check_interval: float = 15.0  # PING idle connections older than this before use
@@ -175,8 +205,10 @@ class RedisSettings:
 
 
 def create_client(settings: RedisSettings) -> aioredis.Redis:
-    """An asyncio client over a blocking pool: ``pool_size`` connections at most, and a
-    caller waits at most ``pool_timeout`` for one rather than opening more."""
+    """An asyncio client over a blocking pool of ``pool_size`` connections. Callers go through
+    :meth:`RedisConnection.run`, whose turns keep them from ever waiting on the pool; its
+    ``pool_timeout`` is a backstop for direct use, and its "No connection available" is
+    reported as busy, not as an outage."""
     kwargs: dict[str, object] = {
         "max_connections": settings.pool_size,
         "timeout": settings.pool_timeout,
@@ -207,7 +239,13 @@ class RedisConnection:
         self.client = client if client is not None else create_client(settings)
         self.healthy = True
         self.last_error: str | None = None
+        self.on_change: Callable[[bool], None] | None = None  # told when healthy flips
         self._down_since: float | None = None
+        # One turn per pooled connection: a call holds one connection at most (scripts,
+        # pipelines and retries are sequential), so a caller holding a turn never waits on
+        # the pool. asyncio's Semaphore binds to the running loop lazily.
+        self._turns = asyncio.Semaphore(settings.pool_size)
+        self._lag = _LoopLag()
 
     def key(self, suffix: str) -> str:
         return self.settings.prefix + suffix
@@ -216,29 +254,56 @@ class RedisConnection:
         """Await ``call()`` under the deadline; connection trouble raises RedisUnavailableError.
 
         Only connection-level failures are translated: a script error or a wrong
-        type is a bug and must surface as itself.
+        type is a bug and must surface as itself. Raises RedisBusyError when no turn is
+        free within ``pool_timeout``, or for a timeout while this process's event loop
+        stalled (see the module's docstring): neither says anything about Redis.
         """
+        await self._take_turn(what)
+        stalled_before = self._lag.stalled()
         try:
             async with asyncio.timeout(self.settings.deadline):
                 result = await call()
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as err:
+            stalled = self._lag.stalled() - stalled_before
+            timed_out = isinstance(err, (RedisTimeoutError, TimeoutError))
+            if _pool_exhausted(err) or (timed_out and stalled > self.settings.deadline / 4):
+                raise RedisBusyError(
+                    f"Redis call {what} got no answer in time while this process was busy"
+                    f" ({type(err).__name__}; its event loop stalled {stalled:.2f}s)"
+                ) from err
             self._mark_down(err)
             raise RedisUnavailableError(
                 f"Redis at {self.settings.server()} unreachable during {what}: "
                 f"{type(err).__name__}: {err or 'deadline exceeded'}"
             ) from err
+        finally:
+            self._turns.release()
         self._mark_up()
         return result
+
+    async def _take_turn(self, what: str) -> None:
+        if not self._turns.locked():  # the common case: no timer, no wait
+            await self._turns.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.settings.pool_timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise RedisBusyError(
+                f"Redis call {what}: all {self.settings.pool_size} connections stayed busy for"
+                f" {self.settings.pool_timeout:g}s (TASKFORGE_REDIS_POOL_SIZE)"
+            ) from None
 
     async def ping(self) -> bool:
         """Readiness: True when Redis answers within the deadline."""
         try:
             await self.run(self.client.ping, "ping")
-        except RedisUnavailableError:
+        except RedisCallError:
             return False
         return True
 
     async def aclose(self) -> None:
+        self._lag.stop()
         await self.client.aclose()
 
     def _mark_down(self, err: BaseException) -> None:
@@ -247,6 +312,8 @@ class RedisConnection:
             self.healthy = False
             self._down_since = time.monotonic()
             log.warning("Redis at %s unreachable: %s", self.settings.server(), self.last_error)
+            if self.on_change is not None:
+                self.on_change(False)
 
     def _mark_up(self) -> None:
         if not self.healthy:
@@ -254,3 +321,43 @@ class RedisConnection:
             log.info("Redis at %s reachable again after %.1fs", self.settings.server(), down)
             self.healthy = True
             self._down_since = None
+            if self.on_change is not None:
+                self.on_change(True)
+
+
+class _LoopLag:
+    """Total seconds the running event loop was late running a heartbeat every BEAT seconds:
+    time in which it could not have read any answer. Started lazily on the loop in use."""
+
+    def __init__(self) -> None:
+        self._total = 0.0
+        self._due = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def stalled(self) -> float:
+        """The running total, including how late the pending heartbeat is right now."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self.stop()
+            self._loop, self._due = loop, loop.time() + BEAT
+            self._handle = loop.call_at(self._due, self._beat)
+        return self._total + max(0.0, loop.time() - self._due)
+
+    def _beat(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        self._total += max(0.0, now - self._due)
+        self._due = now + BEAT
+        self._handle = self._loop.call_at(self._due, self._beat)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._loop = self._handle = None
+
+
+def _pool_exhausted(err: BaseException) -> bool:
+    """redis-py's BlockingConnectionPool reports a timed-out wait as a ConnectionError("No
+    connection available.") raised from the timeout; a real connection failure never is."""
+    return isinstance(err, RedisConnectionError) and isinstance(err.__cause__, TimeoutError)

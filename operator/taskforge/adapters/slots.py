@@ -30,7 +30,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from taskforge.adapters.redis_client import RedisConnection, RedisUnavailableError
+from taskforge.adapters.redis_client import (
+    RedisBusyError,
+    RedisConnection,
+    RedisUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +101,15 @@ class SlotGrant:
     ``retry_after`` is when the oldest lease would lapse if nobody renewed it: a
     fallback poll time. The operator should also wake the next waiter itself when
     a holder releases. ``degraded`` means Redis was unreachable and the answer is
-    the configured outage policy.
+    the configured outage policy; ``busy`` that this process could not ask in time (a
+    refusal whatever the policy: busy is not down).
     """
 
     acquired: bool
     active: int
     retry_after: float
     degraded: bool = False
+    busy: bool = False
 
 
 class Slots:
@@ -146,6 +152,9 @@ class Slots:
                 ),
                 f"slot {key!r}",
             )
+        except RedisBusyError as err:
+            log.debug("slot %r not checked (busy): %s", key, err)
+            return SlotGrant(False, 0, self._conn.settings.closed_retry_after, busy=True)
         except RedisUnavailableError as err:
             settings = self._conn.settings
             log.debug("slot %r degraded (%s): %s", key, settings.rate_limit_policy, err)
@@ -161,7 +170,7 @@ class Slots:
         False means the lease had lapsed (or was granted while Redis was down) and
         has been re-created: the work *is* running, so counting it is the truth,
         even if that puts the key briefly above its max (new admissions wait).
-        Raises RedisUnavailableError; the caller logs and tries again next time.
+        Raises RedisCallError; the caller logs and tries again next time.
         """
         redis_key = self.key(key)
         reply = await self._conn.run(
@@ -171,7 +180,7 @@ class Slots:
         return bool(int(reply[0]))
 
     async def release(self, key: str, holder: str) -> bool:
-        """Give the slot back; True if ``holder`` had one. Raises RedisUnavailableError
+        """Give the slot back; True if ``holder`` had one. Raises RedisCallError
         (the lease then lapses by itself within its TTL)."""
         redis_key = self.key(key)
         removed = await self._conn.run(

@@ -48,6 +48,13 @@ class TriggerInfo(Model):
     body: Any = Field(
         default=None, description="The webhook's JSON body, as {{ trigger.body }} in templates."
     )
+    reservation: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Set by the webhook server: the id of the rate-limit token the delivery"
+        " already spent. Checked in Redis and usable once, by the run it was made for; any"
+        " other value just means the run is rate limited like every other.",
+    )
 
 
 class ReusedStep(Model):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from taskforge.api.durations import format_duration
-from taskforge.api.run import StepStatus
+from taskforge.api.run import StepFailure, StepStatus
 from taskforge.api.steps import FailureKind
 from taskforge.engine.facts import ObservedJob
 from taskforge.engine.results import StepResult, bound_message, bound_outputs, parse_result
@@ -133,13 +133,16 @@ def _retrying(
     work.emit("Warning", "StepRetrying", f"step {name!r}: {message}", name)
 
 
-def failed(work: Work, name: str, st: StepStatus, job: ObservedJob | None, message: str) -> None:
+def failed(
+    work: Work, name: str, st: StepStatus, job: ObservedJob | None, message: str, *,
+    failure: StepFailure | None = None,
+) -> None:
     """A step failed for good (exhausted, permanent, template or `when` error)."""
     message = bound_message(message)
     work.set(name, st, phase="Failed",
              outputs=_failure_outputs(work, job) if job else st.outputs,
              exit_code=job.exit_code if job else st.exit_code,
-             failure=(job.failure or "Failed") if job else "Failed",
+             failure=failure or ((job.failure or "Failed") if job else "Failed"),
              finished_at=(job.finished_at if job else None) or work.stamp,
              next_attempt_at=None, wait_until=None, message=message)
     work.emit("Warning", "StepFailed", f"step {name!r} failed: {message}", name)

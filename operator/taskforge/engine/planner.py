@@ -22,7 +22,7 @@ import math
 from datetime import datetime, timedelta
 
 from taskforge.api.durations import parse_duration
-from taskforge.api.run import TERMINAL_RUN_PHASES, StepStatus, WorkflowRunStatus
+from taskforge.api.run import TERMINAL_RUN_PHASES, StepFailure, StepStatus, WorkflowRunStatus
 from taskforge.engine import status as runstatus
 from taskforge.engine.actions import Action, CreateJob, DeleteJob, Plan
 from taskforge.engine.conditions import WhenError, evaluate_when
@@ -33,14 +33,24 @@ from taskforge.engine.observe import adopt, failed, fold
 from taskforge.engine.results import bound_message
 from taskforge.engine.start import start_run
 from taskforge.engine.status import CANCELLING, TIMING_OUT
-from taskforge.engine.templating import TemplateError, render_step_config
+from taskforge.engine.templating import (
+    Renderer,
+    TemplateError,
+    TemplateLimitError,
+    render_in_process,
+    render_step_config,
+)
 from taskforge.engine.work import TERMINAL, Work
 
 __all__ = ["plan"]
 
 
-def plan(facts: RunFacts) -> Plan:
-    """Decide the next actions and the new status of a run from its facts alone."""
+def plan(facts: RunFacts, render: Renderer = render_in_process) -> Plan:
+    """Decide the next actions and the new status of a run from its facts alone.
+
+    `render` renders the step configs that need real Jinja (see engine.templating): the
+    in-process default for tests; the operator injects one backed by worker processes.
+    """
     status = facts.status
     if status is not None and status.phase in TERMINAL_RUN_PHASES:
         deletes = delete_active(facts.jobs, status.steps or {}, set())
@@ -63,7 +73,9 @@ def plan(facts: RunFacts) -> Plan:
             letter=None,
         )
         return Plan(actions=(event,), status=new, requeue_after=None)
-    return _reconcile(Work(facts, status, spec, dag), status)
+    work = Work(facts, status, spec, dag)
+    work.render = render
+    return _reconcile(work, status)
 
 
 # Step phases in which the latest attempt's end is recorded in status.
@@ -258,7 +270,12 @@ def _timeout_seconds(work: Work, name: str) -> int | None:
 
 
 def _launch(work: Work, name: str, st: StepStatus, attempt: int, *, again: bool = False) -> None:
-    """CreateJob for `attempt`; a template error fails the step for good (no Job)."""
+    """CreateJob for `attempt`; a template error fails the step for good (no Job).
+
+    Never retried, whatever the step's retry policy says: the same template renders the
+    same way again. A TemplateLimitError (over a cap on size or work, or out of time) marks
+    the step's failure as TemplateLimit, so the run ends with that reason.
+    """
     if not again:  # repeats are not new work: they never wait for the budget
         if work.launch_budget <= 0:
             work.more = True  # left as it is: the next plan, at once, offers it again
@@ -266,9 +283,12 @@ def _launch(work: Work, name: str, st: StepStatus, attempt: int, *, again: bool 
         work.launch_budget -= 1
     step = work.dag.steps[name]
     try:
-        config = render_step_config(step, work.ctx.for_templates())
+        config = render_step_config(step, work.ctx.for_templates(), work.render)
     except TemplateError as exc:
-        failed(work, name, st, None, str(exc))
+        kind: StepFailure | None = None
+        if isinstance(exc, TemplateLimitError):
+            kind = "TemplateLimit"
+        failed(work, name, st, None, str(exc), failure=kind)
         return
     run = work.facts.name
     # A repeat keeps the name the status records: it may be the hashed fallback the

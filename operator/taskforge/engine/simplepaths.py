@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from taskforge.engine.sandbox import TemplateLimitError
+
 MISS: Any = object()
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -79,15 +81,29 @@ def lookup(context: Mapping[str, Any], path: Path) -> Any:
     return value
 
 
-def render(pieces: tuple[str | Path, ...], context: Mapping[str, Any]) -> str | Any:
-    """The rendered string, or MISS when Jinja must decide."""
+def render(
+    pieces: tuple[str | Path, ...], context: Mapping[str, Any], limit: int | None = None
+) -> str | Any:
+    """The rendered string, or MISS when Jinja must decide.
+
+    With `limit`, raises TemplateLimitError as soon as the output passes that many characters:
+    `{{ params.big }}` written a thousand times in one field must not build the whole
+    string first (characters never exceed UTF-8 bytes; the caller checks the exact size).
+    """
     out: list[str] = []
+    size = 0
     for i, piece in enumerate(pieces):
         if i % 2 == 0:
-            out.append(piece)  # type: ignore[arg-type]
-            continue
-        value = lookup(context, piece)  # type: ignore[arg-type]
-        if value is MISS or not isinstance(value, str | int | float | bool | None | dict | list):
-            return MISS
-        out.append(str(value))
+            text: str = piece  # type: ignore[assignment]
+        else:
+            value = lookup(context, piece)  # type: ignore[arg-type]
+            if value is MISS or not isinstance(
+                value, str | int | float | bool | None | dict | list
+            ):
+                return MISS
+            text = str(value)
+        size += len(text)
+        if limit is not None and size > limit:
+            raise TemplateLimitError(f"rendered output exceeds {limit} bytes")
+        out.append(text)
     return "".join(out)

@@ -73,7 +73,10 @@ def outcome(
     if failed:
         name = failed[0]
         why = steps[name].message or "failed"
-        return Outcome("Failed", "Failed", f"step {name!r} failed: {why}", failed_step=name)
+        # A template over a cap is the one failure with a reason of its own: it is the
+        # user's to fix, and alerting can tell it from a step that ran and failed.
+        reason = "TemplateLimit" if steps[name].failure == "TemplateLimit" else "Failed"
+        return Outcome("Failed", reason, f"step {name!r} failed: {why}", failed_step=name)
     counts = Counter(phase.values())
     summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
     return Outcome("Succeeded", "Succeeded", f"all steps finished: {summary}")

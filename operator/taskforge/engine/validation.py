@@ -67,11 +67,17 @@ def validate_workflow(spec: WorkflowSpec) -> list[str]:
 
 def _limits_condition(
     conditions: list[Condition], spec: WorkflowSpec | None, redis_configured: bool,
-    generation: int, now: datetime,
+    generation: int, now: datetime, *, redis_outage: str | None = None,
 ) -> list[Condition]:
-    """`LimitsEnforced`: present only when the workflow asks for rate or concurrency limits."""
+    """`LimitsEnforced`: present only when the workflow asks for rate or concurrency limits;
+    False while Redis is unreachable and the open policy lets work skip them, so a skipped
+    limit is never silent."""
     if spec is None or not wants_limits(spec):
         return [c for c in conditions if c.type != "LimitsEnforced"]
+    if redis_configured and redis_outage:
+        return set_condition(conditions, type_="LimitsEnforced", status="False",
+                             reason="RedisUnavailable", message=redis_outage[:1024], now=now,
+                             observed_generation=generation)
     if redis_configured:
         return set_condition(conditions, type_="LimitsEnforced", status="True",
                              reason="RedisConfigured", message="limits are enforced in Redis",
@@ -91,6 +97,7 @@ def workflow_status(
     runs: Sequence[dict[str, Any]],
     now: datetime,
     redis_configured: bool = True,
+    redis_outage: str | None = None,
 ) -> dict[str, Any]:
     """The Workflow's status: Valid condition, step count, newest run, active runs.
 
@@ -108,7 +115,8 @@ def workflow_status(
             conditions, type_="Valid", status="True", reason="Valid",
             message="the workflow is valid", now=now, observed_generation=generation,
         )
-    conditions = _limits_condition(conditions, spec, redis_configured, generation, now)
+    conditions = _limits_condition(conditions, spec, redis_configured, generation, now,
+                                   redis_outage=redis_outage)
     status = dict(old_status)
     status["observedGeneration"] = generation
     status["conditions"] = [c.to_k8s() for c in conditions]

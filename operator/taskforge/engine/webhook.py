@@ -9,7 +9,8 @@ The server (`taskforge.handlers.webhook_server`) does the I/O and asks this modu
     parse_body(body)                             -> JSON value    400 not JSON
     map_params(webhook, body_json, declared)     -> params        400 path missing, wrong type
     delivery_id(headers)                         -> str | None
-    webhook_run_name(ns, workflow, delivery_id)  -> str | None    deterministic per delivery
+    webhook_run_name(ns, workflow, delivery_id, nonce) -> str     deterministic per delivery
+    (the server's admit(ns, workflow, run) -> DeliveryAdmission)  429 / 503, or a reservation
     webhook_run_manifest(...)                    -> WorkflowRun to create
 
 Each check raises `RejectedError(status, reason, message)`; the message is safe to show to the
@@ -18,7 +19,9 @@ content, so an unauthenticated sender learns nothing about the workflow's params
 
 Why the run name is a hash of namespace/workflow/delivery: senders redeliver (GitHub's
 "Redeliver", retries after a timeout). The same delivery id always asks for the same name, so
-the API server's 409 turns a redelivery into "here is the run you already started".
+the API server's 409 turns a redelivery into "here is the run you already started". Without a
+delivery id the server draws a random suffix (the engine has no randomness): the name is known
+before the run exists, because the token reservation is bound to it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -184,6 +188,22 @@ def map_params(
     return params
 
 
+@dataclass(frozen=True)
+class DeliveryAdmission:
+    """The rate limit's answer to one delivery. Refused: `retry_after` seconds (429), or
+    `busy` (503: the limit could not be checked in time; never taken for a yes). Accepted:
+    `reservation`, when a token was spent, is the proof the run carries so the operator does
+    not charge it again (see taskforge.adapters.reservations)."""
+
+    retry_after: float | None = None
+    busy: bool = False
+    reservation: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.retry_after is None and not self.busy
+
+
 def delivery_id(headers: Mapping[str, str]) -> str | None:
     for name in DELIVERY_HEADERS:
         value = (header(headers, name) or "").strip()
@@ -192,11 +212,15 @@ def delivery_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def webhook_run_name(namespace: str, workflow: str, delivery: str | None) -> str | None:
-    """`{workflow}-wh-{sha256(namespace/workflow/delivery)[:10]}`; None without a delivery id
-    (the manifest then asks the API server for a generated name)."""
+def webhook_run_name(
+    namespace: str, workflow: str, delivery: str | None, nonce: str = ""
+) -> str:
+    """`{workflow}-wh-{sha256(namespace/workflow/delivery)[:10]}`; without a delivery id,
+    `{workflow}-wh-{nonce}` (the server passes random lowercase hex, so every post is new)."""
     if delivery is None:
-        return None
+        if not nonce:
+            raise ValueError("a delivery without an id needs a nonce for its run's name")
+        return bounded_name(workflow, f"-wh-{nonce[:_NAME_HASH_LEN]}")
     digest = hashlib.sha256(f"{namespace}/{workflow}/{delivery}".encode()).hexdigest()
     return bounded_name(workflow, f"-wh-{digest[:_NAME_HASH_LEN]}")
 
@@ -204,18 +228,19 @@ def webhook_run_name(namespace: str, workflow: str, delivery: str | None) -> str
 def webhook_run_manifest(
     namespace: str,
     workflow: str,
+    name: str,
+    *,
     delivery: str | None,
     body: Any,
     params: dict[str, Any] | None,
+    reservation: str | None = None,
 ) -> dict[str, Any]:
-    """The WorkflowRun for a delivery: named by the delivery, or `generateName` without one."""
-    name = webhook_run_name(namespace, workflow, delivery)
-    trigger = TriggerInfo(type="webhook", delivery_id=delivery, body=body)
-    manifest = run_manifest(namespace, workflow, name or "", trigger, params)
-    if name is None:
-        del manifest["metadata"]["name"]
-        manifest["metadata"]["generateName"] = bounded_name(workflow, "-wh-")
-    return manifest
+    """The WorkflowRun for a delivery, named `name` (see webhook_run_name), carrying the
+    reservation of its already spent token if there is one."""
+    trigger = TriggerInfo(
+        type="webhook", delivery_id=delivery, body=body, reservation=reservation
+    )
+    return run_manifest(namespace, workflow, name, trigger, params)
 
 
 def is_same_delivery(existing: Mapping[str, Any], workflow: str, delivery: str) -> bool:

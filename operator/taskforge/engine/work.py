@@ -18,6 +18,7 @@ from taskforge.engine.dag import Dag
 from taskforge.engine.facts import ObservedJob, RunFacts
 from taskforge.engine.results import output_budget
 from taskforge.engine.status import PENDING
+from taskforge.engine.templating import Renderer, render_in_process
 
 TERMINAL = TERMINAL_STEP_PHASES
 
@@ -51,6 +52,7 @@ class Work:
         self.wakeups: list[datetime] = []
         self.deleted: set[str] = set()
         self.launch_budget = MAX_JOBS_PER_PLAN
+        self.render: Renderer = render_in_process
         self.more = False
         """True when the launch budget ran out: requeue at once."""
         self.steps: dict[str, StepStatus] = dict(status.steps or {})

@@ -16,11 +16,13 @@ from taskforge.adapters import authz, metrics
 from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
+from taskforge.engine.webhook import DeliveryAdmission
 from taskforge.handlers.config import OperatorConfig
-from taskforge.handlers.limits import Limits, renew_forever
+from taskforge.handlers.limits import Limits, renew_forever, watch_redis
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.reconcile import RunReconciler
 from taskforge.handlers.store import Key, Store
+from taskforge.handlers.webhook_limits import webhook_admit, webhook_release
 from taskforge.handlers.webhook_server import start_webhook_server
 from taskforge.handlers.workflows import WorkflowReconciler
 
@@ -50,7 +52,8 @@ class Operator:
         self.runs = RunReconciler(self.store, self.run_queue, config, self._run_finished,
                                   self.limits)
         self.workflows = WorkflowReconciler(self.store, self.workflow_queue, self.run_queue,
-                                            redis_configured=self.limits.enabled)
+                                            redis_configured=self.limits.enabled,
+                                            redis_outage=self.limits.outage)
         self.tasks: list[asyncio.Task[None]] = []
         self.webhook: web.AppRunner | None = None
 
@@ -106,15 +109,32 @@ class Operator:
                 if (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES))
             await asyncio.sleep(GAUGE_SECONDS)
 
-    async def admit_delivery(self, namespace: str, workflow: str) -> float | None:
+    def _workflow_spec(self, namespace: str, workflow: str) -> WorkflowSpec | None:
         body = self.store.workflows.get((namespace, workflow))
         if body is None:
             return None
         try:
-            spec = WorkflowSpec.model_validate(body.get("spec") or {})
+            return WorkflowSpec.model_validate(body.get("spec") or {})
         except ValidationError:
             return None
-        return await self.limits.webhook_admit(namespace, workflow, spec)
+
+    async def admit_delivery(self, namespace: str, workflow: str, run: str) -> DeliveryAdmission:
+        spec = self._workflow_spec(namespace, workflow)
+        if spec is None:
+            return DeliveryAdmission()
+        return await webhook_admit(self.limits, namespace, workflow, run, spec)
+
+    async def release_delivery(
+        self, namespace: str, workflow: str, run: str, reservation: str
+    ) -> None:
+        spec = self._workflow_spec(namespace, workflow)
+        if spec is not None:
+            await webhook_release(self.limits, namespace, workflow, run, reservation, spec=spec)
+
+    def _redis_changed(self, healthy: bool) -> None:
+        """Redis went away or came back: the Workflows' LimitsEnforced condition follows."""
+        for key in list(self.store.workflows):
+            self.workflow_queue.add(key)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,6 +150,8 @@ class Operator:
         self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
         if self.limits.enabled:
             self.tasks.append(loop.create_task(renew_forever(self.limits, self.leases)))
+            self.tasks.append(loop.create_task(watch_redis(self.limits)))
+            self.limits.on_health_change(self._redis_changed)
         self.tasks.append(loop.create_task(self._gauges()))
         if self.config.webhook_port:
             store = self.store
@@ -137,6 +159,7 @@ class Operator:
                 self.config.webhook_port,
                 lambda ns, name: store.workflows.get((ns, name)),
                 admit=self.admit_delivery,
+                release=self.release_delivery,
             )
 
     async def stop(self) -> None:

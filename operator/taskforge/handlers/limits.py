@@ -4,6 +4,14 @@ Decisions stay in the engine: this module only asks Redis the questions the engi
 facts need (may this run start? may this step start?) and turns answers into facts or
 into `defer.hold_back` calls. Without REDIS_URL every limit is inert and dead-letter
 records simply stay in status; Workflows that ask for limits then say so in a condition.
+
+Three answers besides yes and no, each handled on purpose:
+* busy (this process could not ask Redis in time): the limit holds, the work waits a second;
+* unreachable with the `open` policy: the work goes on, and that is never silent: the run or
+  step gets a `LimitNotApplied` Event, `taskforge_limits_skipped_total{kind}` counts it, and
+  `outage()` turns the Workflows' `LimitsEnforced` condition False (`RedisUnavailable`);
+* a webhook run's reservation (adapters/reservations.py, handlers/webhook_limits.py): the token
+  was paid at delivery, and only a reservation made for exactly this run says so.
 """
 
 from __future__ import annotations
@@ -11,18 +19,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
+from taskforge.adapters import metrics
 from taskforge.adapters.deadletter import DeadLetterStream
 from taskforge.adapters.ratelimit import RateLimiter
-from taskforge.adapters.redis_client import RedisConnection, RedisSettings, RedisUnavailableError
+from taskforge.adapters.redis_client import RedisCallError, RedisConnection, RedisSettings
+from taskforge.adapters.reservations import Reservations
 from taskforge.adapters.slots import Slots
 from taskforge.api.durations import format_duration, parse_duration
 from taskforge.api.run import WorkflowRunStatus
 from taskforge.api.workflow import WorkflowSpec
-from taskforge.engine.actions import CreateJob, Plan
+from taskforge.engine.actions import CreateJob, EmitEvent, Plan
 from taskforge.engine.defer import hold_back
 from taskforge.engine.facts import RunAdmission
 from taskforge.engine.limits import (
@@ -39,11 +50,31 @@ log = logging.getLogger("taskforge.limits")
 SLOT_TTL = float(os.environ.get("TASKFORGE_SLOT_TTL_SECONDS", "60"))
 RENEW_EVERY = SLOT_TTL / 3
 SHIP_RETRY = 5.0
+RESERVATION_TTL = float(os.environ.get("TASKFORGE_RESERVATION_TTL_SECONDS", "600"))
+"""How long a webhook run's paid token waits to be claimed; unclaimed after that (operator
+down that long), the run pays again: never fewer checks than runs."""
+CLAIM_KEEP = 60.0
+"""How long a claimed reservation still answers for its run (a retried admission)."""
+PROBE_UP, PROBE_DOWN = 5.0, 1.0
+SkipKind = Literal["run_rate", "run_concurrency", "step_rate", "step_concurrency", "webhook_rate"]
+BUSY = "LimitsBusy"
 
 
 def _stamp(t: datetime) -> str:
     return t.strftime("%H:%M:%SZ")
 
+
+def _busy(retry_after: float) -> RunAdmission:
+    return RunAdmission(False, BUSY, "the limits could not be checked in time (the operator's"
+                        " Redis calls are queued); checking again", retry_after=retry_after)
+
+
+@dataclass(frozen=True)
+class RunGate:
+    """The admission for the engine, and the Event to post when a limit was not applied."""
+
+    admission: RunAdmission
+    not_applied: EmitEvent | None = None
 
 
 class Limits:
@@ -53,10 +84,35 @@ class Limits:
         self.limiter = RateLimiter(self.conn) if self.conn else None
         self.slots = Slots(self.conn) if self.conn else None
         self.dlq = DeadLetterStream(self.conn) if self.conn else None
+        self.reservations = Reservations(self.conn) if self.conn else None
 
     @property
     def enabled(self) -> bool:
         return self.conn is not None
+
+    def outage(self) -> str | None:
+        """Why limits are not applied right now (Redis unreachable, policy open), or None."""
+        if self.conn is None or self.conn.healthy or self.conn.settings.rate_limit_policy != "open":
+            return None
+        return (f"Redis at {self.conn.settings.server()} is unreachable"
+                f" ({self.conn.last_error}); with TASKFORGE_RATE_LIMIT_POLICY=open, rate and"
+                " concurrency limits are not applied until it is back")
+
+    def on_health_change(self, callback: Callable[[bool], None]) -> None:
+        if self.conn is not None:
+            self.conn.on_change = callback
+
+    def _skipped(self, kind: SkipKind, what: list[str], text: str) -> None:
+        metrics.LIMITS_SKIPPED.labels(kind).inc()
+        what.append(text)
+
+    def _not_applied(self, what: list[str], step: str | None = None) -> EmitEvent | None:
+        if not what:
+            return None
+        server = self.conn.settings.server() if self.conn else "?"
+        return EmitEvent("Warning", "LimitNotApplied",
+                         f"{'; '.join(what)}: not applied, Redis at {server} is unreachable"
+                         " (TASKFORGE_RATE_LIMIT_POLICY=open)", step)
 
     # -- runs -----------------------------------------------------------------
     async def admit_run(
@@ -69,28 +125,44 @@ class Limits:
         me: Waiter,
         waiting: Iterable[Waiter],
         now: datetime,
-        rate_checked: bool = False,
-    ) -> RunAdmission | None:
+        reservation: str | None = None,
+    ) -> RunGate | None:
         """Slot first (in creation order), then a rate token; a refused token gives the slot
-        back so a rate-limited run never blocks the concurrency of others."""
+        back so a rate-limited run never blocks the concurrency of others.
+
+        The token is not taken again only when ``reservation`` (spec.trigger.reservation,
+        which anyone can write) is claimed in Redis for exactly this run: see
+        adapters/reservations.py. It is claimed before the slot so that a webhook run waiting
+        for a slot keeps its paid token alive."""
         if self.slots is None or self.limiter is None:
             return None
+        skipped: list[str] = []
+        paid = False
+        if spec.rate_limit is not None and reservation:
+            keep = RESERVATION_TTL if spec.concurrency is not None else CLAIM_KEEP
+            paid = await self._claim(namespace, workflow, me.name, reservation, uid=uid,
+                                     keep=keep)
         held_slot = False
         if spec.concurrency is not None:
             rank = queue_rank(me, waiting)
             grant = await self.slots.acquire(
                 run_slot_key(namespace, workflow), uid, spec.concurrency.max_runs, SLOT_TTL, rank
             )
+            if grant.busy:
+                return RunGate(_busy(grant.retry_after))
+            if grant.degraded and grant.acquired:
+                self._skipped("run_concurrency", skipped,
+                              f"concurrency maxRuns {spec.concurrency.max_runs}")
             if not grant.acquired:
-                return RunAdmission(
+                return RunGate(RunAdmission(
                     False,
                     "ConcurrencyLimited",
                     f"{grant.active} of {spec.concurrency.max_runs} runs of {workflow!r} running;"
                     f" {rank + 1} in line",
                     retry_after=max(grant.retry_after, 1.0),
-                )
+                ))
             held_slot = True
-        if spec.rate_limit is not None and not rate_checked:
+        if spec.rate_limit is not None and not paid:
             per = parse_duration(spec.rate_limit.per)
             got = await self.limiter.acquire(
                 run_rate_key(namespace, workflow), spec.rate_limit.limit, per, waiter=uid
@@ -98,38 +170,45 @@ class Limits:
             if not got.allowed:
                 if held_slot:
                     await self.release_run(namespace, workflow, uid)
+                if got.busy:
+                    return RunGate(_busy(got.retry_after))
                 until = now + timedelta(seconds=got.retry_after)
-                return RunAdmission(
+                return RunGate(RunAdmission(
                     False,
                     "RateLimited",
                     f"rate limit {spec.rate_limit.limit} per {spec.rate_limit.per}: waiting"
                     f" until {_stamp(until)}",
                     retry_after=got.retry_after,
-                )
-        return RunAdmission(True)
+                ))
+            if got.degraded:
+                self._skipped("run_rate", skipped,
+                              f"rate limit {spec.rate_limit.limit} per {spec.rate_limit.per}")
+        return RunGate(RunAdmission(True), self._not_applied(skipped))
+
+    async def _claim(
+        self, namespace: str, workflow: str, run: str, reservation: str, *, uid: str,
+        keep: float,
+    ) -> bool:
+        """Whether the run's reservation is valid for it; an unanswered claim is not (the
+        token check that follows meets the same Redis and answers for it)."""
+        if self.reservations is None:
+            return False
+        try:
+            return await self.reservations.claim(namespace, workflow, run, reservation,
+                                                 uid=uid, keep=keep)
+        except RedisCallError as exc:
+            log.debug("reservation of %s/%s not checked: %s", namespace, run, exc)
+            return False
 
     async def release_run(self, namespace: str, workflow: str, uid: str) -> None:
         if self.slots is None:
             return
         try:
             await self.slots.release(run_slot_key(namespace, workflow), uid)
-        except RedisUnavailableError as exc:
+        except RedisCallError as exc:
             log.warning(
                 "could not release run slot of %s/%s: %s (it expires)", namespace, workflow, exc
             )
-
-    async def webhook_admit(
-        self, namespace: str, workflow: str, spec: WorkflowSpec
-    ) -> float | None:
-        """Webhook deliveries spend the workflow's run-start tokens (429 when none)."""
-        if self.limiter is None or spec.rate_limit is None:
-            return None
-        got = await self.limiter.acquire(
-            run_rate_key(namespace, workflow),
-            spec.rate_limit.limit,
-            parse_duration(spec.rate_limit.per),
-        )
-        return None if got.allowed else max(got.retry_after, 0.001)
 
     # -- steps ----------------------------------------------------------------
     async def gate_steps(
@@ -142,10 +221,12 @@ class Limits:
         run_name: str,
         now: datetime,
     ) -> Plan:
-        """Hold back new launches of steps whose key has no token or no free slot."""
+        """Hold back new launches of steps whose key has no token or no free slot (or whose
+        limits could not be checked in time); say so when a limit was not applied."""
         if self.slots is None or self.limiter is None:
             return plan
         steps = {s.name: s for s in spec.all_steps}
+        skipped: list[str] = []
         for action in plan.actions:
             if not isinstance(action, CreateJob) or not action.is_new:
                 continue
@@ -162,12 +243,17 @@ class Limits:
                     step.concurrency.max_running,
                     SLOT_TTL,
                 )
-                if not grant.acquired:
+                if grant.busy:
+                    wait, why = grant.retry_after, "limits not checked in time (Redis busy)"
+                elif not grant.acquired:
                     wait = max(grant.retry_after, 1.0)
                     why = (
                         f"concurrency key {step.concurrency.key!r}: {grant.active} of"
                         f" {step.concurrency.max_running} running"
                     )
+                elif grant.degraded:
+                    self._skipped("step_concurrency", skipped, f"step {step.name!r}:"
+                                  f" concurrency key {step.concurrency.key!r}")
             if wait is None and step.rate_limit is not None:
                 got = await self.limiter.acquire(
                     step_rate_key(namespace, step.rate_limit.key),
@@ -178,24 +264,29 @@ class Limits:
                 if not got.allowed:
                     wait = got.retry_after
                     why = (
+                        "limits not checked in time (Redis busy)" if got.busy else
                         f"rate limit {step.rate_limit.key!r} ({step.rate_limit.limit} per"
                         f" {step.rate_limit.per}): waiting {format_duration(wait)}"
                     )
                     if step.concurrency is not None:
                         await self.release_step(namespace, step.concurrency.key, holder)
+                elif got.degraded:
+                    self._skipped("step_rate", skipped,
+                                  f"step {step.name!r}: rate limit {step.rate_limit.key!r}")
             if wait is not None:
                 until = now + timedelta(seconds=wait)
                 plan = hold_back(
                     plan, step=step.name, run_name=run_name, until=until, now=now, reason=why
                 )
-        return plan
+        event = self._not_applied(skipped)
+        return plan if event is None else replace(plan, actions=(*plan.actions, event))
 
     async def release_step(self, namespace: str, key: str, holder: str) -> None:
         if self.slots is None:
             return
         try:
             await self.slots.release(step_slot_key(namespace, key), holder)
-        except RedisUnavailableError as exc:
+        except RedisCallError as exc:
             log.warning("could not release step slot %s: %s (it expires)", holder, exc)
 
     async def release_finished(
@@ -233,7 +324,7 @@ class Limits:
         for key, holder in leases:
             try:
                 await self.slots.renew(key, holder, SLOT_TTL)
-            except RedisUnavailableError:
+            except RedisCallError:
                 return
 
     # -- dead letters -----------------------------------------------------------
@@ -257,7 +348,7 @@ class Limits:
         }
         try:
             stream_id = await self.dlq.ship(record)
-        except RedisUnavailableError as exc:
+        except RedisCallError as exc:
             log.warning("dead letter of %s/%s waits in status: %s", namespace, run, exc)
             return status, SHIP_RETRY
         shipped = letter.model_copy(update={"shipped": True, "stream_id": stream_id})
@@ -266,6 +357,17 @@ class Limits:
     async def close(self) -> None:
         if self.conn is not None:
             await self.conn.aclose()
+
+
+async def watch_redis(limits: Limits) -> None:
+    """Background task: PING now and then, so `outage()` (and the Workflows' LimitsEnforced
+    condition, through the health callback) follows Redis even when no limit is asked;
+    often while it is down, so the condition comes back within a second of Redis."""
+    if limits.conn is None:
+        return
+    while True:
+        await asyncio.sleep(PROBE_DOWN if not limits.conn.healthy else PROBE_UP)
+        await limits.conn.ping()
 
 
 async def renew_forever(limits: Limits, leases: Any) -> None:

@@ -238,8 +238,9 @@ class RunReconciler:
             if not (r.get("status") or {}).get("startedAt")
             and (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES
         ]
-        trigger = facts.spec.trigger.type if facts.spec.trigger else "manual"
-        return await self.limits.admit_run(
+        # No field a user sets skips a limit: trigger.type is not trusted; a reservation is
+        # only a claim that Limits checks in Redis (see adapters/reservations.py).
+        gate = await self.limits.admit_run(
             spec,
             namespace=key[0],
             workflow=workflow,
@@ -247,8 +248,14 @@ class RunReconciler:
             me=Waiter(facts.created_at, key[1]),
             waiting=waiting,
             now=facts.now,
-            rate_checked=trigger == "webhook",
+            reservation=facts.spec.trigger.reservation if facts.spec.trigger else None,
         )
+        if gate is None:
+            return None
+        body = self.store.run(key)
+        if gate.not_applied is not None and body is not None:
+            self._post_in_background(body, gate.not_applied, facts.now)
+        return gate.admission
 
     async def _apply(
         self, key: Key, body: dict[str, Any], result: Plan, now: datetime

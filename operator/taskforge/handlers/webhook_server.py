@@ -10,9 +10,13 @@ Order of checks, each answered with JSON `{"error", "reason"}`:
 404 unknown workflow or webhook off, 415 not JSON, 413 too large (from Content-Length, then
 while reading: at most `maxBodyBytes + 1` bytes are ever read, and the connection is closed
 rather than drained), 401 bad signature or token, 400 bad JSON or params, 429 when `admit`
-says so (last, so neither strangers nor broken deliveries spend the workflow's rate), then 202
-with the run.
+says so (last, so neither strangers nor broken deliveries spend the workflow's rate), 503 when
+the limit could not be checked in time (busy is never taken for a yes), then 202 with the run.
 A redelivery (same delivery id) gets 202 with the run it started before and `duplicate: true`.
+
+An accepted delivery's token is reserved for the run it is about to create (`admit` returns
+the reservation id, which goes into `spec.trigger.reservation`); if that run is not created,
+or already existed, `release` cancels the reservation and gives the token back.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +33,7 @@ from aiohttp import web
 from taskforge.adapters import kube
 from taskforge.api.workflow import Webhook
 from taskforge.engine.webhook import (
+    DeliveryAdmission,
     RejectedError,
     authenticate,
     check_content_type,
@@ -40,12 +46,14 @@ from taskforge.engine.webhook import (
     too_large,
     webhook_of,
     webhook_run_manifest,
+    webhook_run_name,
 )
 
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[str, str], dict[str, Any] | None]
-Admit = Callable[[str, str], Awaitable[float | None]]
+Admit = Callable[[str, str, str], Awaitable[DeliveryAdmission]]
+Release = Callable[[str, str, str, str], Awaitable[None]]
 
 SECRET_TTL = 10.0
 """Seconds a Secret's value (or its absence) is reused: a rotated key, or a Secret created after
@@ -135,9 +143,12 @@ async def _read_body(request: web.Request, webhook: Webhook) -> bytes:
 
 
 class _Hooks:
-    def __init__(self, lookup: Lookup, admit: Admit | None, secret_ttl: float) -> None:
+    def __init__(
+        self, lookup: Lookup, admit: Admit | None, release: Release | None, secret_ttl: float
+    ) -> None:
         self._lookup = lookup
         self._admit = admit
+        self._release = release
         self._secrets = _SecretCache(secret_ttl)
 
     async def deliver(self, request: web.Request) -> web.StreamResponse:
@@ -168,25 +179,43 @@ class _Hooks:
         authenticate(webhook, key, body, request.headers)
         data = parse_body(body)
         params = map_params(webhook, data, declared_params(workflow or {}))
+        delivery = delivery_id(request.headers)
+        run_name = webhook_run_name(ns, name, delivery, secrets.token_hex(5))
+        admitted = DeliveryAdmission()
         if self._admit is not None:
-            retry_after = await self._admit(ns, name)
-            if retry_after is not None:
-                seconds = str(max(1, math.ceil(retry_after)))
+            admitted = await self._admit(ns, name, run_name)
+            if not admitted.accepted:
+                seconds = str(max(1, math.ceil(admitted.retry_after or 1.0)))
+                if admitted.busy:
+                    return _error(503, "RateLimitUnchecked", "the rate limit could not be"
+                                  f" checked in time; retry in {seconds}s",
+                                  **{"Retry-After": seconds})
                 return _error(429, "RateLimited", f"too many deliveries; retry in {seconds}s",
                               **{"Retry-After": seconds})
-        delivery = delivery_id(request.headers)
-        manifest = webhook_run_manifest(ns, name, delivery, data, params)
+        manifest = webhook_run_manifest(ns, name, run_name, delivery=delivery, body=data,
+                                        params=params, reservation=admitted.reservation)
         try:
             run, duplicate = await asyncio.to_thread(_create_run, ns, name, delivery, manifest)
         except RejectedError:
+            await self._give_back(ns, name, run_name, admitted)
             raise
         except Exception as exc:
+            await self._give_back(ns, name, run_name, admitted)
             log.warning("webhook %s/%s: creating the run failed: %s", ns, name, exc)
             raise _api_failure(exc) from exc
+        if duplicate:
+            await self._give_back(ns, name, run_name, admitted)
         log.info("webhook %s/%s: delivery %s -> run %s%s", ns, name, delivery or "-", run,
                  " (duplicate)" if duplicate else "")
         return web.json_response({"run": run, "namespace": ns, "duplicate": duplicate},
                                  status=202)
+
+    async def _give_back(
+        self, ns: str, name: str, run_name: str, admitted: DeliveryAdmission
+    ) -> None:
+        """The reserved token bought no new run: cancel the reservation (best effort)."""
+        if self._release is not None and admitted.reservation is not None:
+            await self._release(ns, name, run_name, admitted.reservation)
 
 
 async def _healthz(_: web.Request) -> web.StreamResponse:
@@ -211,8 +240,8 @@ async def _json_errors(
 
 
 def make_app(lookup_workflow: Lookup, *, admit: Admit | None = None,
-             secret_ttl: float = SECRET_TTL) -> web.Application:
-    hooks = _Hooks(lookup_workflow, admit, secret_ttl)
+             release: Release | None = None, secret_ttl: float = SECRET_TTL) -> web.Application:
+    hooks = _Hooks(lookup_workflow, admit, release, secret_ttl)
     app = web.Application(middlewares=[_json_errors])
     app.router.add_post("/hooks/{namespace}/{workflow}", hooks.deliver)
     app.router.add_get("/healthz", _healthz)
@@ -224,15 +253,18 @@ async def start_webhook_server(
     lookup_workflow: Lookup,
     *,
     admit: Admit | None = None,
+    release: Release | None = None,
     host: str = "0.0.0.0",
     secret_ttl: float = SECRET_TTL,
 ) -> web.AppRunner:
     """Serve until `await runner.cleanup()`. `port=0` picks a free port: read it back from
     `runner.addresses[0][1]`. `lookup_workflow(ns, name)` returns the Workflow object (the
-    operator's cache) or None; `admit(ns, name)` returns None to accept a delivery, or the
-    seconds after which to retry (429). It is asked once per authentic, well-formed delivery,
-    redeliveries included (whether one is a redelivery is known only at the create's 409)."""
-    app = make_app(lookup_workflow, admit=admit, secret_ttl=secret_ttl)
+    operator's cache) or None; `admit(ns, name, run)` answers with a DeliveryAdmission (accept,
+    possibly with a reservation for `run`; or 429 / 503 after retry_after). It is asked once
+    per authentic, well-formed delivery, redeliveries included (whether one is a redelivery is
+    known only at the create's 409, after which `release(ns, name, run, reservation)` gives the
+    token back)."""
+    app = make_app(lookup_workflow, admit=admit, release=release, secret_ttl=secret_ttl)
     # lingering_time=0: after an early answer (413, 401...) close the connection instead of
     # reading and discarding the rest of a body we have refused.
     runner = web.AppRunner(app, access_log=None, lingering_time=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,8 +36,10 @@ class WorkflowReconciler:
     def __init__(
         self, store: Store, queue: WorkQueue[Key], runs: WorkQueue[Key], *,
         redis_configured: bool = False,
+        redis_outage: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.redis_configured = redis_configured
+        self.redis_outage = redis_outage  # why limits are skipped now (Redis down, policy open)
         self.store = store
         self.queue = queue
         self.runs = runs
@@ -72,6 +75,7 @@ class WorkflowReconciler:
             runs=[_run_summary(r) for r in runs],
             now=now,
             redis_configured=self.redis_configured,
+            redis_outage=self.redis_outage(),
         )
         schedule = spec.triggers.schedule if spec and spec.triggers else None
         plan = None
