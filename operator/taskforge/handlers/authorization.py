@@ -7,6 +7,7 @@ Workflow's last writer and SubjectAccessReviews. The rules are `engine/authority
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from taskforge.adapters import authz
@@ -22,6 +23,8 @@ from taskforge.engine.authority import (
 from taskforge.engine.facts import RunAuthorization, RunFacts
 from taskforge.handlers.store import Key, Store
 
+log = logging.getLogger("taskforge.authorization")
+
 
 def _annotation(body: dict[str, Any] | None, name: str) -> str | None:
     value = ((body or {}).get("metadata") or {}).get("annotations", {}).get(name)
@@ -32,7 +35,19 @@ class RunAuthorizer:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.operator_username: str | None = None
-        """Learned at start-up; runs created under this name act for the Workflow's writer."""
+        """Runs created under this name came from our own triggers and act for the Workflow's
+        last writer. Learned on first need (not at start-up, which must not wait for the API
+        server); until it is known no run is authorized, or cron runs would act with the
+        operator's own rights."""
+
+    async def _whoami(self) -> str:
+        if self.operator_username is None:
+            name = await asyncio.to_thread(authz.whoami)
+            if not name:
+                raise RuntimeError("the API server did not say who the operator is")
+            log.info("operator identity: %s", name)
+            self.operator_username = name
+        return self.operator_username
 
     async def check(self, key: Key, body: dict[str, Any], facts: RunFacts) -> (
         RunAuthorization | None
@@ -55,7 +70,7 @@ class RunAuthorizer:
         if workflow_name is not None:
             workflow_body = self.store.workflows.get((key[0], workflow_name))
             writer = identity_from_annotation(_annotation(workflow_body, LAST_WRITER_ANNOTATION))
-        who = authority(creator, self.operator_username, workflow_name, writer)
+        who = authority(creator, await self._whoami(), workflow_name, writer)
         if who.identity is None:
             return RunAuthorization(denied=denial_message(who, refs))
         identity = who.identity
