@@ -120,7 +120,10 @@ def test_well_known_shapes() -> None:
         "description": http["properties"]["json"]["description"],
         "x-kubernetes-preserve-unknown-fields": True,
     }
-    assert http["properties"]["query"]["additionalProperties"] == {"type": "string"}
+    assert http["properties"]["query"]["additionalProperties"] == {
+        "type": "string",
+        "maxLength": 2048,
+    }
     assert http["not"] == {"required": ["json", "body"]}
     assert workflow["steps"]["x-kubernetes-list-map-keys"] == ["name"]
     assert workflow["steps"]["maxItems"] >= 1000
@@ -189,3 +192,43 @@ def test_run_columns() -> None:
     columns = CRDS["Workflow"]["spec"]["versions"][0]["additionalPrinterColumns"]
     names = [c["name"] for c in columns if not c.get("priority")]
     assert names == ["Steps", "Schedule", "Last Run", "Valid", "Age"]
+
+
+# Untyped (any JSON) fields: no CRD keyword bounds their bytes; the operator's check of the
+# whole run object does (engine/sizes.py), and their containers have maxProperties/maxItems.
+UNTYPED_SPEC_FIELDS = {"default", "json", "body"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_spec_field_is_bounded(kind: str) -> None:
+    """Sizes are capped at apply time: every string, list and map of a spec has a bound."""
+    unbounded = []
+    for path, node in _nodes(_root(CRDS[kind])["properties"]["spec"], ".spec"):
+        kind_of = node.get("type")
+        if kind_of == "string" and not {"maxLength", "enum", "format"} & set(node):
+            unbounded.append(f"{path}: string without maxLength")
+        elif kind_of == "array" and "maxItems" not in node:
+            unbounded.append(f"{path}: list without maxItems")
+        elif kind_of == "object" and "properties" not in node and "maxProperties" not in node:
+            unbounded.append(f"{path}: map without maxProperties")
+        elif kind_of is None and path.rsplit(".", 1)[-1] not in UNTYPED_SPEC_FIELDS:
+            unbounded.append(f"{path}: untyped")
+    assert not unbounded, "\n".join(unbounded)
+
+
+def test_map_key_lengths_become_cel_rules() -> None:
+    """pydantic's `propertyNames` has no structural form: crdgen turns it into CEL."""
+    workflow = _root(CRDS["Workflow"])["properties"]["spec"]["properties"]
+    query = workflow["steps"]["items"]["properties"]["http"]["properties"]["query"]
+    assert "propertyNames" not in query
+    rules = [r["rule"] for r in query["x-kubernetes-validations"]]
+    assert "self.all(k, size(k) <= 253)" in rules
+
+
+def test_the_spec_text_budget_is_a_cel_rule_on_both_kinds() -> None:
+    workflow = _root(CRDS["Workflow"])["properties"]["spec"]
+    inline = _root(CRDS["WorkflowRun"])["properties"]["spec"]["properties"]["workflowSpec"]
+    for spec in (workflow, inline):
+        (rule,) = [r for r in spec["x-kubernetes-validations"] if "131072" in r["rule"]]
+        assert rule["fieldPath"] == ".steps"
+        assert "at most 131072 characters" in rule["message"]

@@ -24,6 +24,9 @@ ResourceName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
 ]
+MapKey = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+"""A key of a string map. crdgen turns its `propertyNames` bound into a CEL rule (structural
+schemas have no `propertyNames`)."""
 
 # Keys of the CRD's OpenAPI extensions. They go into the models through `json_schema_extra`, so
 # each CEL rule sits next to the pydantic validator it mirrors; crdgen copies them into crds/.
@@ -122,20 +125,29 @@ class EnvVar(Model):
         pattern=ENV_NAME_PATTERN,
         description="Variable name: letters, digits and '_', not starting with a digit.",
     )
-    value: str | None = Field(default=None, description="A literal value (templates allowed).")
+    value: str | None = Field(
+        default=None, max_length=32768, description="A literal value (templates allowed)."
+    )
     value_from: EnvVarSource | None = Field(
         default=None, description="Read the value from a Secret or ConfigMap at pod start."
     )
 
 
+Quantity = Annotated[str, StringConstraints(max_length=64)]
+
+
 class ResourceRequirements(Model):
     """CPU and memory of the step's container, as Kubernetes quantities written as strings."""
 
-    requests: dict[str, str] | None = Field(
-        default=None, description="Minimum resources, e.g. {cpu: 100m, memory: 64Mi}."
+    requests: dict[MapKey, Quantity] | None = Field(
+        default=None,
+        max_length=16,
+        description="Minimum resources, e.g. {cpu: 100m, memory: 64Mi}.",
     )
-    limits: dict[str, str] | None = Field(
-        default=None, description="Maximum resources, e.g. {cpu: '1', memory: 256Mi}."
+    limits: dict[MapKey, Quantity] | None = Field(
+        default=None,
+        max_length=16,
+        description="Maximum resources, e.g. {cpu: '1', memory: 256Mi}.",
     )
 
 

@@ -135,6 +135,7 @@ class _Converter:
     def node(self, src: Schema) -> Schema:
         src = self._flatten(src)
         out: Schema = {}
+        key_rules: list[Schema] = []
         for key, value in src.items():
             if key in ("title", "$defs") or (key == "default" and value is None):
                 continue
@@ -153,6 +154,8 @@ class _Converter:
                     out["x-kubernetes-preserve-unknown-fields"] = True  # dict[str, Any]
                 else:
                     out["additionalProperties"] = self.node(value)
+            elif key == "propertyNames":
+                key_rules = _key_rules(value)
             elif key == "not" and set(value) == {"required"}:
                 out["not"] = copy.deepcopy(value)  # a value validation: allowed when structural
             elif key in ("anyOf", "oneOf", "allOf", "not"):
@@ -165,6 +168,8 @@ class _Converter:
             out = {**out, "x-kubernetes-preserve-unknown-fields": True}  # Any: any JSON value
         elif out["type"] == "object" and not {"properties", "additionalProperties"} & set(out):
             out["x-kubernetes-preserve-unknown-fields"] = True
+        if key_rules:
+            out[K8S_VALIDATIONS] = [*out.get(K8S_VALIDATIONS, []), *key_rules]
         if K8S_VALIDATIONS in out:
             out[K8S_VALIDATIONS] = [_ordered(r, _RULE_KEY_ORDER) for r in out[K8S_VALIDATIONS]]
         return _ordered(out, _KEY_ORDER)
@@ -184,6 +189,22 @@ class _Converter:
                 del outer["default"]
             return self._flatten(_merge(branches[0], outer))
         return src
+
+
+def _key_rules(names: Schema) -> list[Schema]:
+    """CEL for a map's `propertyNames` bounds: structural schemas have no such keyword."""
+    if set(names) - {"minLength", "maxLength"}:
+        raise ValueError(f"only length bounds of map keys have a structural form: {names}")
+    rules: list[Schema] = []
+    if "maxLength" in names:
+        most = names["maxLength"]
+        rules.append({"rule": f"self.all(k, size(k) <= {most})",
+                      "message": f"keys may be at most {most} characters long"})
+    if "minLength" in names:
+        least = names["minLength"]
+        rules.append({"rule": f"self.all(k, size(k) >= {least})",
+                      "message": f"keys must be at least {least} characters long"})
+    return rules
 
 
 def _prose(text: str) -> str:

@@ -43,7 +43,9 @@ class TriggerInfo(Model):
         default=None, description="The cron time the run was started for (type schedule)."
     )
     delivery_id: str | None = Field(
-        default=None, description="The webhook delivery id (type webhook), for idempotency."
+        default=None,
+        max_length=256,
+        description="The webhook delivery id (type webhook), for idempotency.",
     )
     body: Any = Field(
         default=None, description="The webhook's JSON body, as {{ trigger.body }} in templates."
@@ -60,9 +62,11 @@ class TriggerInfo(Model):
 class ReusedStep(Model):
     """A step that succeeded in an earlier run, whose result this run takes over."""
 
-    name: str = Field(description="Name of the step whose earlier result is reused.")
+    name: str = Field(
+        max_length=40, description="Name of the step whose earlier result is reused."
+    )
     outputs: dict[str, Any] | None = Field(
-        default=None, description="The outputs the step produced then."
+        default=None, max_length=100, description="The outputs the step produced then."
     )
 
 
@@ -86,7 +90,10 @@ class WorkflowRunSpec(Model):
         default=None, description="An inline workflow to run; not together with workflowRef."
     )
     params: dict[str, Any] | None = Field(
-        default=None, description="Parameter values, by name; see the workflow's params."
+        default=None,
+        max_length=100,
+        description="Parameter values, by name; see the workflow's params. Any JSON: its size"
+        " counts toward the run's size (see README, Limits).",
     )
     cancel: bool = Field(
         default=False,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from taskforge.api.common import (
     EnvVar,
+    MapKey,
     Model,
     ResourceRequirements,
     SecretKeyRef,
@@ -17,7 +18,7 @@ from taskforge.api.common import (
 )
 from taskforge.api.durations import DURATION_PATTERN
 
-Duration = str
+Duration = Annotated[str, StringConstraints(max_length=32)]
 FailureKind = Literal["Failed", "TimedOut", "PodFailure"]
 STEP_TYPES = ("http", "script", "log", "container", "slack", "email")
 _RETRY_ON_DEFAULT: tuple[FailureKind, ...] = ("Failed", "TimedOut", "PodFailure")
@@ -35,7 +36,9 @@ class HttpHeader(Model):
     """A request header: a literal value or one read from a Secret."""
 
     name: str = Field(min_length=1, max_length=256, description="Header name, e.g. Authorization.")
-    value: str | None = Field(default=None, description="Literal value (templates allowed).")
+    value: str | None = Field(
+        default=None, max_length=8192, description="Literal value (templates allowed)."
+    )
     value_from: HeaderValueSource | None = Field(
         default=None, description="Read the value from a Secret; it is never written to status."
     )
@@ -52,20 +55,25 @@ class HttpStep(Model):
         default="GET", description="HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS."
     )
     url: str = Field(min_length=1, max_length=2048, description=f"http or https URL. {_TEMPLATES}")
-    query: dict[str, str] | None = Field(
-        default=None, description="Query parameters to add to the URL (templates allowed)."
+    query: dict[MapKey, Annotated[str, StringConstraints(max_length=2048)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Query parameters to add to the URL (templates allowed).",
     )
     headers: list[HttpHeader] | None = Field(
-        default=None, max_length=100, description="Request headers."
+        default=None, max_length=64, description="Request headers."
     )
     json_body: Any = Field(
         default=None,
         alias="json",
         description="A JSON body, sent with Content-Type application/json; templates are"
-        " rendered in its strings. Not together with body.",
+        " rendered in its strings. Not together with body. Any JSON: no CRD limit applies,"
+        " its size counts toward the run's size (see README, Limits).",
     )
     body: str | None = Field(
-        default=None, description="A raw body (templates allowed). Not together with json."
+        default=None,
+        max_length=65536,
+        description="A raw body (templates allowed). Not together with json.",
     )
     timeout: Duration = Field(
         default="30s", pattern=DURATION_PATTERN, description="Request timeout, e.g. 30s."
@@ -75,7 +83,7 @@ class HttpStep(Model):
         max_length=100,
         description="Status codes that count as success; default: any 2xx.",
     )
-    response_headers: list[str] | None = Field(
+    response_headers: list[Annotated[str, StringConstraints(max_length=256)]] | None = Field(
         default=None, max_length=100, description="Response headers to keep in the step's outputs."
     )
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
@@ -98,9 +106,11 @@ class ScriptStep(Model):
         min_length=1, max_length=65536, description=f"The script's source. {_TEMPLATES}"
     )
     env: list[EnvVar] | None = Field(
-        default=None, max_length=256, description="Environment variables."
+        default=None, max_length=100, description="Environment variables."
     )
-    working_dir: str | None = Field(default=None, description="Working directory.")
+    working_dir: str | None = Field(
+        default=None, max_length=1024, description="Working directory."
+    )
 
 
 class LogStep(Model):
@@ -118,16 +128,18 @@ class ContainerStep(Model):
     image: str = Field(
         min_length=1, max_length=512, description="Container image, e.g. python:3.11-slim."
     )
-    command: list[str] | None = Field(
-        default=None, max_length=256, description="Entrypoint override (the image's by default)."
+    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
+        default=None, max_length=32, description="Entrypoint override (the image's by default)."
     )
-    args: list[str] | None = Field(
-        default=None, max_length=256, description="Arguments (templates allowed)."
+    args: list[Annotated[str, StringConstraints(max_length=32768)]] | None = Field(
+        default=None, max_length=64, description="Arguments (templates allowed)."
     )
     env: list[EnvVar] | None = Field(
-        default=None, max_length=256, description="Environment variables."
+        default=None, max_length=100, description="Environment variables."
     )
-    working_dir: str | None = Field(default=None, description="Working directory.")
+    working_dir: str | None = Field(
+        default=None, max_length=1024, description="Working directory."
+    )
     resources: ResourceRequirements | None = Field(
         default=None, description="CPU and memory requests and limits."
     )
@@ -139,9 +151,14 @@ class SlackStep(Model):
     webhook_url_from: SecretKeyRef = Field(
         description="Secret key holding the Slack incoming-webhook URL."
     )
-    text: str | None = Field(default=None, description="Message text (templates allowed).")
-    blocks: list[dict[str, Any]] | None = Field(
-        default=None, max_length=50, description="Slack Block Kit blocks (templates allowed)."
+    text: str | None = Field(
+        default=None, max_length=40000, description="Message text (templates allowed)."
+    )
+    blocks: list[Annotated[dict[str, Any], Field(max_length=32)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="Slack Block Kit blocks (templates allowed). Any JSON inside: its size"
+        " counts toward the run's size (see README, Limits).",
     )
 
 
@@ -163,11 +180,11 @@ class EmailStep(Model):
     from_address: str = Field(
         alias="from", min_length=3, max_length=320, description="Sender address."
     )
-    to: list[str] = Field(
-        min_length=1, max_length=100, description="Recipient addresses (templates allowed)."
+    to: list[Annotated[str, StringConstraints(min_length=1, max_length=320)]] = Field(
+        min_length=1, max_length=50, description="Recipient addresses (templates allowed)."
     )
     subject: str = Field(min_length=1, max_length=998, description="Subject (templates allowed).")
-    body: str = Field(description="Plain-text body (templates allowed).")
+    body: str = Field(max_length=65536, description="Plain-text body (templates allowed).")
 
 
 class Backoff(Model):

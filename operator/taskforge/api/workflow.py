@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from taskforge.api.common import (
     Condition,
+    MapKey,
     Model,
     ResourceName,
     SecretKeyRef,
@@ -17,8 +18,15 @@ from taskforge.api.common import (
     list_map,
 )
 from taskforge.api.durations import DURATION_PATTERN
+from taskforge.api.sizes import (
+    SPEC_TEXT_MAX_CHARS,
+    TEXT_BUDGET_MESSAGE,
+    spec_text,
+    text_budget_rule,
+)
 from taskforge.api.steps import Duration, RetryPolicy, Step
 
+BodyPath = Annotated[str, StringConstraints(max_length=1024)]
 ParamType = Literal["string", "number", "integer", "boolean", "object", "array"]
 
 
@@ -36,7 +44,11 @@ class ParamSpec(Model):
         description="JSON type the value must have: string, number, integer, boolean, object"
         " or array.",
     )
-    default: Any = Field(default=None, description="Value used when a run does not set it.")
+    default: Any = Field(
+        default=None,
+        description="Value used when a run does not set it. Any JSON: its size counts toward"
+        " the run's size (see README, Limits).",
+    )
     description: str | None = Field(
         default=None, max_length=1024, description="What the parameter is for."
     )
@@ -68,7 +80,7 @@ class Schedule(Model):
     )
     suspend: bool = Field(default=False, description="Start no new scheduled runs.")
     params: dict[str, Any] | None = Field(
-        default=None, description="Parameter values of scheduled runs."
+        default=None, max_length=100, description="Parameter values of scheduled runs."
     )
 
 
@@ -83,10 +95,15 @@ class Webhook(Model):
     )
     secret_ref: SecretKeyRef = Field(description="Secret key holding the HMAC key or token.")
     max_body_bytes: int = Field(
-        default=1_048_576, ge=1, le=10_485_760, description="Largest accepted body, in bytes."
+        default=262_144,
+        ge=1,
+        le=262_144,
+        description="Largest accepted body, in bytes (at most 256 KiB: the body is kept in"
+        " the run as trigger.body, and the run must fit in etcd).",
     )
-    params_from_body: dict[str, str] | None = Field(
+    params_from_body: dict[MapKey, BodyPath] | None = Field(
         default=None,
+        max_length=100,
         description="Param name to a dotted path in the JSON body, e.g."
         " {ref: pull_request.head.ref}.",
     )
@@ -208,6 +225,7 @@ _WORKFLOW_SPEC_RULES = [
         ),
         field_path=".finally",
     ),
+    cel_rule(text_budget_rule(), TEXT_BUDGET_MESSAGE, field_path=".steps"),
 ]
 
 
@@ -275,6 +293,13 @@ class WorkflowSpec(Model):
             for dep in step.dependencies:
                 if dep not in seen:
                     raise ValueError(f"finally step {step.name!r} depends on unknown step {dep!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _text_budget(self) -> WorkflowSpec:
+        """Mirrors the CRD's CEL rule (api/sizes.py), so `taskforge validate` agrees."""
+        if spec_text(self.all_steps) > SPEC_TEXT_MAX_CHARS:
+            raise ValueError(f"steps: {TEXT_BUDGET_MESSAGE}")
         return self
 
     @property
