@@ -15,9 +15,10 @@ from taskforge.api.common import (
     k8s_validations,
     list_map,
 )
-from taskforge.api.steps import FailureKind
 from taskforge.api.workflow import ObjectMeta, WorkflowSpec
 
+StepFailure = Literal["Failed", "TimedOut", "PodFailure", "TemplateLimit"]
+"""FailureKind (what a retry policy can name) plus TemplateLimit, which is never retried."""
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 StepPhase = Literal[
     "Pending", "Waiting", "Running", "Retrying", "Succeeded", "Failed", "Skipped", "Cancelled"
@@ -133,8 +134,10 @@ class StepStatus(Model):
     started_at: datetime | None = Field(default=None, description="When the first attempt began.")
     finished_at: datetime | None = Field(default=None, description="When it became terminal.")
     exit_code: int | None = Field(default=None, description="Exit code of the latest attempt.")
-    failure: FailureKind | None = Field(
-        default=None, description="Kind of the last failure: Failed, TimedOut or PodFailure."
+    failure: StepFailure | None = Field(
+        default=None,
+        description="Kind of the last failure: Failed, TimedOut, PodFailure, or TemplateLimit"
+        " (a template went over a cap on size or work; never retried).",
     )
     outputs: dict[str, Any] | None = Field(
         default=None,
