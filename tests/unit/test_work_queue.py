@@ -7,10 +7,11 @@ These properties are what make one reconcile per run at a time safe and what kee
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 
 import pytest
-from taskforge.handlers.queue import WorkQueue
+from taskforge.handlers.queue import ItemBackoff, WorkQueue, report_due
 
 
 def run_with_workers(
@@ -154,3 +155,61 @@ def test_the_rest_is_capped() -> None:
     assert len(starts) == 2
     # capped: the rest ends 0.05 s after the work (0.35 s); uncapped it would end at 0.6 s
     assert starts[1] - starts[0] < 0.5
+
+
+# -- backoff of failing keys (client-go's ItemExponentialFailureRateLimiter) ----------------
+
+
+def test_backoff_doubles_per_key_up_to_the_cap_and_a_success_resets_it() -> None:
+    backoff: ItemBackoff[str] = ItemBackoff(base=0.5, cap=300.0)
+    delays = [backoff.when("a") for _ in range(12)]
+    assert delays == [0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+    assert backoff.when("b") == 0.5  # per key
+    assert backoff.failures("a") == 12
+    backoff.forget("a")
+    assert backoff.failures("a") == 0
+    assert backoff.when("a") == 0.5
+    for _ in range(2000):  # no overflow however long a key fails
+        assert backoff.when("c") <= 300.0
+
+
+def test_failures_are_reported_at_a_falling_rate() -> None:
+    reported = [n for n in range(1, 1100) if report_due(n)]
+    assert reported == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    assert not report_due(0)
+
+
+def test_a_failing_key_is_retried_with_growing_delays_not_in_a_tight_loop() -> None:
+    """The old error path retried every 2 s forever. Here a key that always fails, with a
+    50 ms base, is tried about log2(window / base) times: generous bounds, no exact timing."""
+    queue: WorkQueue[str] = WorkQueue(backoff=ItemBackoff(base=0.05, cap=10.0))
+    tries: list[float] = []
+
+    async def handle(key: str) -> None:
+        tries.append(asyncio.get_running_loop().time())
+        queue.add_rate_limited(key)  # what the reconcilers do on an error
+
+    async def scenario() -> None:
+        queue.add("a")
+        await asyncio.sleep(1.0)
+
+    run_with_workers(queue, handle, scenario)
+    # 0, 0.05, 0.15, 0.35, 0.75 (then 1.55): 5 tries; a fixed 50 ms retry would make ~20.
+    assert 3 <= len(tries) <= 6, tries
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert gaps[0] >= 0.05, gaps
+    assert gaps[-1] >= 0.1, gaps  # the wait grew: the 3rd is 0.2 s
+    assert queue.failures("a") == len(tries)
+
+
+def test_a_success_resets_the_backoff_in_the_queue() -> None:
+    queue: WorkQueue[str] = WorkQueue(backoff=ItemBackoff(base=0.5, cap=10.0))
+
+    async def scenario() -> None:
+        assert queue.add_rate_limited("a") == 0.5
+        assert queue.add_rate_limited("a") == 1.0
+        queue.forget("a")
+        assert queue.failures("a") == 0
+        assert queue.add_rate_limited("a") == 0.5
+
+    asyncio.run(scenario())

@@ -50,6 +50,38 @@ def is_status(exc: BaseException, *codes: int) -> bool:
     return isinstance(exc, ApiException) and exc.status in codes
 
 
+# What the API server says when an object is too big to store: 413 for a request body over
+# its limit (3 MiB), etcd's own refusal (1.5 MiB), the gRPC client's (2 MiB), passed on as
+# 500s; and 422 "Too long" for a field over its schema's limit (annotations, for instance).
+_TOO_LARGE_TEXT = ("request is too large", "larger than max", "too large")
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line summary of an API error: code, reason, and the server's message."""
+    if not isinstance(exc, ApiException):
+        return f"{type(exc).__name__}: {exc}"[:300]
+    message = ""
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    if body:
+        try:
+            message = str(json.loads(body).get("message", ""))
+        except (ValueError, AttributeError):
+            message = str(body)
+    return f"{exc.status} {exc.reason}: {message}".strip().rstrip(":")[:300]
+
+
+def is_too_large(exc: BaseException) -> bool:
+    """The API server refused a write because of its size: retrying it cannot succeed."""
+    if not isinstance(exc, ApiException):
+        return False
+    if exc.status == 413:
+        return True
+    text = describe(exc).lower()
+    if exc.status == 422 and "too long" in text:
+        return True
+    return exc.status in (422, 500) and any(t in text for t in _TOO_LARGE_TEXT)
+
+
 class JobNameTakenError(RuntimeError):
     """A Job of that name exists but belongs to another run or step (names join parts with
     '-', so run `a-b` step `c` and run `a` step `b-c` collide)."""

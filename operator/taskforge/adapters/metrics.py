@@ -20,6 +20,12 @@ RUNS_FINISHED = Counter(
 STEPS_FINISHED = Counter(
     "taskforge_steps_finished_total", "Steps that reached a terminal phase.", ["phase"]
 )
+RUNS_TOO_LARGE = Counter(
+    "taskforge_runs_too_large_total",
+    "Runs failed because the API server could not store their status or a Job, by reason"
+    " (StatusTooLarge, JobTooLarge).",
+    ["reason"],
+)
 STATUS_CONFLICTS = Counter(
     "taskforge_status_conflicts_total", "Status writes refused for a stale resourceVersion."
 )

@@ -8,6 +8,11 @@ the rest run it once when the rest ends. Its Jobs and pods send thousands of eve
 without the rest each reconcile picks up a handful of them, the run is replanned
 hundreds of times, and it hogs the event loop other runs share. Quick keys (small
 runs) never rest, so their step hand-off stays immediate.
+
+Failures are retried as client-go's `ItemExponentialFailureRateLimiter` does: per key, the
+delay doubles from BACKOFF_BASE_SECONDS up to BACKOFF_MAX_SECONDS, and a success resets it.
+A key that fails for good (an API server that refuses a write, a bug) then costs one attempt
+every five minutes instead of one every two seconds forever.
 """
 
 from __future__ import annotations
@@ -20,6 +25,40 @@ K = TypeVar("K", bound=Hashable)
 
 COALESCE_AFTER_SECONDS = 0.05  # work shorter than this never makes its key rest
 COALESCE_MAX_SECONDS = 0.5
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 300.0
+
+
+class ItemBackoff(Generic[K]):
+    """Exponential backoff per key, capped; a pure counter (the queue owns the clock)."""
+
+    def __init__(
+        self, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_MAX_SECONDS
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self._failures: dict[K, int] = {}
+
+    def when(self, key: K) -> float:
+        """Count one more failure of `key`; the delay before its retry."""
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        if n >= 64:  # 2**64 * base is past any cap; avoid float overflow
+            return self.cap
+        return float(min(self.cap, self.base * 2**n))
+
+    def failures(self, key: K) -> int:
+        return self._failures.get(key, 0)
+
+    def forget(self, key: K) -> None:
+        self._failures.pop(key, None)
+
+
+def report_due(failures: int) -> bool:
+    """Whether the `failures`-th failure in a row should be reported (an Event, a traceback):
+    the 1st, 2nd, 4th, 8th, ... So a key failing for good says so at once, then at a rate
+    that falls with its backoff (about hourly after a few hours) rather than at every retry."""
+    return failures >= 1 and failures & (failures - 1) == 0
 
 
 class WorkQueue(Generic[K]):
@@ -27,9 +66,11 @@ class WorkQueue(Generic[K]):
         self,
         rest_after: float = COALESCE_AFTER_SECONDS,
         rest_max: float = COALESCE_MAX_SECONDS,
+        backoff: ItemBackoff[K] | None = None,
     ) -> None:
         self.rest_after = rest_after
         self.rest_max = rest_max
+        self.backoff: ItemBackoff[K] = backoff if backoff is not None else ItemBackoff()
         self._queue: asyncio.Queue[K] = asyncio.Queue()
         self._queued: set[K] = set()
         self._active: set[K] = set()
@@ -65,6 +106,20 @@ class WorkQueue(Generic[K]):
                 return
             timer.cancel()
         self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def add_rate_limited(self, key: K) -> float:
+        """Retry a failed key after its backoff; returns that delay."""
+        delay = self.backoff.when(key)
+        self.add_after(key, delay)
+        return delay
+
+    def failures(self, key: K) -> int:
+        """Failures of `key` in a row (0 after a success)."""
+        return self.backoff.failures(key)
+
+    def forget(self, key: K) -> None:
+        """The key's work succeeded: its next failure starts the backoff over."""
+        self.backoff.forget(key)
 
     def _fire(self, key: K) -> None:
         self._timers.pop(key, None)

@@ -26,16 +26,23 @@ from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
 from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
 from taskforge.engine.limits import Waiter
 from taskforge.engine.naming import hashed_job_name
+from taskforge.engine.sizes import check_run_size
 from taskforge.engine.planner import plan
 from taskforge.handlers.authorization import RunAuthorizer
 from taskforge.handlers.config import OperatorConfig
+from taskforge.handlers.failures import (
+    RunFailures,
+    TooLargeError,
+    refused_job,
+    refused_status,
+    ship_backoff,
+)
 from taskforge.handlers.limits import Limits
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.store import Key, Store
 
 log = logging.getLogger("taskforge.reconcile")
 CONFLICT_RETRY_SECONDS = 0.05
-ERROR_RETRY_SECONDS = 2.0
 RECENT_CREATE_SECONDS = 5.0
 
 
@@ -65,7 +72,7 @@ def _parse_time(value: Any) -> datetime:
     return parse_timestamp(value) or datetime.now(UTC)
 
 
-class RunReconciler:
+class RunReconciler(RunFailures):
     def __init__(
         self,
         store: Store,
@@ -80,6 +87,7 @@ class RunReconciler:
         self.queue = queue
         self.config = config
         self.on_finished = on_finished
+        self.ship_backoff = ship_backoff()
         self._workflow_specs: dict[tuple[str, str, str], WorkflowSpec] = {}
         self._pinned: dict[str, WorkflowSpec] = {}
         # Jobs created in the last few seconds: a replan before the watch shows them would
@@ -157,10 +165,11 @@ class RunReconciler:
         outcome = "ok"
         try:
             await self._reconcile(key)
-        except Exception:
+        except Exception as exc:
             outcome = "error"
-            log.exception("reconcile of %s/%s failed; retrying", *key)
-            self.queue.add_after(key, ERROR_RETRY_SECONDS)
+            self._retry_later(key, exc)  # exponential backoff per run, and an Event
+        else:
+            self.queue.forget(key)
         finally:
             metrics.RECONCILES.labels(outcome).inc()
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
@@ -197,15 +206,11 @@ class RunReconciler:
         status, ship_retry = await self.limits.ship(
             result.status, key[0], key[1], _workflow_name(body)
         )
-        renamed = await self._apply(key, body, result, now)
-        if renamed:
-            status = _with_job_names(status, renamed)
-        new_status = _dump_status(status)
-        patch = merge_patch(old_status, new_status)
-        if patch:
-            written = await self._write_status(key, body, patch)
-            if written is None:
-                return
+        ship_retry = self._ship_backoff(key, body, ship_retry)
+        done = await self._apply_and_write(key, body, result, status, now)
+        if done is None:
+            return
+        status, new_status = done
         requeue = [t for t in (result.requeue_after, ship_retry) if t is not None]
         if requeue:
             self.queue.add_after(key, min(requeue))
@@ -219,6 +224,33 @@ class RunReconciler:
                 await self.limits.release_run(key[0], workflow, uid)
             if self.on_finished is not None:
                 self.on_finished(key, body, new_status)
+
+    async def _apply_and_write(
+        self, key: Key, body: dict[str, Any], result: Plan, status: WorkflowRunStatus,
+        now: datetime,
+    ) -> tuple[WorkflowRunStatus, dict[str, Any]] | None:
+        """The plan's actions, then its status; None when the reconcile ends here (a conflict,
+        or a run that cannot be stored and was failed instead)."""
+        old_status = body.get("status") or {}
+        new_status = _dump_status(status)
+        patch = merge_patch(old_status, new_status)
+        try:
+            # Measured before any Job is created: a status that cannot be stored must not
+            # leave Jobs running under a run whose phase never changes (engine/sizes.py).
+            oversize = check_run_size(body, new_status) if patch else None
+            if oversize is not None:
+                raise TooLargeError(oversize)
+            renamed = await self._apply(key, body, result, now)
+            if renamed:
+                status = _with_job_names(status, renamed)
+                new_status = _dump_status(status)
+                patch = merge_patch(old_status, new_status)
+            if patch and await self._write_status(key, body, patch) is None:
+                return None
+        except TooLargeError as exc:
+            await self._fail_oversize(key, body, exc.oversize, now, status.workflow_spec)
+            return None
+        return status, new_status
 
     async def _admission(self, key: Key, facts: RunFacts) -> RunAdmission | None:
         """Ask Redis whether a run that has not started may start (None: no limits apply)."""
@@ -308,19 +340,25 @@ class RunReconciler:
         readable one (run `a-b` step `c` and run `a` step `b-c` share `a-b-c-1`)."""
         manifest = build_job(action, ref, self.config.jobs)
         try:
-            return await asyncio.to_thread(kube.create_job, ref.namespace, manifest)
-        except kube.JobNameTakenError as exc:
-            other = replace(action, job_name=hashed_job_name(ref.name, action.step,
-                                                             action.attempt))
-            self._post_in_background(body, EmitEvent(
-                "Warning", "JobNameTaken", f"{exc}; step {action.step!r} attempt "
-                f"{action.attempt} runs as job {other.job_name} instead", action.step,
-            ), now)
-            created = await asyncio.to_thread(
-                kube.create_job, ref.namespace, build_job(other, ref, self.config.jobs)
-            )
-            renamed[(action.step, action.attempt)] = other.job_name
-            return created
+            try:
+                return await asyncio.to_thread(kube.create_job, ref.namespace, manifest)
+            except kube.JobNameTakenError as exc:
+                other = replace(action, job_name=hashed_job_name(ref.name, action.step,
+                                                                 action.attempt))
+                self._post_in_background(body, EmitEvent(
+                    "Warning", "JobNameTaken", f"{exc}; step {action.step!r} attempt "
+                    f"{action.attempt} runs as job {other.job_name} instead", action.step,
+                ), now)
+                created = await asyncio.to_thread(
+                    kube.create_job, ref.namespace, build_job(other, ref, self.config.jobs)
+                )
+                renamed[(action.step, action.attempt)] = other.job_name
+                return created
+        except Exception as exc:
+            too_large = refused_job(exc, action)  # JobTooLarge: fails the run, no retry
+            if too_large is not None:
+                raise too_large from exc
+            raise
 
     def _post_in_background(self, body: dict[str, Any], event: EmitEvent, now: datetime) -> None:
         if (
@@ -361,33 +399,9 @@ class RunReconciler:
                 return None
             if kube.is_status(exc, 404):
                 return None
+            too_large = refused_status(exc)  # StatusTooLarge: fails the run, no retry
+            if too_large is not None:
+                raise too_large from exc
             raise
         self.store.wrote_run(key, rv, written)
         return written
-
-    async def _write_invalid(
-        self, key: Key, body: dict[str, Any], exc: ValidationError, now: datetime
-    ) -> None:
-        """A run the models reject cannot be planned: say why in its status, once."""
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        message = f"{field}: {first['msg']}"
-        status = body.get("status") or {}
-        if status.get("phase") == "Failed" and status.get("message") == message:
-            return
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        condition = {
-            "type": "Succeeded",
-            "status": "False",
-            "reason": "InvalidSpec",
-            "message": message,
-            "lastTransitionTime": stamp,
-            "observedGeneration": body["metadata"].get("generation"),
-        }
-        patch = {
-            "phase": "Failed",
-            "message": message,
-            "finishedAt": stamp,
-            "conditions": [condition],
-        }
-        await self._write_status(key, body, patch)

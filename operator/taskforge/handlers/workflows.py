@@ -25,6 +25,7 @@ from taskforge.engine.schedule import (
 )
 from taskforge.engine.triggers import LABEL_TRIGGER
 from taskforge.engine.validation import with_schedule, workflow_status
+from taskforge.handlers.failures import RECONCILE_ERROR, retry_later
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.store import Key, Store
 
@@ -47,9 +48,17 @@ class WorkflowReconciler:
     async def reconcile(self, key: Key) -> None:
         try:
             await self._reconcile(key)
-        except Exception:
-            log.exception("reconcile of workflow %s/%s failed; retrying", *key)
-            self.queue.add_after(key, 5.0)
+        except Exception as exc:  # backoff per workflow, and an Event now and then
+            message = retry_later(self.queue, key, exc, "workflow")
+            body = self.store.workflows.get(key)
+            if message is not None and body is not None:
+                try:
+                    await asyncio.to_thread(post_event, body, "Warning", RECONCILE_ERROR,
+                                            message, datetime.now(UTC))
+                except Exception as err:
+                    log.warning("could not post event %s: %s", RECONCILE_ERROR, err)
+        else:
+            self.queue.forget(key)
 
     async def _reconcile(self, key: Key) -> None:
         body = self.store.workflows.get(key)

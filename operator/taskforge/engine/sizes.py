@@ -1,0 +1,135 @@
+"""A run that cannot be stored: the size check before a status write, and the minimal status.
+
+The API server keeps a custom resource in etcd as JSON, and etcd refuses a request over
+1.5 MiB (`--max-request-bytes`); its gRPC client refuses messages over 2 MiB even before
+that. The CRD caps (api/sizes.py) keep a spec far below, but untyped JSON (http `json`
+bodies, Slack blocks, param values, a webhook body) cannot carry a CRD limit, and the status
+of a big run grows with every step. Without this check a run whose pinned spec does not fit
+launched all its first Jobs and then failed every status write: Jobs running, phase empty.
+
+So the adapter measures the object it is about to write *before* creating any Job. Over
+OBJECT_LIMIT_BYTES the run fails at once, with `StatusTooLarge` and a status small enough to
+fit: the big parts are dropped, the reason says which part was big. Refusals the check did
+not foresee (the apiserver answers 413, "request is too large", "larger than max") end the
+same way (`JobTooLarge` for a Job): retrying an identical write cannot succeed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from taskforge.api.durations import format_duration, parse_timestamp
+from taskforge.engine.conditions import SUCCEEDED
+
+ETCD_LIMIT_BYTES = 1_572_864
+"""etcd's default `--max-request-bytes` (1.5 MiB): the largest object it stores."""
+OBJECT_LIMIT_BYTES = 1_468_006
+"""1.4 MiB: above this a status write is refused or nearly so. The margin covers what this
+measure cannot see exactly (managedFields the write changes, etcd's request framing)."""
+
+STATUS_TOO_LARGE = "StatusTooLarge"
+JOB_TOO_LARGE = "JobTooLarge"
+
+DROPPED_STATUS_FIELDS = ("workflowSpec", "steps", "params", "progress")
+"""What a run failed for its size gives up: the pinned spec, the step statuses, the resolved
+params. Kept: phase, conditions, message, times, the pinned Workflow's name and generation,
+and the dead-letter record (the outbox must not lose it)."""
+
+
+def json_size(value: Any) -> int:
+    """Bytes of `value` as compact UTF-8 JSON, which is how the API server stores it."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return len(text.encode())
+
+
+def kib(size: int) -> str:
+    return f"{size / 1024:,.0f} KiB" if size < 1024 * 1024 else f"{size / 1048576:.2f} MiB"
+
+
+@dataclass(frozen=True)
+class Oversize:
+    """Why a run fails for its size: a reason for programs, a sentence for people."""
+
+    reason: str
+    message: str
+
+
+def _parts(body: dict[str, Any], status: dict[str, Any]) -> list[tuple[str, int]]:
+    parts = [(f"status.{k}", json_size(v)) for k, v in status.items()]
+    parts += [(f"spec.{k}", json_size(v)) for k, v in (body.get("spec") or {}).items()]
+    meta = body.get("metadata") or {}
+    parts += [(f"metadata.{k}", json_size(v)) for k, v in meta.items()]
+    return sorted(parts, key=lambda p: -p[1])
+
+
+def check_run_size(
+    body: dict[str, Any], status: dict[str, Any], limit: int = OBJECT_LIMIT_BYTES
+) -> Oversize | None:
+    """None when the run with `status` (its wire form) fits; else why it does not."""
+    rest = {k: v for k, v in body.items() if k != "status"}
+    total = json_size(rest) + json_size(status)
+    if total <= limit:
+        return None
+    biggest = ", ".join(f"{name} {kib(size)}" for name, size in _parts(body, status)[:3])
+    return Oversize(
+        STATUS_TOO_LARGE,
+        f"the run would be {kib(total)} with its status, more than the {kib(limit)} the API"
+        f" server can store (etcd keeps objects up to 1.5 MiB); largest parts: {biggest}."
+        " Make the workflow spec, its params and the steps' results smaller.",
+    )
+
+
+def job_too_large(step: str, attempt: int, refusal: str) -> Oversize:
+    return Oversize(
+        JOB_TOO_LARGE,
+        f"the Job of step {step!r} (attempt {attempt}) was refused as too large: {refusal}."
+        " Make the step's configuration (its rendered templates, body, env) smaller.",
+    )
+
+
+def status_refused(refusal: str) -> Oversize:
+    return Oversize(
+        STATUS_TOO_LARGE,
+        f"the API server refused the run's status as too large: {refusal}. Make the workflow"
+        " spec, its params and the steps' results smaller.",
+    )
+
+
+def oversize_patch(
+    old: dict[str, Any], oversize: Oversize, now: datetime, generation: int | None
+) -> dict[str, Any]:
+    """The merge patch that fails the run: phase Failed, Succeeded=False with the reason, and
+    every big part of the status removed (null), so the write itself cannot be too large.
+
+    A run with no steps in status is a terminal run with nothing running: the next reconcile
+    deletes its remaining active Jobs (engine.planner.delete_active).
+    """
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = old.get("startedAt") or stamp
+    begun = parse_timestamp(started)
+    condition = {
+        "type": SUCCEEDED,
+        "status": "False",
+        "reason": oversize.reason,
+        "message": oversize.message,
+        "lastTransitionTime": stamp,
+        "observedGeneration": generation,
+    }
+    others = [c for c in old.get("conditions") or [] if c.get("type") != SUCCEEDED]
+    patch: dict[str, Any] = {
+        "phase": "Failed",
+        "message": oversize.message,
+        "conditions": [*others, condition],
+        "startedAt": started,
+        "finishedAt": stamp,
+        "duration": format_duration((now - begun).total_seconds() if begun else 0),
+        "observedGeneration": generation,
+    }
+    for name in DROPPED_STATUS_FIELDS:
+        if name in old:
+            patch[name] = None
+    return patch
+
