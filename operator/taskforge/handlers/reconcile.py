@@ -26,8 +26,8 @@ from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
 from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
 from taskforge.engine.limits import Waiter
 from taskforge.engine.naming import hashed_job_name
-from taskforge.engine.sizes import check_run_size
 from taskforge.engine.planner import plan
+from taskforge.engine.sizes import check_run_size
 from taskforge.handlers.authorization import RunAuthorizer
 from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.failures import (
