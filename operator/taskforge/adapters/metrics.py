@@ -31,6 +31,17 @@ STATUS_CONFLICTS = Counter(
 )
 QUEUE_DEPTH = Gauge("taskforge_workqueue_depth", "Runs waiting for a reconcile.")
 ACTIVE_RUNS = Gauge("taskforge_active_runs", "Runs in the cache that are not terminal.")
+TEMPLATE_RENDERS = Counter(
+    "taskforge_template_renders_total",
+    "Step configs rendered in a template worker (real Jinja), by outcome: ok, limit (over a"
+    " cap, out of time or memory), template_error, error (no worker).",
+    ["outcome"],
+)
+TEMPLATE_WORKER_RESTARTS = Counter(
+    "taskforge_template_worker_restarts_total",
+    "Template workers killed and replaced, by why: timeout, died, oversized.",
+    ["why"],
+)
 LIMITS_SKIPPED = Counter(
     "taskforge_limits_skipped_total",
     "Limit checks not applied because Redis was unreachable (policy open), by kind: run_rate,"

@@ -9,6 +9,7 @@ step only on main steps.
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 from collections import deque
 from collections.abc import Container
@@ -143,6 +144,9 @@ def build(spec: WorkflowSpec) -> Dag:
 
 _CACHE: dict[int, tuple[weakref.ref[WorkflowSpec], Dag]] = {}
 _CACHE_SIZE = 256
+# plan() also runs in the operator's planning threads (templates that need a worker), so the
+# memo is shared between threads: the eviction below must not race another thread's.
+_LOCK = threading.Lock()
 
 
 def build_cached(spec: WorkflowSpec) -> Dag:
@@ -158,9 +162,10 @@ def build_cached(spec: WorkflowSpec) -> Dag:
     if hit is not None and hit[0]() is spec:
         return hit[1]
     dag = build(spec)
-    if len(_CACHE) >= _CACHE_SIZE:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = (weakref.ref(spec, functools.partial(_drop, key)), dag)
+    with _LOCK:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)), None)
+        _CACHE[key] = (weakref.ref(spec, functools.partial(_drop, key)), dag)
     return dag
 
 
@@ -168,4 +173,4 @@ def _drop(key: int, ref: weakref.ref[WorkflowSpec]) -> None:
     """Forget a spec that was garbage-collected (its id may be reused by a new object)."""
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is ref:
-        del _CACHE[key]
+        _CACHE.pop(key, None)

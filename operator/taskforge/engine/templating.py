@@ -116,9 +116,11 @@ def _describe(exc: Exception) -> str:
 class _Walk:
     """One pass over a config: renders strings, counts the output, names failing fields."""
 
-    def __init__(self, variables: dict[str, Any], *, jinja: bool) -> None:
+    def __init__(self, variables: dict[str, Any], *, jinja: bool,
+                 on_jinja: Callable[[str], None] | None = None) -> None:
         self.variables = variables
         self.jinja = jinja
+        self.on_jinja = on_jinja
         self.chars = 0
 
     def value(self, value: Any, path: str) -> Any:
@@ -143,6 +145,8 @@ class _Walk:
             if out is None:
                 if not self.jinja:
                     raise _NeedsJinja
+                if self.on_jinja is not None:
+                    self.on_jinja(path)
                 out = render_jinja(source, self.variables)
             if len(out) * 4 > MAX_FIELD_BYTES and utf8_size(out) > MAX_FIELD_BYTES:
                 raise TemplateLimitError(f"rendered output exceeds {MAX_FIELD_BYTES} bytes")
@@ -175,10 +179,17 @@ def _walk(walk: _Walk, config: dict[str, Any], root: str) -> dict[str, Any]:
     return rendered
 
 
-def render_tree(config: dict[str, Any], context: Mapping[str, Any], root: str) -> dict[str, Any]:
-    """Render every template in `config` with full Jinja and every cap (one Budget)."""
+def render_tree(
+    config: dict[str, Any], context: Mapping[str, Any], root: str,
+    on_jinja: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Render every template in `config` with full Jinja and every cap (one Budget).
+
+    `on_jinja(path)` is told each field about to go through Jinja: a worker reports it, so a
+    render that runs out of time can still name the field.
+    """
     variables = {**_ENV.globals, **context, BUDGET_KEY: Budget()}
-    return _walk(_Walk(variables, jinja=True), config, root)
+    return _walk(_Walk(variables, jinja=True, on_jinja=on_jinja), config, root)
 
 
 def render_in_process(

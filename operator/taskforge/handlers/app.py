@@ -141,6 +141,7 @@ class Operator:
         # API calls run in threads (the kubernetes client is synchronous); the default pool
         # of cpu+4 threads throttles bursts of Job creates, so give them a pool of their own.
         loop.set_default_executor(ThreadPoolExecutor(API_THREADS, thread_name_prefix="api"))
+        self.runs.planner.start()  # template workers load while the caches fill
         for _ in range(self.config.workers):
             self.tasks.append(loop.create_task(self.run_queue.worker(self.runs.reconcile)))
         self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
@@ -164,4 +165,5 @@ class Operator:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.runs.planner.close()
         await self.limits.close()

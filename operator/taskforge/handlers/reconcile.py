@@ -26,7 +26,6 @@ from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
 from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
 from taskforge.engine.limits import Waiter
 from taskforge.engine.naming import hashed_job_name
-from taskforge.engine.planner import plan
 from taskforge.engine.sizes import check_run_size
 from taskforge.handlers.authorization import RunAuthorizer
 from taskforge.handlers.config import OperatorConfig
@@ -38,6 +37,7 @@ from taskforge.handlers.failures import (
     ship_backoff,
 )
 from taskforge.handlers.limits import Limits
+from taskforge.handlers.planning import Planner
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.store import Key, Store
 
@@ -80,8 +80,12 @@ class RunReconciler(RunFailures):
         config: OperatorConfig,
         on_finished: Any = None,
         limits: Limits | None = None,
+        *,
+        planner: Planner | None = None,
     ) -> None:
         self.limits = limits or Limits(None)
+        # Templates that need real Jinja render in worker processes, off the event loop.
+        self.planner = planner or Planner()
         self.store = store
         self.authorizer = RunAuthorizer(store)
         self.queue = queue
@@ -196,7 +200,7 @@ class RunReconciler(RunFailures):
             admission = await self._admission(key, facts)
             if admission is not None:
                 facts = replace(facts, admission=admission)
-        result = plan(facts)
+        result = await self.planner.plan(facts)
         spec = result.status.workflow_spec
         uid = facts.uid
         if spec is not None and self.limits.enabled:
