@@ -51,7 +51,8 @@ def test_render_defaults(helm: Path) -> None:
     manifests = render(helm)
     kinds = sorted(m["kind"] for m in manifests)
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment",
-                     "MutatingWebhookConfiguration", "Secret", "Service", "ServiceAccount"]
+                     "MutatingWebhookConfiguration", "Secret", "Service", "ServiceAccount",
+                     "ValidatingWebhookConfiguration"]
     for m in manifests:
         labels = m["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "taskforge"
@@ -150,8 +151,9 @@ def test_render_namespaced_values(helm: Path) -> None:
     assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
         "customresourcedefinitions", "namespaces", "subjectaccessreviews"}
     # The admission webhook sees only the namespaces served.
-    (config,) = by_kind(manifests, "MutatingWebhookConfiguration")
-    for hook in config["webhooks"]:
+    configs = [*by_kind(manifests, "MutatingWebhookConfiguration"),
+               *by_kind(manifests, "ValidatingWebhookConfiguration")]
+    for hook in [h for config in configs for h in config["webhooks"]]:
         assert hook["namespaceSelector"]["matchExpressions"] == [
             {"key": "kubernetes.io/metadata.name", "operator": "In",
              "values": ["team-a", "team-b"]}]
@@ -244,10 +246,10 @@ def test_admission_webhook_points_at_the_service_with_the_secrets_ca(helm: Path)
     manifests = render(helm)
     (tls,) = [m for m in by_kind(manifests, "Secret")
               if m["metadata"]["name"] == "taskforge-admission-tls"]
-    config = one(manifests, "MutatingWebhookConfiguration")
-    hooks = {h["name"]: h for h in config["webhooks"]}
-    assert set(hooks) == {"record-run-creator.taskforge.io",
-                          "record-workflow-writer.taskforge.io"}
+    hooks = {h["name"]: h for kind in ("Mutating", "Validating")
+             for h in one(manifests, f"{kind}WebhookConfiguration")["webhooks"]}
+    assert set(hooks) == {"record-run-creator.taskforge.io", "record-workflow-writer.taskforge.io",
+                          "validate-run.taskforge.io", "validate-workflow.taskforge.io"}
     for name, hook in hooks.items():
         assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
         assert hook["clientConfig"]["caBundle"] == tls["data"]["ca.crt"]
@@ -263,5 +265,6 @@ def test_admission_webhook_points_at_the_service_with_the_secrets_ca(helm: Path)
     assert ports["admission"] == 443
     off = render(helm, "--set", "admission.enabled=false")
     assert not by_kind(off, "MutatingWebhookConfiguration")
+    assert not by_kind(off, "ValidatingWebhookConfiguration")
     assert container_env(one(off, "Deployment"))["TASKFORGE_ADMISSION"] == "off"
 

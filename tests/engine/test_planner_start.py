@@ -125,12 +125,38 @@ def test_invalid_params_fail_the_run_naming_the_field(
     ],
     ids=["cycle", "long cycle", "bad when", "bad default"],
 )
-def test_invalid_workflows_fail_the_run(spec: WorkflowSpec, message: str) -> None:
-    p = plan(facts(spec))
+def test_invalid_inline_workflows_fail_the_run(spec: WorkflowSpec, message: str) -> None:
+    p = plan(facts(spec, inline=True))
     assert p.status.phase == "Failed" and cond(p) == ("False", "InvalidWorkflow")
     assert p.status.message is not None and p.status.message.startswith(message)
     assert created(p) == []
-    assert plan(facts(spec, status=p.status, now=at(9))).status is p.status
+    assert plan(facts(spec, status=p.status, now=at(9), inline=True)).status is p.status
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (workflow(step("a", "b"), step("b", "a")), "spec.steps: dependency cycle: a -> b -> a"),
+        (workflow(step("a", message="{{ params.nope }}")),
+         "spec.steps[0].log.message: the template reads params.nope, which spec.params does"
+         " not declare"),
+        (workflow(step("a", message="{{ steps.b.outputs.x }}"), step("b")),
+         "spec.steps[0].log.message: the template reads steps.b, which has not finished when"
+         " step 'a' starts (add it to dependsOn)"),
+    ],
+    ids=["cycle", "undeclared param", "step not upstream"],
+)
+def test_runs_of_an_invalid_workflow_wait_pending_until_it_is_fixed(
+    spec: WorkflowSpec, message: str
+) -> None:
+    p = plan(facts(spec))
+    assert p.status.phase == "Pending" and cond(p) == ("Unknown", "InvalidWorkflow")
+    assert p.status.message == f"workflow 'wf' is invalid: {message}"
+    assert created(p) == [] and events(p) == [("InvalidWorkflow", None)]
+    again = plan(facts(spec, status=p.status, now=at(9)))
+    assert again.actions == () and again.requeue_after is None
+    fixed = plan(facts(SIMPLE, status=p.status, now=at(20)))
+    assert fixed.status.phase == "Running" and created(fixed) == [("a", 1)]
 
 
 def test_reusing_an_unknown_step_is_invalid() -> None:

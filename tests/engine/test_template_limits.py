@@ -163,7 +163,7 @@ def test_a_run_over_a_cap_fails_with_reason_template_limit_and_is_never_retried(
 
 
 def test_an_ordinary_template_error_keeps_reason_failed() -> None:
-    final = Cluster(facts(workflow(step("a", message="{{ nope }}")))).run()
+    final = Cluster(facts(workflow(step("a", message="{{ run.nope }}")))).run()
     assert (final.status.steps or {})["a"].failure == "Failed"
     assert cond(final) == ("False", "Failed")
 

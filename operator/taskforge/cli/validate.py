@@ -211,16 +211,13 @@ def dag_findings(spec: WorkflowSpec | None, raw: Any, prefix: Loc) -> list[tuple
 
 
 def engine_findings(spec: WorkflowSpec, raw: Any, prefix: Loc) -> list[tuple[Loc, str]]:
-    """What the operator checks beyond the schema (the Workflow's Valid condition): the
-    DAG, `when` expressions, template syntax, defaults of the declared type."""
+    """What the operator checks beyond the schema, with the very function its validating
+    admission webhook and the Workflow's Valid condition use (`validate_workflow`): the
+    DAG, `when` expressions, templates (syntax, params, upstream steps), param defaults,
+    the cron schedule and time zone."""
     if engine_validation is None:
         return dag_findings(spec, raw, prefix)
     problems = list(engine_validation.validate_workflow(spec))
-    if engine_params is not None:
-        try:
-            engine_params.check_defaults(list(spec.params or ()))
-        except engine_params.ParamsError as exc:
-            problems.append(str(exc))
     return [_locate(problem, raw, prefix) for problem in problems]
 
 

@@ -7,6 +7,7 @@ never changes a run that is under way, and a restarted operator sees the same sp
 
 from __future__ import annotations
 
+import weakref
 from typing import Literal
 
 from taskforge.api.durations import format_duration
@@ -18,6 +19,7 @@ from taskforge.engine.dag import Dag, DagError, build_cached
 from taskforge.engine.facts import RunFacts
 from taskforge.engine.params import ParamsError, check_defaults, resolve_params
 from taskforge.engine.results import bound_message, bound_outputs, output_budget
+from taskforge.engine.template_refs import step_template_problems
 
 WORKFLOW_NOT_FOUND_REQUEUE = 5.0
 
@@ -45,7 +47,29 @@ def validate_spec(spec: WorkflowSpec) -> Dag:
         check_defaults(list(spec.params or ()))
     except ParamsError as exc:
         raise InvalidWorkflowError(str(exc)) from exc
+    problems = _template_problems(spec, dag)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InvalidWorkflowError(problems[0] + more)
     return dag
+
+
+_TEMPLATE_CHECKS: dict[int, tuple[weakref.ref[WorkflowSpec], tuple[str, ...]]] = {}
+
+
+def _template_problems(spec: WorkflowSpec, dag: Dag) -> tuple[str, ...]:
+    """`step_template_problems`, memoised on the spec's identity like `build_cached`: the
+    adapter hands every run of one Workflow version the same parsed spec, so a burst of runs
+    parses its templates once."""
+    key = id(spec)
+    hit = _TEMPLATE_CHECKS.get(key)
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
+    problems = tuple(step_template_problems(spec, dag))
+    if len(_TEMPLATE_CHECKS) >= 256:
+        _TEMPLATE_CHECKS.pop(next(iter(_TEMPLATE_CHECKS)))
+    _TEMPLATE_CHECKS[key] = (weakref.ref(spec), problems)
+    return problems
 
 
 def _failed(
@@ -137,6 +161,11 @@ def start_run(facts: RunFacts) -> WorkflowRunStatus | Plan:
     try:
         dag = validate_spec(spec)
     except InvalidWorkflowError as exc:
+        if pinned is not None and not run_spec.cancel:
+            # The Workflow may still be fixed (it shows Valid=False meanwhile): wait, and be
+            # looked at again when it changes, rather than fail a run that never started.
+            return _pending(facts, "InvalidWorkflow", f"workflow {pinned.name!r} is invalid:"
+                            f" {exc}", "Warning", None)
         return _failed(facts, "InvalidWorkflow", str(exc), pinned)
     reused = {}
     for i, item in enumerate(run_spec.reuse_steps or ()):

@@ -1,7 +1,10 @@
 """Workflow validation beyond the CRD schema, and the Workflow's status summary.
 
 CEL rules in the CRD cannot follow a graph, so cycles are found here, together
-with template syntax errors and `when` expressions that do not compile. The
+with template syntax errors, templates that read undeclared params or steps that are not
+upstream, `when` expressions that do not compile, bad param defaults and cron schedules
+or time zones that do not parse. One module, several callers: the validating admission
+webhook (rejects at apply), `taskforge validate`, the Valid condition and run start. The
 result is the `Valid` condition: users see it in `kubectl get` and GitOps tools
 read it.
 """
@@ -12,34 +15,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
-
 from taskforge.api.common import Condition
 from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.conditions import check_when, set_condition
 from taskforge.engine.dag import DagError, build
 from taskforge.engine.limits import wants_limits
-from taskforge.engine.schedule import SchedulePlan
-from taskforge.engine.templating import COMMENT_END, COMMENT_START
-
-_SYNTAX = SandboxedEnvironment(comment_start_string=COMMENT_START,
-                               comment_end_string=COMMENT_END)
-
-
-def _template_problems(value: Any, path: str) -> list[str]:
-    if isinstance(value, str):
-        if "{{" in value or "{%" in value or COMMENT_START in value:
-            try:
-                _SYNTAX.parse(value)
-            except TemplateSyntaxError as exc:
-                return [f"{path}: template syntax error: {exc.message}"]
-        return []
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _template_problems(v, f"{path}.{k}")]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _template_problems(v, f"{path}[{i}]")]
-    return []
+from taskforge.engine.params import ParamsError, check_defaults
+from taskforge.engine.schedule import ScheduleError, SchedulePlan, compile_schedule
+from taskforge.engine.template_refs import step_template_problems
 
 
 def validate_workflow(spec: WorkflowSpec) -> list[str]:
@@ -49,19 +32,26 @@ def validate_workflow(spec: WorkflowSpec) -> list[str]:
     condition and `taskforge validate`.
     """
     try:
-        build(spec)
+        dag = build(spec)
     except DagError as exc:
         return [str(exc)]
     problems: list[str] = []
     for group, steps in (("spec.steps", spec.steps), ("spec.finally", spec.finally_steps or [])):
         for i, step in enumerate(steps):
-            where = f"{group}[{i}]"
             if step.when is not None:
                 error = check_when(step.when)
                 if error:
-                    problems.append(f"{where}.when: {error}")
-            config = getattr(step, step.step_type).to_k8s()
-            problems.extend(_template_problems(config, f"{where}.{step.step_type}"))
+                    problems.append(f"{group}[{i}].when: {error}")
+    problems += step_template_problems(spec, dag)
+    try:
+        check_defaults(list(spec.params or ()))
+    except ParamsError as exc:
+        problems.append(str(exc))
+    schedule = spec.triggers.schedule if spec.triggers else None
+    if schedule is not None:
+        compiled = compile_schedule(schedule)
+        if isinstance(compiled, ScheduleError):
+            problems.append(str(compiled))
     return problems
 
 

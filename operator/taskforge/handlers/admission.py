@@ -1,4 +1,5 @@
-"""The mutating admission webhook: record who created each run and who last wrote each Workflow.
+"""The admission webhooks: record who created each run and who last wrote each Workflow
+(mutating), and reject at apply what the CRD schema cannot check (validating).
 
 kopf serves it (`@kopf.on.mutate`); the API server calls it before storing the object, with
 the authenticated user in `userInfo`. That user is the only trustworthy answer to "whose
@@ -21,6 +22,7 @@ Three modes (TASKFORGE_ADMISSION):
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import logging
@@ -29,14 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from taskforge import GROUP, VERSION
 from taskforge.adapters import authz
+from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.authority import (
     CREATOR_ANNOTATION,
     LAST_WRITER_ANNOTATION,
     identity_from_userinfo,
 )
+from taskforge.engine.validation import validate_workflow
 from taskforge.handlers.config import OperatorConfig
 
 log = logging.getLogger("taskforge.admission")
@@ -44,6 +49,9 @@ MANAGED_CONFIGURATION = "taskforge.io"
 """Name of the webhook configuration kopf manages in `local` mode."""
 RUN_HOOK_ID = "record-run-creator"
 WORKFLOW_HOOK_ID = "record-workflow-writer"
+VALIDATE_WORKFLOW_ID = "validate-workflow"
+VALIDATE_RUN_ID = "validate-run"
+MAX_MESSAGE = 4096
 
 
 def _annotations(body: Any) -> dict[str, Any]:
@@ -78,6 +86,51 @@ def record_workflow_writer(
     """Whoever writes a Workflow last answers for the runs its triggers create."""
     identity = identity_from_userinfo(userinfo)
     _set(patch, body, LAST_WRITER_ANNOTATION, identity.to_annotation() if identity else None)
+
+
+def spec_problems(spec: Any) -> list[str]:
+    """Why a Workflow spec cannot run, each problem naming its field; [] when it can.
+
+    The same `validate_workflow` that `taskforge validate` and the Valid condition use; the
+    pydantic models first, for the few rules the CRD schema cannot express.
+    """
+    try:
+        parsed = WorkflowSpec.model_validate(spec or {})
+    except ValidationError as exc:
+        return [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors()[:10]]
+    return validate_workflow(parsed)
+
+
+def _reject(field: str, problems: list[str]) -> None:
+    if problems:
+        text = "; ".join(f"{field}.{p.removeprefix('spec.')}" if field != "spec" else p
+                         for p in problems[:20])
+        raise kopf.AdmissionError(text[:MAX_MESSAGE], code=422)
+
+
+@kopf.on.validate(GROUP, VERSION, "workflows", id=VALIDATE_WORKFLOW_ID,
+                  operations=["CREATE", "UPDATE"])
+async def validate_workflow_hook(body: kopf.Body, **kwargs: Any) -> None:
+    """Reject at apply what the schema cannot see: cycles, templates naming undeclared params
+    or later steps, cron syntax and time zones. An update that leaves the spec alone is let
+    through, so a Workflow that became invalid can still be relabelled or deleted."""
+    old = kwargs.get("old")
+    spec = body.get("spec")
+    if old is not None and old.get("spec") == spec:
+        return
+    _reject("spec", await asyncio.to_thread(spec_problems, spec))
+
+
+@kopf.on.validate(GROUP, VERSION, "workflowruns", id=VALIDATE_RUN_ID,
+                  operations=["CREATE", "UPDATE"])
+async def validate_run_hook(body: kopf.Body, **kwargs: Any) -> None:
+    """The same checks for a run's inline `workflowSpec`."""
+    spec = (body.get("spec") or {}).get("workflowSpec")
+    old = kwargs.get("old")
+    if spec is None or (old is not None and (old.get("spec") or {}).get("workflowSpec") == spec):
+        return
+    _reject("spec.workflowSpec", await asyncio.to_thread(spec_problems, spec))
 
 
 def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
