@@ -12,9 +12,9 @@
 #   and writes nothing outside /tmp, so it works with `readOnlyRootFilesystem: true`
 #   and an emptyDir at /tmp (the Helm chart and the step Jobs mount one).
 #
-# tests/unit/test_dockerfile_rules.py checks these rules and
-# tests/unit/test_dockerfile_entrypoints.py runs both entrypoints from the wheel this
-# file builds, since no Docker engine is available in CI.
+# `make image` builds this file unchanged with buildah (hack/build-images.sh), and
+# tests/e2e/node/ checks these rules on the built image on a real kubelet + containerd
+# node: its config, `id -u`, the read-only root, and both entrypoints starting.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
 

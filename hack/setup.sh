@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
 # Installs everything Taskforge's tests and demo need on a fresh Debian machine:
-# apt packages (redis-server), a Python venv with the project and its dev tools,
-# and the control-plane binaries built from Go modules (cached, see build-bins.sh).
+# apt packages (redis-server; for the real node and `make image`: buildah, debootstrap,
+# the CNI plugins, busybox-static, iptables, and libseccomp-dev for runc), a Python venv
+# with the project and its dev tools, and the control-plane and node binaries built from
+# Go modules (cached, see build-bins.sh and build-node-bins.sh).
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  log "installing redis-server from Debian"
+# package -> a file it installs (checked instead of asking dpkg, which is slower)
+declare -A APT=(
+  [redis-server]=/usr/bin/redis-server [buildah]=/usr/bin/buildah
+  [debootstrap]=/usr/sbin/debootstrap [containernetworking-plugins]=/usr/lib/cni/bridge
+  [busybox-static]=/bin/busybox [iptables]=/usr/sbin/iptables [conntrack]=/usr/sbin/conntrack
+  [libseccomp-dev]=/usr/include/seccomp.h [pkg-config]=/usr/bin/pkg-config
+  [iproute2]=/usr/sbin/ip
+)
+missing=()
+for pkg in "${!APT[@]}"; do [ -e "${APT[$pkg]}" ] || missing+=("$pkg"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing from Debian: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   # Debian's package starts a system-wide server; the project runs its own on free ports.
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
@@ -29,6 +41,8 @@ if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 bin=$(hack/build-bins.sh | tail -n 1)
+node_bin=$(hack/build-node-bins.sh | tail -n 1)
 mkdir -p .local
 echo "$bin" > .local/bin-dir
-log "ready: venv .venv, binaries $bin"
+echo "$node_bin" > .local/node-bin-dir
+log "ready: venv .venv, binaries $bin and $node_bin"

@@ -7,8 +7,11 @@ only imported when e2e tests are collected.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +26,17 @@ try:
     import localcluster  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(ROOT / "hack"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--node``: which node the e2e session's local cluster runs (tests/e2e/conftest.py).
+
+    ``agent`` (the default, fast) runs every e2e test but those marked ``real_node``;
+    ``kubelet`` starts a real kubelet + containerd node and runs only the tests marked
+    ``real_node`` or ``both_nodes``, deselecting the rest (none is skipped).
+    """
+    parser.addoption(
+        "--node", choices=("agent", "kubelet"),
+        default=os.environ.get("TASKFORGE_E2E_NODE", "agent"),
+        help="node of the e2e local cluster: agent (default) or kubelet (real node)",
+    )

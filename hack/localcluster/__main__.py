@@ -52,7 +52,7 @@ def _supervise(args: argparse.Namespace, root: Path) -> int:
     shutil.rmtree(root / "cluster", ignore_errors=True)
     cluster = LocalCluster(
         root / "cluster", bin_dir=args.bin_dir, with_agent=not args.no_agent,
-        with_redis=not args.no_redis, image_config=args.image_config,
+        with_redis=not args.no_redis, image_config=args.image_config, node=args.node,
     )
     try:
         cluster.start(timeout=args.timeout)
@@ -66,10 +66,7 @@ def _supervise(args: argparse.Namespace, root: Path) -> int:
         shutil.copyfile(cluster.kubeconfig, root / "kubeconfig")
         (root / "kubeconfig").chmod(0o600)
         env = {**cluster.env(), "KUBECONFIG": str(root / "kubeconfig")}
-        (root / "env").write_text(
-            "".join(f"export {k}={v}\n" for k, v in env.items())
-            + f"export PATH={cluster.bin_dir}:$PATH\n"
-        )
+        (root / "env").write_text(shell_env(env, [str(cluster.bin_dir), str(TOOLS_DIR)]))
         (root / "cluster.pid").write_text(f"{os.getpid()}\n")
         (root / "status.json").write_text(json.dumps({
             "supervisor": os.getpid(),
@@ -77,6 +74,7 @@ def _supervise(args: argparse.Namespace, root: Path) -> int:
             "redis": cluster.redis_url,
             "bin_dir": str(cluster.bin_dir),
             "node": cluster.node_name,
+            "node_mode": cluster.node_mode,
             "processes": {p.name: p.pid for p in cluster.processes()},
         }, indent=2))
         elapsed = cluster.started_in or 0.0
@@ -118,6 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if value is not None:
             argv += [flag, str(value)]
     argv += ["--no-agent"] if args.no_agent else []
+    argv += ["--node", args.node]
     argv += ["--no-redis"] if args.no_redis else []
     env = dict(os.environ)
     hack = str(Path(__file__).resolve().parent.parent)
@@ -157,8 +156,23 @@ def cmd_down(args: argparse.Namespace) -> int:
     while any(_pid_alive(c) for c in children if c) and time.monotonic() < deadline + 10:
         time.sleep(0.1)
     (root / "cluster.pid").unlink(missing_ok=True)
+    left = _real_node_leftovers(root / "cluster")
+    if left:
+        print("the real node left behind:\n  " + "\n  ".join(left), file=sys.stderr)
+        return 1
     print("stopped")
     return 0
+
+
+def _real_node_leftovers(workdir: Path) -> list[str]:
+    """After a real node's supervisor is gone: clean what a crash left, report the rest."""
+    if not (workdir / "node").is_dir():
+        return []
+    from localcluster.realnode import RealNode  # noqa: PLC0415 - only for a real node
+
+    node = RealNode(workdir, workdir / "kubeconfig", "local-node")
+    node.stop()  # idempotent: nothing runs any more, it removes what is left
+    return node.leftovers()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -182,6 +196,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if result.returncode == 0 else 1
 
 
+TOOLS_DIR = Path(sys.executable).parent
+"""The venv's bin: `taskforge` and `taskforge-operator` live next to the interpreter."""
+
+
+def shell_env(env: dict[str, str], path_dirs: list[str]) -> str:
+    """The `.local/env` file: the cluster's variables, and PATH with kubectl and helm (the
+    control plane's binaries) and the `taskforge` CLI (the venv's bin) in front."""
+    lines = [f"export {k}={v}\n" for k, v in env.items()]
+    lines.append(f"export PATH={':'.join(path_dirs)}:$PATH\n")
+    return "".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["agent"]:
@@ -198,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--bin-dir", type=Path)
     up.add_argument("--image-config", type=Path)
     up.add_argument("--no-agent", action="store_true")
+    up.add_argument("--node", choices=("agent", "kubelet"), default="agent",
+                    help="the node agent (fast, host processes) or a real kubelet + containerd")
     up.add_argument("--no-redis", action="store_true")
     up.add_argument("--timeout", type=float, default=120.0)
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)

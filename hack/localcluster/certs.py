@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-APISERVER_SERVICE_IP = "10.0.0.1"
+# The first address of the Service range (nodeconfig.SERVICE_CIDR): the `kubernetes` Service.
+APISERVER_SERVICE_IP = "198.19.0.1"
 _VALIDITY = dt.timedelta(days=365)
 
 
@@ -157,12 +158,17 @@ def _write(directory: Path, stem: str, issued: _Issued) -> CertPair:
     return pair
 
 
-def mint_cluster_certs(directory: Path, node_name: str = "local-node") -> ClusterCerts:
+def mint_cluster_certs(
+    directory: Path, node_name: str = "local-node", extra_ips: Sequence[str] = ()
+) -> ClusterCerts:
     """Write a fresh PKI into ``directory`` and return the paths.
 
     Always fresh: certificates are cheap and a cluster's workdir is new each start,
-    so there is no rotation or reuse logic to get wrong.
+    so there is no rotation or reuse logic to get wrong. ``extra_ips`` (the real node's IP)
+    go into the apiserver's and the node's serving certificates: `kubectl logs` reaches the
+    kubelet at its node IP and checks it against the certificate.
     """
+    extra = [ip for ip in extra_ips if ip != "127.0.0.1"]
     directory.mkdir(parents=True, exist_ok=True)
     ca = make_ca("taskforge-local-ca")
     front_ca = make_ca("taskforge-front-proxy-ca")
@@ -172,7 +178,7 @@ def mint_cluster_certs(directory: Path, node_name: str = "local-node") -> Cluste
             "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ],
-        ips=["127.0.0.1", APISERVER_SERVICE_IP],
+        ips=["127.0.0.1", APISERVER_SERVICE_IP, *extra],
     )
     admin = make_leaf(ca, "admin", orgs=["system:masters"], client=True)
     # O=system:masters lets the apiserver's proxy to the log server pass any authz.
@@ -181,7 +187,7 @@ def mint_cluster_certs(directory: Path, node_name: str = "local-node") -> Cluste
     )
     agent_serving = make_leaf(
         ca, f"system:node:{node_name}", orgs=["system:nodes"], server=True,
-        dns_names=["localhost", node_name], ips=["127.0.0.1"],
+        dns_names=["localhost", node_name], ips=["127.0.0.1", *extra],
     )
     front_client = make_leaf(front_ca, "front-proxy-client", client=True)
     sa_key = _new_key()

@@ -1,4 +1,8 @@
-"""The whole local cluster: control plane + node agent + Redis, as one object.
+"""The whole local cluster: control plane + a node + Redis, as one object.
+
+The node is the agent (``node="agent"``, the fast default: host processes stand in for
+containers) or a real one (``node="kubelet"``: containerd, runc, CNI, kubelet, kube-proxy
+and kube-scheduler, see realnode.py).
 
 ``with LocalCluster(tmp) as cluster:`` is what the e2e fixtures and the
 benchmarks use; ``python -m localcluster up`` wraps the same object in a
@@ -16,13 +20,16 @@ from pathlib import Path
 from types import TracebackType
 
 from localcluster.certs import ClusterCerts
-from localcluster.controlplane import ControlPlane
+from localcluster.controlplane import ALL_DEFAULT_CONTROLLERS, DEFAULT_CONTROLLERS, ControlPlane
+from localcluster.nodeconfig import NODE_IP
 from localcluster.process import ManagedProcess
+from localcluster.realnode import RealNode
 from localcluster.redis_server import RedisServer
 
 log = logging.getLogger(__name__)
 HACK_DIR = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = HACK_DIR / "build-bins.sh"
+NODE_MODES = ("agent", "kubelet")
 
 
 def default_bin_dir() -> Path:
@@ -107,17 +114,29 @@ class LocalCluster:
         *,
         node_name: str = "local-node",
         image_config: Path | None = None,
+        node: str = "agent",
     ) -> None:
+        if node not in NODE_MODES:
+            raise ValueError(f"node must be one of {NODE_MODES}, not {node!r}")
         self.workdir = workdir.resolve()
         self.bin_dir = bin_dir if bin_dir is not None else default_bin_dir()
         self.node_name = node_name
+        self.node_mode = node
         self.image_config = image_config
-        self.control_plane = ControlPlane(self.workdir, self.bin_dir, node_name=node_name)
+        real = node == "kubelet"
+        self.control_plane = ControlPlane(
+            self.workdir, self.bin_dir, node_name=node_name,
+            controllers=ALL_DEFAULT_CONTROLLERS if real else DEFAULT_CONTROLLERS,
+            bind_address=NODE_IP if real else "127.0.0.1", with_scheduler=real,
+        )
+        self.real_node: RealNode | None = (
+            RealNode(self.workdir, self.control_plane.kubeconfig, node_name) if real else None
+        )
         self.redis: RedisServer | None = (
             RedisServer(self.workdir / "redis") if with_redis else None
         )
         self.agent: AgentProcess | None = None
-        self._with_agent = with_agent
+        self._with_agent = with_agent and not real
         self.started_in: float | None = None
 
     @property
@@ -127,6 +146,11 @@ class LocalCluster:
     @property
     def server_url(self) -> str:
         return self.control_plane.server_url
+
+    @property
+    def host_ip(self) -> str:
+        """Where this cluster's pods reach a server on this machine."""
+        return self.real_node.host_ip if self.real_node is not None else "127.0.0.1"
 
     @property
     def redis_url(self) -> str | None:
@@ -146,7 +170,11 @@ class LocalCluster:
         t0 = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.real_node is not None:
+                self.real_node.prepare()
             self.control_plane.launch()
+            if self.real_node is not None:
+                self.real_node.launch()  # containerd + image import while the apiserver warms
             if self.redis is not None:
                 self.redis.start()
             if self._with_agent:
@@ -157,6 +185,10 @@ class LocalCluster:
                 )
                 self.agent.launch()  # imports while the apiserver warms up
             self.control_plane.wait(timeout)
+            if self.real_node is not None:
+                assert self.control_plane.certs is not None
+                self.real_node.start_node(self.control_plane.certs)
+                self.real_node.wait(self.kubectl_path(), timeout - (time.monotonic() - t0))
             if self.agent is not None:
                 self.agent.wait(max(timeout - (time.monotonic() - t0), 10.0))
         except BaseException:
@@ -169,6 +201,8 @@ class LocalCluster:
     def stop(self) -> None:
         if self.agent is not None:
             self.agent.stop()
+        if self.real_node is not None:
+            self.real_node.stop()
         self.control_plane.stop()
         if self.redis is not None:
             self.redis.stop()
@@ -188,6 +222,8 @@ class LocalCluster:
         procs = self.control_plane.processes()
         if self.agent is not None:
             procs.append(self.agent.process)
+        if self.real_node is not None:
+            procs += self.real_node.processes()
         return procs
 
     def heal(self) -> list[str]:
@@ -202,6 +238,11 @@ class LocalCluster:
             log.warning("agent exited with %s; restarting it", self.agent.process.returncode())
             self.agent.launch()
             restarted.append("agent")
+        for proc in self.real_node.processes() if self.real_node is not None else []:
+            if not proc.alive():
+                log.warning("%s exited with %s; restarting it", proc.name, proc.returncode())
+                proc.start()
+                restarted.append(proc.name)
         if self.redis is not None and not self.redis.alive():
             log.warning("redis-server exited; restarting it")
             self.redis.start()

@@ -1,10 +1,13 @@
-"""etcd + kube-apiserver + kube-controller-manager, the envtest way, from real binaries.
+"""etcd + kube-apiserver + kube-controller-manager (+ kube-scheduler), envtest's way.
 
-There is no kubelet, scheduler or container runtime here: the local node agent
-(``agent.py``) stands in for all three. The controller manager runs only the
-controllers a Job-centred workload needs (jobs, garbage collection, namespaces,
-service accounts, TTL-after-finished, pod GC), which keeps its start-up and CPU
-use small on a 2-core CI machine.
+With the node agent (``agent.py``) there is no kubelet, scheduler or container runtime: the
+agent binds pods itself, and the controller manager runs only the controllers a Job-centred
+workload and the Helm chart need (jobs, Deployments and ReplicaSets, EndpointSlices, garbage
+collection, namespaces, service accounts, TTL-after-finished, pod GC), which keeps its
+start-up and CPU use small on a 2-core CI machine. Not the node-lifecycle controller: the
+agent's Node has no kubelet heartbeat semantics to judge. With the real node
+(``realnode.py``) kube-scheduler binds pods and the controller manager runs its defaults,
+as on any cluster; the apiserver then listens on the node IP so pods can reach it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import yaml
 
 from localcluster.certs import ClusterCerts, mint_cluster_certs
+from localcluster.nodeconfig import SERVICE_CIDR
 from localcluster.process import ManagedProcess, free_port
 
 log = logging.getLogger(__name__)
@@ -38,8 +42,12 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     # Publishes kube-root-ca.crt into every namespace; pods that mount a
     # service-account token volume reference it, as on any real cluster.
     "root-ca-certificate-publisher-controller",
+    # The chart's operator is a Deployment; its Service needs EndpointSlices.
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
 )
-SERVICE_CIDR = "10.0.0.0/24"
+ALL_DEFAULT_CONTROLLERS: tuple[str, ...] = ("*",)
 # How often wait() starts a controller manager that keeps exiting before it gives up.
 CONTROLLER_MANAGER_STARTS = 3
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -58,11 +66,17 @@ class ControlPlane:
         bin_dir: Path,
         node_name: str = "local-node",
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
+        *,
+        bind_address: str = "127.0.0.1",
+        with_scheduler: bool = False,
     ) -> None:
         self.workdir = workdir.resolve()
         self.bin_dir = bin_dir
         self.node_name = node_name
         self.controllers = tuple(controllers)
+        self.bind_address = bind_address
+        self.with_scheduler = with_scheduler
+        self.scheduler: ManagedProcess | None = None
         self.certs: ClusterCerts | None = None
         self.apiserver_port = 0
         self.etcd_url = ""
@@ -78,7 +92,7 @@ class ControlPlane:
 
     @property
     def server_url(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.bind_address}:{self.apiserver_port}"
 
     def start(self, timeout: float = 90.0) -> None:
         """Start all three and return once the apiserver is ready and controllers run."""
@@ -97,7 +111,8 @@ class ControlPlane:
         for sub in ("etcd", "logs", "pki"):
             shutil.rmtree(self.workdir / sub, ignore_errors=True)
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        self.certs = mint_cluster_certs(self.workdir / "pki", self.node_name)
+        self.certs = mint_cluster_certs(self.workdir / "pki", self.node_name,
+                                        extra_ips=[self.bind_address])
         self.apiserver_port = free_port()
         self._write_kubeconfig()
         client_port, peer_port = free_port(), free_port()
@@ -109,6 +124,9 @@ class ControlPlane:
             "kube-controller-manager", self._controller_manager_argv(),
             self._log("kube-controller-manager"),
         )
+        if self.with_scheduler:
+            self.scheduler = ManagedProcess("kube-scheduler", self._scheduler_argv(),
+                                            self._log("kube-scheduler"))
         try:
             self.etcd.start()
             self.apiserver.start()
@@ -124,6 +142,8 @@ class ControlPlane:
             assert self.controller_manager is not None, "launch() first"
             if not self.controller_manager.alive():
                 self.controller_manager.start()
+            if self.scheduler is not None and not self.scheduler.alive():
+                self.scheduler.start()
             self._wait_for_controllers(deadline - time.monotonic())
         except BaseException:
             self.stop()
@@ -131,7 +151,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         # Controller manager first: its watches would hold the apiserver's drain open.
-        for proc in (self.controller_manager, self.apiserver, self.etcd):
+        for proc in (self.scheduler, self.controller_manager, self.apiserver, self.etcd):
             if proc is not None:
                 proc.stop(timeout=5)
 
@@ -145,7 +165,8 @@ class ControlPlane:
         self.wait_ready(timeout)
 
     def processes(self) -> list[ManagedProcess]:
-        return [p for p in (self.etcd, self.apiserver, self.controller_manager) if p]
+        procs = (self.etcd, self.apiserver, self.controller_manager, self.scheduler)
+        return [p for p in procs if p]
 
     def dead_processes(self) -> list[ManagedProcess]:
         return [p for p in self.processes() if not p.alive()]
@@ -155,7 +176,9 @@ class ControlPlane:
         last = ""
         while time.monotonic() < deadline:
             for proc in self.processes():
-                if proc.returncode() is not None and proc is not self.controller_manager:
+                if proc.returncode() is not None and proc.name not in (
+                    "kube-controller-manager", "kube-scheduler"
+                ):
                     raise ControlPlaneError(
                         f"{proc.name} exited with {proc.returncode()}:\n{proc.log_tail()}"
                     )
@@ -172,7 +195,7 @@ class ControlPlane:
         ctx = ssl.create_default_context(cafile=str(self.certs.ca.cert))
         ctx.load_cert_chain(str(self.certs.admin.cert), str(self.certs.admin.key))
         conn = http.client.HTTPSConnection(
-            "127.0.0.1", self.apiserver_port, context=ctx, timeout=timeout
+            self.bind_address, self.apiserver_port, context=ctx, timeout=timeout
         )
         try:
             conn.request("GET", path)
@@ -256,9 +279,9 @@ class ControlPlane:
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={c.sa_public_key}",
             f"--service-account-signing-key-file={c.sa_private_key}",
-            # loopback only
-            "--advertise-address=127.0.0.1",
-            "--bind-address=127.0.0.1",
+            # loopback only (agent), or the node IP that only this machine has (real node)
+            f"--advertise-address={self.bind_address}",
+            f"--bind-address={self.bind_address}",
             f"--secure-port={self.apiserver_port}",
             # `kubectl logs` goes apiserver -> agent's log server with these
             f"--kubelet-client-certificate={c.kubelet_client.cert}",
@@ -279,8 +302,10 @@ class ControlPlane:
             "--delete-collection-workers=4",
             "--profiling=false",
             # the default reconciler rejects 127.0.0.1 as an endpoint and logs an error
-            # every 10 s; nothing in a one-node local cluster uses the service's endpoints
-            "--endpoint-reconciler-type=none",
+            # every 10 s; with the agent nothing uses the service's endpoints, but pods
+            # on the real node reach the apiserver through the `kubernetes` Service.
+            "--endpoint-reconciler-type="
+            + ("none" if self.bind_address.startswith("127.") else "lease"),
         ]
 
     def _controller_manager_argv(self) -> list[str]:
@@ -306,6 +331,21 @@ class ControlPlane:
             "--concurrent-job-syncs=20",
             "--concurrent-ttl-after-finished-syncs=10",
             "--cluster-name=taskforge-local",
+        ]
+
+    def _scheduler_argv(self) -> list[str]:
+        kubeconfig = str(self.kubeconfig)
+        return [
+            self._bin("kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            f"--cert-dir={self.workdir / 'pki' / 'scheduler'}",
+            "--kube-api-qps=500",
+            "--kube-api-burst=1000",
         ]
 
     def _write_kubeconfig(self) -> None:
@@ -344,4 +384,7 @@ def render_kubeconfig(server: str, ca: Path, cert: Path, key: Path) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-__all__ = ["DEFAULT_CONTROLLERS", "ControlPlane", "ControlPlaneError", "render_kubeconfig"]
+__all__ = [
+    "ALL_DEFAULT_CONTROLLERS", "DEFAULT_CONTROLLERS", "ControlPlane", "ControlPlaneError",
+    "render_kubeconfig",
+]

@@ -39,6 +39,16 @@ class ClusterUnderTest:
     def is_local(self) -> bool:
         return self.local is not None
 
+    @property
+    def node(self) -> str:
+        """``agent`` or ``kubelet`` for the local cluster, ``foreign`` for any other."""
+        return self.local.node_mode if self.local is not None else "foreign"
+
+    @property
+    def host_ip(self) -> str:
+        """The address pods use to reach a server on this machine (test HTTP servers...)."""
+        return self.local.host_ip if self.local is not None else "127.0.0.1"
+
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0
     ) -> subprocess.CompletedProcess[str]:

@@ -7,6 +7,11 @@ against an existing cluster instead (e.g. kind on a laptop, with the executor
 image loaded); tests marked ``local_agent`` are then skipped, because they rely
 on the agent (host processes, host files, the control plane's binaries).
 Set ``REDIS_URL`` to use an existing Redis instead of starting ``redis-server``.
+
+``--node=kubelet`` (``TASKFORGE_E2E_NODE=kubelet``) starts the local cluster with a real
+kubelet + containerd node instead of the agent, and runs the tests marked ``real_node`` or
+``both_nodes`` (the images come from ``make image``). The default, the agent, runs all
+the others and the ``both_nodes`` ones.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,13 +43,16 @@ def _kubectl_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterUnderTest]:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterUnderTest]:
     foreign = os.environ.get(FOREIGN_KUBECONFIG_ENV)
     if foreign:
         yield ClusterUnderTest(kubeconfig=Path(foreign), bin_dir=_kubectl_dir())
         return
-    local = LocalCluster(tmp_path_factory.mktemp("cluster"), with_redis=False)
-    local.start()
+    node = str(request.config.getoption("--node"))
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"), with_redis=False, node=node)
+    local.start(timeout=240.0 if node == "kubelet" else 120.0)
     try:
         yield ClusterUnderTest(
             kubeconfig=local.kubeconfig, bin_dir=local.bin_dir,
@@ -52,6 +60,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterUnderTe
         )
     finally:
         local.stop()
+    if local.real_node is not None:
+        # `make cluster-down` promises a clean machine: no container, mount, veth or rule.
+        left = local.real_node.leftovers()
+        assert not left, "the real node left behind:\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="session")
@@ -93,13 +105,31 @@ def namespace(cluster: ClusterUnderTest) -> Iterator[str]:
                         check=False)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
-    """Every test under tests/e2e is ``e2e``; ``local_agent`` ones skip on a foreign cluster."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is ``e2e``; ``local_agent`` ones skip on a foreign cluster.
+
+    The node decides which run at all: ``real_node`` tests only with ``--node=kubelet``,
+    which in turn runs only them and the ``both_nodes`` ones. The others are deselected,
+    not skipped, so the real-node suite reports nothing skipped.
+    """
     foreign = bool(os.environ.get(FOREIGN_KUBECONFIG_ENV))
+    real = config.getoption("--node") == "kubelet" and not foreign
     skip = pytest.mark.skip(reason=f"needs the local node agent ({FOREIGN_KUBECONFIG_ENV} is set)")
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         if E2E_DIR not in Path(str(item.path)).resolve().parents:
+            (dropped if real else keep).append(item)
             continue
         item.add_marker(pytest.mark.e2e)
+        on_real = item.get_closest_marker("real_node") is not None
+        on_both = item.get_closest_marker("both_nodes") is not None
+        if (real and not (on_real or on_both)) or (not real and on_real and not foreign):
+            dropped.append(item)
+            continue
         if foreign and item.get_closest_marker("local_agent") is not None:
             item.add_marker(skip)
+        keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
