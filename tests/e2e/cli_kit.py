@@ -137,13 +137,15 @@ class Cli:
         self.kubectl("patch", "workflowrun", name, "--subresource=status", "--type=merge",
                      "-p", json.dumps({"status": status}))
 
-    def new_run(self, **spec: Any) -> str:
-        """A run of `pipeline` (params who=me) unless `spec` says otherwise; None drops a key."""
+    def new_run(self, labelled: bool = True, **spec: Any) -> str:
+        """A run of `pipeline` (params who=me) unless `spec` says otherwise; None drops a key.
+        `labelled=False` makes it as kubectl or a GitOps tool would: no label at all."""
         fields = {"workflowRef": {"name": "pipeline"}, "params": {"who": "me"}, **spec}
+        meta: dict[str, Any] = {"generateName": "pipeline-"}
+        if labelled:
+            meta["labels"] = {"taskforge.io/workflow": "pipeline"}
         body = {
-            "apiVersion": "taskforge.io/v1alpha1", "kind": "WorkflowRun",
-            "metadata": {"generateName": "pipeline-",
-                         "labels": {"taskforge.io/workflow": "pipeline"}},
+            "apiVersion": "taskforge.io/v1alpha1", "kind": "WorkflowRun", "metadata": meta,
             "spec": {k: v for k, v in fields.items() if v is not None},
         }
         out = self.kubectl("create", "-f", "-", "-o", "name", input=json.dumps(body))

@@ -67,23 +67,29 @@ def test_dlq_list_show_replay_purge(cli: Cli, redis_server: Any) -> None:
     prefix = f"cli-{uuid.uuid4().hex[:8]}:"
     settings = RedisSettings(url=redis_server.url, prefix=prefix)
 
-    async def ship() -> str:
+    async def ship(namespace: str, run: str) -> str:
         conn = RedisConnection(settings)
         try:
             return await DeadLetterStream(conn).ship({
-                "id": "uid-1/transform", "workflow": "pipeline", "namespace": cli.namespace,
-                "run": "pipeline-old", "step": "transform", "params": {"who": "dlq"},
+                "id": f"uid-{run}/transform", "workflow": "pipeline", "namespace": namespace,
+                "run": run, "step": "transform", "params": {"who": "dlq"},
                 "error": "script exited 1", "attempts": 3, "failedAt": iso(-30),
             })
         finally:
             await conn.aclose()
 
-    sid = asyncio.run(ship())
+    elsewhere = asyncio.run(ship("another-team", "theirs"))
+    sid = asyncio.run(ship(cli.namespace, "pipeline-old"))
     redis = ["--redis-url", redis_server.url, "--redis-prefix", prefix]
 
-    listed = cli("dlq", "list", *redis)
+    listed = cli("dlq", "list", *redis)  # -n is the test's namespace
     assert listed.exit_code == 0, listed.output
     assert sid in listed.stdout and "transform" in listed.stdout
+    assert elsewhere not in listed.stdout and "theirs" not in listed.stdout
+    other = cli("dlq", "list", *redis, "-n", "another-team", ns=False)
+    assert elsewhere in other.stdout and sid not in other.stdout, other.output
+    both = cli("dlq", "list", *redis, "-A", ns=False)
+    assert elsewhere in both.stdout and sid in both.stdout, both.output
     shown = json.loads(cli("dlq", "show", sid, *redis, "-o", "json").stdout)
     assert shown["params"] == {"who": "dlq"} and shown["attempts"] == 3
 
@@ -99,7 +105,7 @@ def test_dlq_list_show_replay_purge(cli: Cli, redis_server: Any) -> None:
     assert cli("dlq", "purge", sid, *redis).exit_code == 0
     gone = cli("dlq", "show", sid, *redis)
     assert gone.exit_code == 1 and "no dead-letter entry" in gone.stderr
-    assert cli("dlq", "purge", "--all", "--yes", *redis).stdout == "purged 0 entries\n"
+    assert cli("dlq", "purge", "--all", "--yes", *redis).stdout == "purged 1 entry\n"
 
 
 def test_dlq_without_redis_is_a_one_line_error(cli: Cli) -> None:

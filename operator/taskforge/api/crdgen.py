@@ -62,6 +62,8 @@ class Resource:
     spec: type[BaseModel]
     status: type[BaseModel]
     columns: list[Schema]
+    selectable: tuple[str, ...] = ()
+    """Fields for `--field-selector` (CRD selectableFields, Kubernetes >= 1.32)."""
 
     @property
     def singular(self) -> str:
@@ -122,6 +124,9 @@ RESOURCES = [
             _AGE,
             _column("Message", "string", ".status.message", "Why it is in this phase.", 1),
         ],
+        # Runs by workflow however they were created (kubectl, GitOps, CLI, triggers), with no
+        # label to keep in sync: `kubectl get tfr --field-selector spec.workflowRef.name=x`.
+        selectable=(".spec.workflowRef.name",),
     ),
 ]
 
@@ -322,6 +327,8 @@ def crd(res: Resource) -> Schema:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": res.columns,
+                    **({"selectableFields": [{"jsonPath": f} for f in res.selectable]}
+                       if res.selectable else {}),
                     "schema": {"openAPIV3Schema": schema},
                 }
             ],

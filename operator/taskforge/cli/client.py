@@ -93,6 +93,27 @@ def connect(
     return Cluster.from_options(options)
 
 
+def chosen_namespace(
+    ctx: typer.Context, namespace: str | None = None, context: str | None = None,
+    kubeconfig: Path | None = None,
+) -> str:
+    """The namespace a command means, as kubectl would choose it (the option, else the
+    context's namespace, else "default"), without contacting the cluster."""
+    base = ctx.find_root().obj
+    options = ClusterOptions(kubeconfig, context, namespace).over(
+        base if isinstance(base, ClusterOptions) else ClusterOptions()
+    )
+    if options.namespace:
+        return options.namespace
+    path = _kubeconfig_path(options)
+    if _has_kubeconfig(path):
+        try:
+            return _context_namespace(path, options.context) or "default"
+        except Exception:  # an unreadable kubeconfig: the default, as kubectl falls back
+            return "default"
+    return "default"
+
+
 def _kubeconfig_path(options: ClusterOptions) -> str:
     if options.kubeconfig is not None:
         if not options.kubeconfig.exists():
@@ -172,11 +193,14 @@ class Cluster:
         return _json(response)
 
     def list_objects(
-        self, plural: str, *, all_namespaces: bool = False, label_selector: str | None = None
+        self, plural: str, *, all_namespaces: bool = False, label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"_preload_content": False, "_request_timeout": _TIMEOUT}
         if label_selector:
             kwargs["label_selector"] = label_selector
+        if field_selector:
+            kwargs["field_selector"] = field_selector
         try:
             if all_namespaces:
                 response = self.custom.list_cluster_custom_object(

@@ -26,7 +26,15 @@ from rich.table import Table
 
 from taskforge.adapters.deadletter import DeadLetterEntry, DeadLetterStream
 from taskforge.adapters.redis_client import RedisConnection, RedisSettings, RedisUnavailableError
-from taskforge.cli.client import RUNS, WORKFLOWS, ContextOpt, KubeconfigOpt, connect
+from taskforge.cli.client import (
+    RUNS,
+    WORKFLOWS,
+    ContextOpt,
+    KubeconfigOpt,
+    NamespaceOpt,
+    chosen_namespace,
+    connect,
+)
 from taskforge.cli.errors import CliError
 from taskforge.cli.render import compact, console, emit, human, parse_time
 from taskforge.cli.runs import run_manifest
@@ -99,6 +107,7 @@ def _ago(timestamp: str, now: datetime) -> str:
 
 @app.command("list")
 def list_(
+    ctx: typer.Context,
     *,
     count: Annotated[int, typer.Option("--count", min=1, help="Newest N entries.")] = 50,
     before: Annotated[
@@ -110,12 +119,21 @@ def list_(
         str | None,
         typer.Option("--workflow", "-w", help="Only this workflow's entries.", show_default=False),
     ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Entries of every namespace.")
+    ] = False,
     output: OutputOpt = None,
     redis_url: RedisUrlOpt = None,
     redis_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """List dead-letter entries, newest first."""
+    """List dead-letter entries of the namespace (-n, as kubectl chooses it), newest first."""
     entries = _with_stream(redis_url, redis_prefix, lambda s: s.list(count=count, before=before))
+    if not all_namespaces:
+        chosen = chosen_namespace(ctx, namespace, context, kubeconfig)
+        entries = [e for e in entries if e.namespace == chosen]
     if workflow:
         entries = [e for e in entries if e.workflow == workflow]
     if output is not None:

@@ -216,7 +216,9 @@ def workflows_table(
             cron += " (suspended)"
         last = last_runs.get((meta.get("namespace", ""), meta["name"]))
         last_text = Text("-")
-        if last is not None:
+        if last is not None and not last["metadata"].get("creationTimestamp"):
+            last_text = Text(f"{last['metadata']['name']} (deleted)")
+        elif last is not None:
             last_text = Text(f"{last['metadata']['name']} ")
             last_text.append_text(phase_text((last.get("status") or {}).get("phase")))
             last_text.append(f" {age(last, now)} ago")

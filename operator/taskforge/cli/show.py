@@ -27,7 +27,6 @@ from taskforge.cli.render import (
     workflows_table,
 )
 from taskforge.cli.runs import layout, spec_of
-from taskforge.engine.naming import LABEL_WORKFLOW, label_value
 
 
 class DataOutput(StrEnum):
@@ -40,6 +39,7 @@ OutputOpt = Annotated[
     typer.Option("--output", "-o", help="Print the data as json or yaml instead of a view.",
                  show_default=False),
 ]
+WORKFLOW_REF_FIELD = "spec.workflowRef.name"
 _KINDS = {
     "runs": RUNS, "run": RUNS, "workflowruns": RUNS, "wfr": RUNS,
     "workflows": WORKFLOWS, "workflow": WORKFLOWS, "wf": WORKFLOWS,
@@ -52,15 +52,20 @@ def _created(obj: dict[str, Any]) -> datetime:
     )
 
 
-def _newest_runs(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The newest run of each (namespace, workflow label)."""
-    newest: dict[tuple[str, str], dict[str, Any]] = {}
-    for run in sorted(runs, key=_created):
-        meta = run["metadata"]
-        workflow = (meta.get("labels") or {}).get(LABEL_WORKFLOW)
-        if workflow:
-            newest[(meta.get("namespace", ""), workflow)] = run
-    return newest
+def _last_runs(
+    workflows: list[dict[str, Any]], runs: list[dict[str, Any]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each workflow's newest run, as the operator records it (`status.lastRun`), whoever
+    created the run; the run's own object when it still exists, else just its name."""
+    by_name = {(r["metadata"].get("namespace", ""), r["metadata"]["name"]): r for r in runs}
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    for wf in workflows:
+        namespace = wf["metadata"].get("namespace", "")
+        name = (wf.get("status") or {}).get("lastRun")
+        if name:
+            last[(namespace, wf["metadata"]["name"])] = by_name.get(
+                (namespace, name), {"metadata": {"name": name, "namespace": namespace}})
+    return last
 
 
 def list_(
@@ -90,9 +95,11 @@ def list_(
     cluster = connect(ctx, namespace, context, kubeconfig)
     now = datetime.now(UTC)
     if plural == RUNS:
-        selector = f"{LABEL_WORKFLOW}={label_value(workflow)}" if workflow else None
+        # A field selector (the CRD's selectableFields), not a label: runs made with kubectl
+        # or by GitOps carry no label, only their spec.
+        selector = f"{WORKFLOW_REF_FIELD}={workflow}" if workflow else None
         runs = sorted(
-            cluster.list_objects(RUNS, all_namespaces=all_namespaces, label_selector=selector),
+            cluster.list_objects(RUNS, all_namespaces=all_namespaces, field_selector=selector),
             key=_created,
         )
         if output is not None:
@@ -114,13 +121,7 @@ def list_(
         where = "any namespace" if all_namespaces else f"namespace {cluster.namespace}"
         print(f"No workflows found in {where}.")
         return
-    newest = _newest_runs(cluster.list_objects(RUNS, all_namespaces=all_namespaces))
-    last = {}
-    for wf in workflows:
-        key = (wf["metadata"].get("namespace", ""), wf["metadata"]["name"])
-        found = newest.get((key[0], label_value(key[1])))
-        if found is not None:
-            last[key] = found
+    last = _last_runs(workflows, cluster.list_objects(RUNS, all_namespaces=all_namespaces))
     console().print(workflows_table(workflows, last, now, namespaces=all_namespaces))
 
 
