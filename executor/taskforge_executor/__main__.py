@@ -98,6 +98,7 @@ def execute(env: Mapping[str, str], console: Console) -> Outcome:
             error=failure.message,
             retryable=failure.retryable,
             retry_after=failure.retry_after,
+            http_status=failure.http_status,
         )
     except Terminated:
         console.error(f"step {name} terminated by SIGTERM")
@@ -143,6 +144,7 @@ def main() -> int:
         error=redactor.text(outcome.error) if outcome.error is not None else None,
         retryable=outcome.retryable,
         retry_after=outcome.retry_after,
+        http_status=outcome.http_status,
     )
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the result is known: let it be written
     write_termination_message(redacted, env, console)

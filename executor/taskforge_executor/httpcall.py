@@ -164,5 +164,5 @@ def check_status(
     message = f"{target}: HTTP {reply.status} {reply.reason} (accepted: {expected})"
     if is_retryable_status(reply.status):
         wait = retry_after_seconds(reply.headers.get("retry-after"))
-        raise retryable(message, retry_after=wait, outputs=outputs)
-    raise permanent(message, outputs=outputs)
+        raise retryable(message, retry_after=wait, outputs=outputs, http_status=reply.status)
+    raise permanent(message, outputs=outputs, http_status=reply.status)

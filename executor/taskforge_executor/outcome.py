@@ -15,6 +15,7 @@ from typing import Any
 
 from taskforge.api.results import (
     KEY_ERROR,
+    KEY_HTTP_STATUS,
     KEY_OK,
     KEY_OUTPUTS,
     KEY_RETRY_AFTER,
@@ -44,24 +45,37 @@ class StepError(Exception):
         retryable: bool,
         retry_after: int | None = None,
         outputs: dict[str, Any] | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
         self.outputs = outputs or {}
+        self.http_status = http_status
 
 
-def permanent(message: str, outputs: dict[str, Any] | None = None) -> StepError:
-    """A failure that retrying the same step cannot fix (bad config, HTTP 404, SMTP 5xx)."""
-    return StepError(message, retryable=False, outputs=outputs)
+def permanent(
+    message: str, outputs: dict[str, Any] | None = None, http_status: int | None = None
+) -> StepError:
+    """A failure that retrying the same step cannot fix (bad config, HTTP 404, SMTP 5xx).
+
+    `http_status` names the reply's status so the operator can still retry it when the
+    step's policy lists it (`retry.on: [HTTPStatus]`, `retry.httpStatus`).
+    """
+    return StepError(message, retryable=False, outputs=outputs, http_status=http_status)
 
 
 def retryable(
-    message: str, retry_after: int | None = None, outputs: dict[str, Any] | None = None
+    message: str,
+    retry_after: int | None = None,
+    outputs: dict[str, Any] | None = None,
+    http_status: int | None = None,
 ) -> StepError:
     """A transient failure (connection refused, timeout, HTTP 503, SMTP 4xx)."""
-    return StepError(message, retryable=True, retry_after=retry_after, outputs=outputs)
+    return StepError(
+        message, retryable=True, retry_after=retry_after, outputs=outputs, http_status=http_status
+    )
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class Outcome:
     error: str | None = None
     retryable: bool | None = None
     retry_after: int | None = None
+    http_status: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {KEY_OK: self.ok, KEY_OUTPUTS: self.outputs}
@@ -80,6 +95,8 @@ class Outcome:
             wire[KEY_RETRYABLE] = self.retryable
         if self.retry_after is not None:
             wire[KEY_RETRY_AFTER] = self.retry_after
+        if self.http_status is not None:
+            wire[KEY_HTTP_STATUS] = self.http_status
         return wire
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from enginekit import retry
 from taskforge.api.steps import Backoff, FailureKind, RetryPolicy
-from taskforge.engine.results import StepResult
+from taskforge.engine.results import StepResult, parse_result
 from taskforge.engine.retry import backoff_seconds, decide
 
 RETRYABLE = StepResult(ok=False, retryable=True, error="503")
@@ -65,3 +65,68 @@ def test_decide(
 ) -> None:
     decision = decide(policy, attempt, kind, result)
     assert (decision.retry, decision.delay, decision.reason) == expected
+
+
+NOT_FOUND = StepResult(ok=False, retryable=False, error="HTTP 404", http_status=404)
+CONFLICT = StepResult(ok=False, retryable=False, error="HTTP 409", http_status=409)
+UNAVAILABLE = StepResult(ok=False, retryable=True, error="HTTP 503", http_status=503)
+ON_404 = RetryPolicy(limit=2, on=["Failed", "HTTPStatus"], http_status=[404])
+ONLY_404 = RetryPolicy(limit=2, on=["HTTPStatus"], http_status=[404])
+NOT_BY_DEFAULT = (
+    "permanent failure (HTTP 404), not retried (unless listed in retry.httpStatus with"
+    " HTTPStatus in retry.on)"
+)
+
+
+@pytest.mark.parametrize(
+    ("policy", "attempt", "kind", "result", "expected"),
+    [
+        # The default stays: a 4xx is permanent, and the reason says how to retry it.
+        (retry(2), 1, "Failed", NOT_FOUND, (False, 0.0, NOT_BY_DEFAULT)),
+        (ON_404, 1, "Failed", NOT_FOUND, (True, 10.0, "retrying in 10s")),
+        (ON_404, 2, "Failed", NOT_FOUND, (True, 20.0, "retrying in 20s")),
+        (ON_404, 3, "Failed", NOT_FOUND,
+         (False, 0.0, "retries exhausted after 3 attempts")),
+        # Only the listed codes: a 409 stays permanent.
+        (ON_404, 1, "Failed", CONFLICT, (False, 0.0, NOT_BY_DEFAULT.replace("404", "409"))),
+        # A listed code is retried even when `on` leaves out Failed; other failures are not.
+        (ONLY_404, 1, "Failed", NOT_FOUND, (True, 10.0, "retrying in 10s")),
+        (ONLY_404, 1, "Failed", UNAVAILABLE, (False, 0.0, "Failed is not retried (retry.on)")),
+        (ONLY_404, 1, "TimedOut", NOT_FOUND, (False, 0.0, "TimedOut is not retried (retry.on)")),
+        # A result without a status (a script's exit 78) is untouched by the list.
+        (ON_404, 1, "Failed", PERMANENT, (False, 0.0, "permanent failure, not retried")),
+        (None, 1, "Failed", NOT_FOUND, (False, 0.0, NOT_BY_DEFAULT)),
+    ],
+)
+def test_decide_by_http_status(
+    policy: RetryPolicy | None,
+    attempt: int,
+    kind: FailureKind,
+    result: StepResult,
+    expected: tuple[bool, float, str],
+) -> None:
+    decision = decide(policy, attempt, kind, result)
+    assert (decision.retry, decision.delay, decision.reason) == expected
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"on": ["Failed"], "http_status": [404]},  # httpStatus without HTTPStatus
+        {"on": ["HTTPStatus"]},  # HTTPStatus without codes
+        {"on": ["HTTPStatus"], "http_status": [399]},
+        {"on": ["HTTPStatus"], "http_status": [600]},
+        {"on": ["HTTPStatus"], "http_status": []},
+    ],
+)
+def test_http_status_policy_rejected(fields: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy.model_validate({"limit": 1, **fields})
+
+
+def test_http_status_parsed_from_the_result() -> None:
+    message = '{"ok": false, "error": "HTTP 404", "retryable": false, "httpStatus": 404}'
+    assert parse_result(message, 78).http_status == 404
+    assert parse_result('{"ok": false, "httpStatus": "404"}', 78).http_status is None
+    assert parse_result('{"ok": false, "httpStatus": true}', 78).http_status is None
+    assert parse_result('{"ok": false}', 78).http_status is None

@@ -91,6 +91,30 @@ def test_status_classification(
     assert f"HTTP {status}" in message["error"]
     assert message["outputs"]["status"] == status
     assert message["outputs"]["body"] == f"status {status}"
+    # At the top level too, where the engine's retry.httpStatus looks (outputs may be cut).
+    assert message["httpStatus"] == status
+
+
+def test_http_status_survives_cut_outputs(
+    run_executor: RunExecutor, http_server: HttpServer
+) -> None:
+    """A big error body is cut to fit the termination message; the status is not."""
+    result = run_executor(
+        "http", {"url": f"{http_server.url}/big?kib=200", "successCodes": [201]}
+    )
+
+    assert result.code == 78
+    assert result.message["httpStatus"] == 200
+    assert len(result.termination) <= 4096
+
+
+def test_transport_failure_has_no_http_status(
+    run_executor: RunExecutor, closed_port: int
+) -> None:
+    result = run_executor("http", {"url": f"http://127.0.0.1:{closed_port}/", "timeout": "2s"})
+
+    assert result.code == 75
+    assert "httpStatus" not in result.message
 
 
 def test_429_with_retry_after_seconds(run_executor: RunExecutor, http_server: HttpServer) -> None:

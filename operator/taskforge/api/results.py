@@ -30,12 +30,16 @@ KEY_OUTPUTS: Final = "outputs"
 KEY_ERROR: Final = "error"
 KEY_RETRYABLE: Final = "retryable"
 KEY_RETRY_AFTER: Final = "retryAfter"
+KEY_HTTP_STATUS: Final = "httpStatus"
+"""The HTTP status of a failed http or slack step, at the top level rather than only in the
+outputs (which may be cut to fit): `retry.on: [HTTPStatus]` decides on it."""
 
 __all__ = [
     "EXIT_OK",
     "EXIT_PERMANENT",
     "EXIT_RETRYABLE",
     "KEY_ERROR",
+    "KEY_HTTP_STATUS",
     "KEY_OK",
     "KEY_OUTPUTS",
     "KEY_RETRYABLE",

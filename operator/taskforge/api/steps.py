@@ -20,8 +20,12 @@ from taskforge.api.durations import DURATION_PATTERN
 
 Duration = Annotated[str, StringConstraints(max_length=32)]
 FailureKind = Literal["Failed", "TimedOut", "PodFailure"]
+RetryOn = Literal["Failed", "TimedOut", "PodFailure", "HTTPStatus"]
+"""What `retry.on` can name: a FailureKind, or HTTPStatus (the codes in `retry.httpStatus`,
+retried even when the executor calls them permanent, like a 404 of a resource that is still
+being created)."""
 STEP_TYPES = ("http", "script", "log", "container", "slack", "email")
-_RETRY_ON_DEFAULT: tuple[FailureKind, ...] = ("Failed", "TimedOut", "PodFailure")
+_RETRY_ON_DEFAULT: tuple[RetryOn, ...] = ("Failed", "TimedOut", "PodFailure")
 
 _TEMPLATES = "Templates like {{ params.x }} and {{ steps.NAME.outputs.KEY }} are rendered first."
 
@@ -207,20 +211,47 @@ class Backoff(Model):
     )
 
 
+_HTTP_STATUS_RULE_MESSAGE = "retry.httpStatus must be set exactly when retry.on contains HTTPStatus"
+
+
 class RetryPolicy(Model):
     """When and how often a failed step is tried again."""
+
+    model_config = ConfigDict(
+        json_schema_extra=k8s_validations(
+            cel_rule(
+                "has(self.httpStatus) == (has(self.on) && self.on.exists(k, k == 'HTTPStatus'))",
+                _HTTP_STATUS_RULE_MESSAGE,
+                field_path=".httpStatus",
+            )
+        )
+    )
 
     limit: int = Field(
         default=0, ge=0, le=100, description="Retries after the first attempt, 0 to 100."
     )
     backoff: Backoff = Field(default_factory=Backoff, description="Wait between attempts.")
-    on: list[FailureKind] = Field(
+    on: list[RetryOn] = Field(
         default_factory=lambda: list(_RETRY_ON_DEFAULT),
-        max_length=3,
+        max_length=4,
         description="Which failures are retried: Failed (a retryable exit of the step),"
-        " TimedOut (the step's timeout), PodFailure (the pod was lost or evicted)."
-        " Default: all three.",
+        " TimedOut (the step's timeout), PodFailure (the pod was lost or evicted),"
+        " HTTPStatus (an HTTP reply whose status is listed in httpStatus, even a 4xx that is"
+        " otherwise permanent). Default: Failed, TimedOut, PodFailure.",
     )
+    http_status: list[Annotated[int, Field(ge=400, le=599)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="HTTP status codes (400 to 599) retried when on contains HTTPStatus,"
+        " e.g. [404, 409]. Without it a 4xx other than 408 and 429 is never retried.",
+    )
+
+    @model_validator(mode="after")
+    def _http_status_with_on(self) -> RetryPolicy:
+        if (self.http_status is not None) != ("HTTPStatus" in self.on):
+            raise ValueError(_HTTP_STATUS_RULE_MESSAGE)
+        return self
 
 
 class StepRateLimit(Model):

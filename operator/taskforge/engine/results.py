@@ -12,11 +12,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskforge.api.resultlog import summarize
 from taskforge.api.results import (
     EXIT_OK,
     EXIT_PERMANENT,
     EXIT_RETRYABLE,
     KEY_ERROR,
+    KEY_HTTP_STATUS,
     KEY_OK,
     KEY_OUTPUTS,
     KEY_RETRY_AFTER,
@@ -58,6 +60,8 @@ class StepResult:
     retry_after: float | None = None
     reported: bool = False
     """True when the message was a JSON object, i.e. the executor (or step) reported."""
+    http_status: int | None = None
+    """The HTTP status of a failed http or slack step (for `retry.on: [HTTPStatus]`)."""
 
 
 def _exit_error(exit_code: int | None) -> str:
@@ -122,6 +126,13 @@ def parse_result(termination_message: str | None, exit_code: int | None) -> Step
         and after >= 0
         else None
     )
+    status_value = data.get(KEY_HTTP_STATUS)
+    http_status = (
+        status_value
+        if isinstance(status_value, int) and not isinstance(status_value, bool)
+        and 100 <= status_value <= 599
+        else None
+    )
     return StepResult(
         ok=ok,
         retryable=retryable,
@@ -129,6 +140,7 @@ def parse_result(termination_message: str | None, exit_code: int | None) -> Step
         error=error,
         retry_after=retry_after,
         reported=True,
+        http_status=http_status,
     )
 
 

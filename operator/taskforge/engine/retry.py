@@ -43,14 +43,18 @@ def decide(
 ) -> RetryDecision:
     """Decide about the attempt after failed attempt `attempt` (1-based).
 
-    Permanent failures (exit 78, `retryable: false`) are never retried: another attempt
-    would fail the same way and only delay the dead-letter record.
+    Permanent failures (exit 78, `retryable: false`) are not retried: another attempt would
+    fail the same way and only delay the dead-letter record. The one exception is an HTTP
+    status the policy lists (`on: [HTTPStatus]`, `httpStatus: [404]`): the user knows that
+    this server's 404 means "not yet", which the executor cannot. A listed status is retried
+    whether the executor called it permanent or retryable, even when `on` leaves out Failed.
     """
-    if kind == "Failed" and not result.retryable:
-        return RetryDecision(False, reason="permanent failure, not retried")
+    listed = _listed_status(policy, kind, result)
+    if kind == "Failed" and not result.retryable and not listed:
+        return RetryDecision(False, reason=_permanent_reason(result))
     if policy is None or policy.limit == 0:
         return RetryDecision(False, reason="no retries configured")
-    if kind not in policy.on:
+    if kind not in policy.on and not listed:
         return RetryDecision(False, reason=f"{kind} is not retried (retry.on)")
     if attempt > policy.limit:
         return RetryDecision(False, reason=f"retries exhausted after {attempt} attempts")
@@ -58,3 +62,21 @@ def decide(
     if result.retry_after is not None:
         delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER_SECONDS))
     return RetryDecision(True, delay=delay, reason=f"retrying in {format_duration(delay)}")
+
+
+def _listed_status(policy: RetryPolicy | None, kind: FailureKind, result: StepResult) -> bool:
+    """The attempt ended with an HTTP status that the policy retries by name."""
+    return (
+        policy is not None
+        and kind == "Failed"
+        and result.http_status is not None
+        and "HTTPStatus" in policy.on
+        and result.http_status in (policy.http_status or ())
+    )
+
+
+def _permanent_reason(result: StepResult) -> str:
+    if result.http_status is not None:
+        return (f"permanent failure (HTTP {result.http_status}), not retried (unless listed in"
+                " retry.httpStatus with HTTPStatus in retry.on)")
+    return "permanent failure, not retried"
