@@ -9,10 +9,12 @@ from taskforge.engine.sizes import (
     JOB_TOO_LARGE,
     OBJECT_LIMIT_BYTES,
     STATUS_TOO_LARGE,
+    check_job_size,
     check_run_size,
     job_too_large,
     json_size,
     oversize_patch,
+    spec_size_problem,
     status_refused,
 )
 
@@ -60,6 +62,25 @@ def test_the_limit_is_on_the_whole_object() -> None:
     size = json_size(_run()) + json_size(status)
     assert check_run_size(_run(), status, limit=size) is None
     assert check_run_size(_run(), status, limit=size - 1) is not None
+
+
+def test_a_job_manifest_is_measured_before_it_is_sent() -> None:
+    manifest = {"kind": "Job", "spec": {"env": "z" * 1000}}
+    size = json_size(manifest)
+    assert check_job_size(manifest, "fetch", 1, limit=size) is None
+    found = check_job_size(manifest, "fetch", 1, limit=size - 1)
+    assert found is not None and found.reason == JOB_TOO_LARGE
+    assert "step 'fetch' (attempt 1)" in found.message and "the Job is 1 KiB" in found.message
+
+
+def test_a_spec_too_big_to_pin_is_refused_naming_its_largest_part() -> None:
+    spec = {"params": [{"name": "p", "default": "d" * 100}],
+            "steps": [_body_step(10), _body_step(600_000), _body_step(20)]}
+    problem = spec_size_problem(spec)
+    assert problem is not None
+    assert problem.startswith("spec.steps[1].http.json: the workflow spec is 586 KiB as"
+                              " JSON, more than 512 KiB, and this is its largest part (586 KiB)")
+    assert spec_size_problem({"steps": [_body_step(500_000)]}) is None
 
 
 def test_refusals_say_what_was_refused() -> None:

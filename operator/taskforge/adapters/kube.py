@@ -56,18 +56,24 @@ def is_status(exc: BaseException, *codes: int) -> bool:
 _TOO_LARGE_TEXT = ("request is too large", "larger than max", "too large")
 
 
+def api_message(exc: BaseException) -> str:
+    """The API server's own message in an error (its Status), whole; else the error's text."""
+    if not isinstance(exc, ApiException):
+        return str(exc)
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    if not body:
+        return ""
+    try:
+        return str(json.loads(body).get("message", ""))
+    except (ValueError, AttributeError):
+        return str(body)
+
+
 def describe(exc: BaseException) -> str:
     """A one-line summary of an API error: code, reason, and the server's message."""
     if not isinstance(exc, ApiException):
         return f"{type(exc).__name__}: {exc}"[:300]
-    message = ""
-    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
-    if body:
-        try:
-            message = str(json.loads(body).get("message", ""))
-        except (ValueError, AttributeError):
-            message = str(body)
-    return f"{exc.status} {exc.reason}: {message}".strip().rstrip(":")[:300]
+    return f"{exc.status} {exc.reason}: {api_message(exc)}".strip().rstrip(":")[:300]
 
 
 def is_too_large(exc: BaseException) -> bool:
@@ -76,7 +82,7 @@ def is_too_large(exc: BaseException) -> bool:
         return False
     if exc.status == 413:
         return True
-    text = describe(exc).lower()
+    text = api_message(exc).lower()
     if exc.status == 422 and "too long" in text:
         return True
     return exc.status in (422, 500) and any(t in text for t in _TOO_LARGE_TEXT)

@@ -30,6 +30,12 @@ OBJECT_LIMIT_BYTES = 1_468_006
 """1.4 MiB: above this a status write is refused or nearly so. The margin covers what this
 measure cannot see exactly (managedFields the write changes, etcd's request framing)."""
 
+SPEC_MAX_BYTES = 524_288
+"""512 KiB: the largest workflow spec, as JSON, the validating admission webhook accepts. A
+run keeps a copy of it in status (an inline one is in its spec as well), next to the status
+of up to 2,000 steps; see README "Limits" for the arithmetic. Unlike the CRD's text budget,
+this counts everything, untyped JSON included."""
+
 STATUS_TOO_LARGE = "StatusTooLarge"
 JOB_TOO_LARGE = "JobTooLarge"
 
@@ -47,6 +53,42 @@ def json_size(value: Any) -> int:
 
 def kib(size: int) -> str:
     return f"{size / 1024:,.0f} KiB" if size < 1024 * 1024 else f"{size / 1048576:.2f} MiB"
+
+
+def _biggest_path(value: Any, path: str, depth: int = 4) -> str:
+    """The path down to the largest part of `value`, a few levels deep: what to shrink."""
+    for _ in range(depth):
+        if isinstance(value, dict) and value:
+            key = max(value, key=lambda k: json_size(value[k]))
+            path, value = f"{path}.{key}", value[key]
+        elif isinstance(value, list) and value:
+            i = max(range(len(value)), key=lambda j: json_size(value[j]))
+            path, value = f"{path}[{i}]", value[i]
+        else:
+            break
+    return path
+
+
+def spec_size_problem(spec: Any, limit: int = SPEC_MAX_BYTES) -> str | None:
+    """None when a workflow spec is small enough to pin into a run; else why not, naming the
+    largest part (`spec.steps[3].http.json: ...`), for the admission webhook to refuse."""
+    size = json_size(spec)
+    if size <= limit:
+        return None
+    where = _biggest_path(spec, "spec")
+    return (
+        f"{where}: the workflow spec is {kib(size)} as JSON, more than {kib(limit)}, and this"
+        f" is its largest part ({kib(json_size(_at(spec, where)))}): a run keeps a copy of"
+        " the spec in its status and must fit in etcd. Keep large content (JSON bodies,"
+        " scripts) in a ConfigMap, a Secret or the image"
+    )
+
+
+def _at(spec: Any, path: str) -> Any:
+    value = spec
+    for part in path.removeprefix("spec").replace("]", "").replace("[", ".").split(".")[1:]:
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
 
 
 @dataclass(frozen=True)
@@ -88,6 +130,17 @@ def job_too_large(step: str, attempt: int, refusal: str) -> Oversize:
         f"the Job of step {step!r} (attempt {attempt}) was refused as too large: {refusal}."
         " Make the step's configuration (its rendered templates, body, env) smaller.",
     )
+
+
+def check_job_size(
+    manifest: dict[str, Any], step: str, attempt: int, limit: int = OBJECT_LIMIT_BYTES
+) -> Oversize | None:
+    """None when a Job manifest can be stored; else JobTooLarge, before the API is asked (its
+    answer to an oversized Job is not always recognizable: see handlers/failures.py)."""
+    size = json_size(manifest)
+    if size <= limit:
+        return None
+    return job_too_large(step, attempt, f"the Job is {kib(size)}, more than {kib(limit)}")
 
 
 def status_refused(refusal: str) -> Oversize:

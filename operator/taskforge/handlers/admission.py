@@ -41,7 +41,9 @@ from taskforge.engine.authority import (
     LAST_WRITER_ANNOTATION,
     identity_from_userinfo,
 )
+from taskforge.engine.sizes import spec_size_problem
 from taskforge.engine.validation import validate_workflow
+from taskforge.handlers.admission_server import AdmissionServer
 from taskforge.handlers.config import OperatorConfig
 
 log = logging.getLogger("taskforge.admission")
@@ -94,6 +96,9 @@ def spec_problems(spec: Any) -> list[str]:
     The same `validate_workflow` that `taskforge validate` and the Valid condition use; the
     pydantic models first, for the few rules the CRD schema cannot express.
     """
+    too_big = spec_size_problem(spec)  # untyped JSON has no CRD limit (engine/sizes.py)
+    if too_big is not None:
+        return [too_big]
     try:
         parsed = WorkflowSpec.model_validate(spec or {})
     except ValidationError as exc:
@@ -181,14 +186,14 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     if mode == "local":
         host = "127.0.0.1"
         certfile, keyfile = _self_signed(Path(tempfile.mkdtemp(prefix="taskforge-tls-")), host)
-        settings.admission.server = kopf.WebhookServer(
+        settings.admission.server = AdmissionServer(
             addr=host, port=config.admission_port, host=host,
             certfile=str(certfile), pkeyfile=str(keyfile),
         )
         settings.admission.managed = MANAGED_CONFIGURATION
         return
     cert_dir = Path(config.admission_cert_dir)
-    settings.admission.server = kopf.WebhookServer(
+    settings.admission.server = AdmissionServer(
         addr="0.0.0.0", port=config.admission_port,  # the Service routes here
         certfile=str(cert_dir / "tls.crt"), pkeyfile=str(cert_dir / "tls.key"),
     )

@@ -40,11 +40,21 @@ class TooLargeError(Exception):
         self.oversize = oversize
 
 
+# When etcd refuses a Job as too large, the API server tries once more without managedFields,
+# on the object its first attempt already defaulted: the Job controller's generated selector
+# and controller-uid labels then fail validation, so the refusal reaches us as a 422 about
+# the selector (seen with Kubernetes 1.36). The operator never sets a selector itself.
+_JOB_RETRY_AFTER_TOO_LARGE = "`selector` not auto-generated"
+
+
 def refused_job(exc: BaseException, action: CreateJob) -> TooLargeError | None:
     """A TooLargeError when the API server refused the attempt's Job for its size."""
-    if not kube.is_too_large(exc):
+    quirk = kube.is_status(exc, 422) and _JOB_RETRY_AFTER_TOO_LARGE in kube.api_message(exc)
+    if not (kube.is_too_large(exc) or quirk):
         return None
-    return TooLargeError(job_too_large(action.step, action.attempt, kube.describe(exc)))
+    why = "storage refused it (reported by the API server as a 422 about the Job's selector)"
+    return TooLargeError(job_too_large(action.step, action.attempt,
+                                       why if quirk else kube.describe(exc)))
 
 
 def refused_status(exc: BaseException) -> TooLargeError | None:

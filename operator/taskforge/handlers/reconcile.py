@@ -26,7 +26,7 @@ from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
 from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
 from taskforge.engine.limits import Waiter
 from taskforge.engine.naming import hashed_job_name
-from taskforge.engine.sizes import check_run_size
+from taskforge.engine.sizes import check_job_size, check_run_size
 from taskforge.handlers.authorization import RunAuthorizer
 from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.failures import (
@@ -343,6 +343,9 @@ class RunReconciler(RunFailures):
         """Create the attempt's Job; under its hashed name when another run's Job has the
         readable one (run `a-b` step `c` and run `a` step `b-c` share `a-b-c-1`)."""
         manifest = build_job(action, ref, self.config.jobs)
+        oversize = check_job_size(manifest, action.step, action.attempt)
+        if oversize is not None:
+            raise TooLargeError(oversize)
         try:
             try:
                 return await asyncio.to_thread(kube.create_job, ref.namespace, manifest)
