@@ -91,12 +91,12 @@ if ! has "$BUSYBOX_IMAGE" || ! has "$PAUSE_IMAGE"; then
   printf 'root:x:0:\nnobody:x:65534:\n' > "$m/etc/group"
   chmod 1777 "$m/tmp"
   "${BUILDAH[@]}" umount "$c" >/dev/null
-  "${BUILDAH[@]}" config --env PATH=/bin --cmd sh "$c"
-  "${BUILDAH[@]}" commit -q "$c" "$BUSYBOX_IMAGE" >/dev/null
-  "${BUILDAH[@]}" tag "$BUSYBOX_IMAGE" docker.io/library/busybox:latest
   # The sandbox only has to hold the pod's namespaces; it is killed when the pod goes.
-  "${BUILDAH[@]}" config --cmd '[]' --entrypoint '["/bin/sleep","infinity"]' "$c"
-  "${BUILDAH[@]}" commit -q --rm "$c" "$PAUSE_IMAGE" >/dev/null
+  "${BUILDAH[@]}" config --env PATH=/bin --entrypoint '["/bin/sleep","infinity"]' "$c"
+  "${BUILDAH[@]}" commit -q "$c" "$PAUSE_IMAGE" >/dev/null
+  "${BUILDAH[@]}" config --entrypoint '[]' --cmd sh "$c"
+  "${BUILDAH[@]}" commit -q --rm "$c" "$BUSYBOX_IMAGE" >/dev/null
+  "${BUILDAH[@]}" tag "$BUSYBOX_IMAGE" docker.io/library/busybox:latest
   log "built $BUSYBOX_IMAGE and $PAUSE_IMAGE"
 fi
 

@@ -124,13 +124,14 @@ class LocalCluster:
         self.node_mode = node
         self.image_config = image_config
         real = node == "kubelet"
+        self.real_node: RealNode | None = (
+            RealNode(self.workdir, self.workdir / "kubeconfig", node_name) if real else None
+        )
         self.control_plane = ControlPlane(
             self.workdir, self.bin_dir, node_name=node_name,
             controllers=ALL_DEFAULT_CONTROLLERS if real else DEFAULT_CONTROLLERS,
-            bind_address=NODE_IP if real else "127.0.0.1", with_scheduler=real,
-        )
-        self.real_node: RealNode | None = (
-            RealNode(self.workdir, self.control_plane.kubeconfig, node_name) if real else None
+            bind_address=NODE_IP if real else "127.0.0.1",
+            scheduler_bin=self.real_node.bin_dir / "kube-scheduler" if self.real_node else None,
         )
         self.redis: RedisServer | None = (
             RedisServer(self.workdir / "redis") if with_redis else None

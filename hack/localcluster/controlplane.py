@@ -68,14 +68,15 @@ class ControlPlane:
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
         *,
         bind_address: str = "127.0.0.1",
-        with_scheduler: bool = False,
+        scheduler_bin: Path | None = None,
     ) -> None:
         self.workdir = workdir.resolve()
         self.bin_dir = bin_dir
         self.node_name = node_name
         self.controllers = tuple(controllers)
         self.bind_address = bind_address
-        self.with_scheduler = with_scheduler
+        # kube-scheduler comes with the real node's binaries (hack/build-node-bins.sh)
+        self.scheduler_bin = scheduler_bin
         self.scheduler: ManagedProcess | None = None
         self.certs: ClusterCerts | None = None
         self.apiserver_port = 0
@@ -124,7 +125,7 @@ class ControlPlane:
             "kube-controller-manager", self._controller_manager_argv(),
             self._log("kube-controller-manager"),
         )
-        if self.with_scheduler:
+        if self.scheduler_bin is not None:
             self.scheduler = ManagedProcess("kube-scheduler", self._scheduler_argv(),
                                             self._log("kube-scheduler"))
         try:
@@ -336,7 +337,7 @@ class ControlPlane:
     def _scheduler_argv(self) -> list[str]:
         kubeconfig = str(self.kubeconfig)
         return [
-            self._bin("kube-scheduler"),
+            str(self.scheduler_bin),
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",

@@ -1,6 +1,6 @@
 """The host-side state of the real node, made and unmade: interfaces, iptables, mounts, cgroups.
 
-A real node changes the machine, unlike the agent: a dummy interface with the node IP, the
+A real node changes the machine, unlike the agent: an interface with the node IP, the
 CNI bridge and its veths, kube-proxy's and kubelet's iptables chains, overlay and tmpfs
 mounts, network namespaces, cgroups, and containerd shims that outlive containerd by design.
 ``make cluster-down`` (and every test session) must leave none of it behind, so this module
@@ -44,7 +44,7 @@ def link_exists(name: str) -> bool:
 
 
 def setup(state_dir: Path) -> None:
-    """The node IP on a dummy interface, and a FORWARD rule that keeps pod traffic local.
+    """The node IP on its own interface, and FORWARD rules that keep pod traffic local.
 
     The CNI bridge plugin turns ``ip_forward`` on (it is the pods' gateway); without the
     DROP rule a pod's packet to any outside address would be routed out of the machine.
@@ -55,9 +55,11 @@ def setup(state_dir: Path) -> None:
     if not saved.exists():
         saved.write_text(_FORWARD_FILE.read_text())
     if not link_exists(NODE_INTERFACE):
-        _run("ip", "link", "add", NODE_INTERFACE, "type", "dummy", check=True)
+        # a bridge without ports: this kernel has no dummy-interface driver
+        _run("ip", "link", "add", NODE_INTERFACE, "type", "bridge", check=True)
     _run("ip", "addr", "replace", f"{NODE_IP}/32", "dev", NODE_INTERFACE, check=True)
     _run("ip", "link", "set", NODE_INTERFACE, "up", check=True)
+    make_cgroups()
     for rule in _isolation_rules():
         if _run("iptables", "-C", *rule).returncode != 0:
             _run("iptables", "-I", *rule[:1], "1", *rule[1:], check=True)
@@ -69,6 +71,21 @@ def _isolation_rules() -> list[list[str]]:
         ["FORWARD", "-s", CLUSTER_RANGE, "!", "-d", CLUSTER_RANGE, *comment, "-j", "DROP"],
         ["FORWARD", "!", "-s", CLUSTER_RANGE, "-d", CLUSTER_RANGE, *comment, "-j", "DROP"],
     ]
+
+
+def make_cgroups() -> None:
+    """The kubelet's cgroup root in every v1 hierarchy (it refuses to start without it).
+
+    cpuset needs its CPUs and memory nodes copied from the parent before anything can join.
+    """
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        if not hierarchy.is_dir() or hierarchy.is_symlink():
+            continue
+        top = hierarchy / CGROUP_ROOT.strip("/")
+        top.mkdir(exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (top / name).exists() and not (top / name).read_text().strip():
+                (top / name).write_text((hierarchy / name).read_text())
 
 
 def kill_cgroup_processes() -> list[int]:

@@ -3,7 +3,7 @@
 Every address comes from the benchmarking range 198.18.0.0/15, which no real network
 routes, so nothing the node does can reach or collide with another network:
 
-* 198.18.0.1/32, on a dummy interface ``tf-node0``, is the node's IP. The apiserver,
+* 198.18.0.1/32, on a port-less bridge ``tf-node0``, is the node's IP. The apiserver,
   kubelet and kube-proxy listen there, so pods reach the apiserver (through the
   ``kubernetes`` Service) and host test servers, and nothing listens on the host's NIC.
 * 198.18.1.0/24 is the pod network: the CNI bridge ``tf-cni0`` (gateway 198.18.1.1),
