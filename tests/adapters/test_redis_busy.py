@@ -68,8 +68,8 @@ async def test_pool_exhaustion_is_busy(settings: RedisSettings) -> None:
     conn = RedisConnection(RedisSettings(url=settings.url, prefix=settings.prefix,
                                          pool_size=1, pool_timeout=0.05))
     try:
-        slow = asyncio.ensure_future(conn.run(lambda: conn.client.execute_command(
-            "BLPOP", "nothing-here", "0.3"), "blpop"))
+        slow = asyncio.ensure_future(conn.run(
+            lambda: conn.client.blpop(["nothing-here"], timeout=0.3), "blpop"))
         await asyncio.sleep(0.05)
         with pytest.raises(RedisBusyError, match="connections stayed busy"):
             await conn.run(conn.client.ping, "ping")
@@ -87,7 +87,7 @@ async def test_a_late_deadline_is_busy_not_down(conn: RedisConnection) -> None:
     healthy. (On an idle loop a hung Redis is still an outage: test_redis_outage.py.)"""
 
     async def starved() -> None:
-        time.sleep(conn.settings.deadline + 0.5)
+        time.sleep(conn.settings.deadline + 0.5)  # noqa: ASYNC251 -- the point: a stalled loop
         await asyncio.sleep(10)
 
     with pytest.raises(RedisBusyError, match="stalled"):
@@ -100,8 +100,8 @@ async def test_busy_limits_refuse_whatever_the_policy(settings: RedisSettings) -
                                          pool_size=1, pool_timeout=0.01,
                                          rate_limit_policy="open"))
     try:
-        slow = asyncio.ensure_future(conn.run(lambda: conn.client.execute_command(
-            "BLPOP", "nothing-here", "0.2"), "blpop"))
+        slow = asyncio.ensure_future(conn.run(
+            lambda: conn.client.blpop(["nothing-here"], timeout=0.2), "blpop"))
         await asyncio.sleep(0.05)
         got = await RateLimiter(conn).acquire("k", 5, 1.0)
         grant = await Slots(conn).acquire("s", "h", 5)
