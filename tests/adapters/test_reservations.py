@@ -11,7 +11,9 @@ from taskforge.adapters import metrics
 from taskforge.adapters.ratelimit import RateLimiter
 from taskforge.adapters.redis_client import RedisConnection, RedisSettings
 from taskforge.adapters.reservations import Reservations
+from taskforge.api.run import WorkflowRunStatus
 from taskforge.api.workflow import WorkflowSpec
+from taskforge.engine.actions import CreateJob, EmitEvent, Plan
 from taskforge.engine.limits import Waiter
 from taskforge.handlers.limits import Limits
 from taskforge.handlers.webhook_limits import webhook_admit, webhook_release
@@ -111,3 +113,21 @@ async def test_skipped_limits_are_reported() -> None:
     outage = limits.outage()
     assert outage is not None and "127.0.0.1:1" in outage
     await limits.close()
+
+
+async def test_skipped_step_limits_get_an_event() -> None:
+    spec = WorkflowSpec.model_validate({"steps": [
+        {"name": "call", "rateLimit": {"key": "api", "limit": 1, "per": "1m"},
+         "concurrency": {"key": "api", "maxRunning": 1}, "log": {"message": "x"}}]})
+    plan = Plan(actions=(CreateJob("call", 1, "r-call-1", "log", {}, None, {}),),
+                status=WorkflowRunStatus(), requeue_after=None)
+    limits = Limits(RedisSettings(url="redis://127.0.0.1:1/0"))
+    before = metrics.LIMITS_SKIPPED.labels("step_rate")._value.get()
+    gated = await limits.gate_steps(plan, spec, namespace="ns", uid="u", run_name="r", now=NOW)
+    await limits.close()
+    assert gated.actions[0] == plan.actions[0]  # open policy: the step starts
+    [event] = [a for a in gated.actions if isinstance(a, EmitEvent)]
+    assert event.type == "Warning" and event.reason == "LimitNotApplied"
+    assert "step 'call': concurrency key 'api'" in event.message
+    assert "step 'call': rate limit 'api'" in event.message
+    assert metrics.LIMITS_SKIPPED.labels("step_rate")._value.get() == before + 1
