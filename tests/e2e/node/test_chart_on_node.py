@@ -1,0 +1,204 @@
+"""The Helm chart installed on the real node, the way a user installs it on kind.
+
+`helm install` with the image `make image` built, into a namespace enforcing the
+`restricted` Pod Security Standard: the operator Deployment becomes Available (its probes
+pass in a real container), its admission webhook is reached through its Service (the
+apiserver, a host process, goes through kube-proxy's rules to the pod), and workflows run
+with every step in a real container of the executor image. Then cancel, `helm upgrade`
+during a run, and `helm uninstall`. The chart is uninstalled whatever happens: while its
+operator is not Ready, its webhook (failurePolicy Fail) refuses every run in the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from localcluster.testing import ClusterUnderTest
+
+from tests.e2e.helm_kit import CHART, helm_binary, run_helm
+from tests.e2e.node.nodekit import IMAGE, ctr, restricted_namespace
+from tests.e2e.operator.conftest import Kube, step_phases
+from tests.e2e.operator.stepkit import Reply, StubServer, step_of
+
+pytestmark = pytest.mark.real_node
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+REPO, TAG = IMAGE.rsplit(":", 1)
+
+
+class Release:
+    def __init__(self, cluster: ClusterUnderTest, helm: Path, name: str, namespace: str) -> None:
+        self.cluster, self.helm, self.name, self.namespace = cluster, helm, name, namespace
+
+    def helm_args(self, *extra: str) -> list[str]:
+        return [self.name, str(CHART), "--namespace", self.namespace,
+                "--set", f"image.repository={REPO}", "--set", f"image.tag={TAG}",
+                "--set", "image.pullPolicy=Never", "--wait", "--timeout", "180s", *extra]
+
+    def operator_pods(self) -> list[dict[str, Any]]:
+        out = self.cluster.kubectl("get", "pods", "-n", self.namespace, "-o", "json", "-l",
+                                   f"app.kubernetes.io/instance={self.name}").stdout
+        pods: list[dict[str, Any]] = json.loads(out)["items"]
+        return pods
+
+    def deployment(self) -> dict[str, Any]:
+        out = self.cluster.kubectl("get", "deployment", "-n", self.namespace, "-o", "json",
+                                   "-l", f"app.kubernetes.io/instance={self.name}").stdout
+        (dep,) = json.loads(out)["items"]
+        return dict(dep)
+
+
+@pytest.fixture(scope="module")
+def release(cluster: ClusterUnderTest) -> Iterator[Release]:
+    helm = helm_binary()
+    with restricted_namespace(cluster, "taskforge-system") as ns:
+        rel = Release(cluster, helm, f"tf-{uuid.uuid4().hex[:6]}", ns)
+        run_helm(helm, "install", *rel.helm_args(), "--kubeconfig", str(cluster.kubeconfig))
+        try:
+            yield rel
+        finally:
+            run_helm(helm, "uninstall", rel.name, "--namespace", ns, "--wait",
+                     "--kubeconfig", str(cluster.kubeconfig), check=False)
+
+
+@pytest.fixture
+def kube(cluster: ClusterUnderTest, release: Release) -> Iterator[Kube]:
+    with restricted_namespace(cluster, "e2e-chart") as ns:
+        yield Kube(cluster.api_client(), ns, cluster.kubeconfig)
+
+
+def test_install_leaves_the_operator_available_in_a_restricted_namespace(
+    release: Release,
+) -> None:
+    dep = release.deployment()
+    available = {c["type"]: c["status"] for c in dep["status"]["conditions"]}
+    assert available.get("Available") == "True", dep["status"]
+    (pod,) = release.operator_pods()
+    status = pod["status"]["containerStatuses"][0]
+    assert status["ready"] and status["started"] and status["restartCount"] == 0, status
+    # containerd may report the image by another of its names; the ID is what ran
+    assert pod["spec"]["containers"][0]["image"] == IMAGE and "sha256:" in status["imageID"]
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def apply_example(cluster: ClusterUnderTest, kube: Kube, name: str,
+                  edit: Any = None) -> None:
+    docs = [d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
+    if edit is not None:
+        edit(docs)
+    cluster.kubectl("apply", "-n", kube.namespace, "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def assert_real_containers(cluster: ClusterUnderTest, kube: Kube, run: str) -> None:
+    """Each step's pod ran the executor image in a container that containerd created."""
+    pods = kube.core.list_namespaced_pod(kube.namespace,
+                                         label_selector=f"taskforge.io/run={run}").items
+    assert pods, f"no step pods of {run}"
+    for pod in pods:
+        (status,) = pod.status.container_statuses
+        assert status.container_id.startswith("containerd://"), status
+        assert pod.spec.containers[0].image == IMAGE and "sha256:" in status.image_id, status
+        assert pod.spec.security_context.run_as_non_root is True
+
+
+def test_hello_runs_with_every_step_in_a_real_container(
+    cluster: ClusterUnderTest, kube: Kube
+) -> None:
+    apply_example(cluster, kube, "hello.yaml")
+    run = kube.wait_run("hello-1", timeout=120)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert step_of(run, "count")["outputs"]["letters"] == len("Hello, Taskforge!")
+    assert_real_containers(cluster, kube, "hello-1")
+
+
+def test_http_step_in_a_pod_reaches_a_server_on_this_machine(
+    cluster: ClusterUnderTest, kube: Kube
+) -> None:
+    stub = StubServer(cluster.host_ip)
+    stub.start()
+    try:
+        stub.route("/json", Reply(200, {"slideshow": {"title": "Sample Slide Show"}}))
+        stub.route("/post", Reply(200, echo=True))
+
+        def local(docs: list[dict[str, Any]]) -> None:
+            run = next(d for d in docs if d["kind"] == "WorkflowRun")
+            run["spec"]["params"] = {"source": f"{stub.url}/json", "target": f"{stub.url}/post"}
+
+        apply_example(cluster, kube, "http-fetch-and-post.yaml", local)
+        run = kube.wait_run("http-fetch-and-post-1", timeout=120)
+        assert run["status"]["phase"] == "Succeeded", run["status"]
+        assert len(stub.requests("/post")) == 1
+    finally:
+        stub.stop()
+
+
+def test_cancel_stops_the_container(cluster: ClusterUnderTest, kube: Kube) -> None:
+    kube.workflow("long", {"steps": [
+        {"name": "sleep", "script": {"language": "sh", "source": "sleep 300"}},
+    ]})
+    name = kube.start_run("long")
+    deadline = time.monotonic() + 90
+    container_id = ""
+    while not container_id:
+        assert time.monotonic() < deadline, "the step's container never ran"
+        for pod in kube.core.list_namespaced_pod(
+                kube.namespace, label_selector=f"taskforge.io/run={name}").items:
+            for status in pod.status.container_statuses or []:
+                if status.state.running is not None:
+                    container_id = status.container_id.split("://", 1)[1]
+        time.sleep(0.3)
+    assert container_id in ctr(cluster, "tasks", "ls")
+    kube.patch_run(name, {"spec": {"cancel": True}})
+    run = kube.wait_run(name, timeout=60)
+    assert run["status"]["phase"] == "Cancelled", run["status"]
+    deadline = time.monotonic() + 60
+    while container_id in ctr(cluster, "tasks", "ls"):
+        assert time.monotonic() < deadline, "the cancelled step's container still runs"
+        time.sleep(0.5)
+
+
+def test_upgrade_rolls_the_operator_without_losing_a_run(
+    cluster: ClusterUnderTest, kube: Kube, release: Release
+) -> None:
+    (before,) = release.operator_pods()
+    kube.workflow("steady", {"steps": [
+        {"name": "wait", "script": {"language": "sh", "source": "sleep 8"}},
+        {"name": "after", "dependsOn": ["wait"], "log": {"message": "after {{ run.name }}"}},
+    ]})
+    name = kube.start_run("steady")
+    kube.wait_run(name, until=lambda r: step_phases(r).get("wait") == "Running", timeout=90)
+    run_helm(release.helm, "upgrade", *release.helm_args("--set", "logLevel=DEBUG"),
+             "--kubeconfig", str(cluster.kubeconfig))
+    (after,) = release.operator_pods()
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    env = {e["name"]: e.get("value") for e in after["spec"]["containers"][0]["env"]}
+    assert env["TASKFORGE_LOG_LEVEL"] == "DEBUG"
+    run = kube.wait_run(name, timeout=120)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert {s: step_of(run, s)["attempts"] for s in ("wait", "after")} == {"wait": 1, "after": 1}
+    assert len(kube.jobs(name)) == 2
+
+
+def test_uninstall_removes_everything(cluster: ClusterUnderTest, release: Release) -> None:
+    """Last in this module: the fixture's own uninstall then finds nothing to do."""
+    run_helm(release.helm, "uninstall", release.name, "--namespace", release.namespace,
+             "--wait", "--kubeconfig", str(cluster.kubeconfig))
+    selector = f"app.kubernetes.io/instance={release.name}"
+    namespaced = cluster.kubectl(
+        "get", "deployments,replicasets,services,secrets,serviceaccounts,roles,rolebindings,"
+        "configmaps,networkpolicies,ingresses", "-n",
+        release.namespace, "-l", selector, "-o", "name").stdout.split()
+    cluster_wide = cluster.kubectl(
+        "get", "clusterroles,clusterrolebindings,mutatingwebhookconfigurations,"
+        "validatingwebhookconfigurations", "-l", selector, "-o", "name").stdout.split()
+    assert namespaced == [] and cluster_wide == []
+    deadline = time.monotonic() + 60
+    while release.operator_pods():  # the garbage collector deletes it after its ReplicaSet
+        assert time.monotonic() < deadline, "the operator pod outlived the uninstall"
+        time.sleep(0.5)
