@@ -7,6 +7,7 @@ and the pool answers the next render at once with a fresh worker.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,12 @@ from typing import Any
 
 import pytest
 from taskforge.adapters.template_workers import TemplateWorkers
+from taskforge.engine.actions import Plan
 from taskforge.engine.sandbox import TemplateError, TemplateLimitError
 from taskforge.engine.templating import render_in_process
+from taskforge.handlers.planning import Planner
+
+from tests.engine.enginekit import cond, creates, facts, step, workflow
 
 CTX: dict[str, Any] = {"params": {"who": "world", "kib": "k" * 1024},
                        "steps": {"a": {"phase": "Succeeded", "outputs": {"id": 7}}}}
@@ -99,3 +104,42 @@ def test_close_stops_the_workers() -> None:
     procs = [w.proc for w in workers._workers]
     workers.close()
     assert all(p is not None and p.poll() is not None for p in procs)
+
+
+# -- the planner: real Jinja off the event loop, and a cap on reconciles waiting for it ------
+
+
+def test_plans_with_slow_templates_never_stall_the_loop_and_wait_in_few_slots() -> None:
+    planner = Planner(TemplateWorkers(size=1, timeout=1.0))
+    slow = facts(workflow(step("a", message=SLOW)))
+    fast = facts(workflow(step("a", message="{{ run.name }}")))
+
+    async def main() -> tuple[list[Plan | None], Plan | None, float]:
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        slow_plans = asyncio.gather(*(planner.plan(slow) for _ in range(3)))
+        await asyncio.sleep(0.05)
+        quick = await planner.plan(fast)  # never waits for the workers
+        results = await slow_plans
+        tick.cancel()
+        return list(results), quick, max(gaps)
+
+    try:
+        results, quick, worst_gap = asyncio.run(main())
+    finally:
+        planner.close()
+    assert quick is not None and creates(quick)[0].config["message"] == "run1"
+    assert sum(r is None for r in results) == 1  # 2 slots (1 worker + 1): the third requeues
+    for p in (r for r in results if r is not None):
+        assert cond(p) == ("False", "TemplateLimit")
+        assert "log.message: rendering took longer than 1 s" in (p.status.message or "")
+    assert worst_gap < 0.5, worst_gap

@@ -139,6 +139,9 @@ class _Worker:
             raise TemplateLimitError(
                 f"{field}: the template worker stopped while rendering (exit code {code}):"
                 " the template went over its memory or time limit") from None
+        except ValueError as exc:  # not JSON: a bug, not the template's fault
+            self._replace("garbled")
+            raise WorkerUnavailableError(f"template worker sent garbage: {exc}") from None
         if "ok" in reply:
             return dict(reply["ok"])
         cls = TemplateLimitError if reply.get("error") == "TemplateLimit" else TemplateError

@@ -37,7 +37,7 @@ from taskforge.handlers.failures import (
     ship_backoff,
 )
 from taskforge.handlers.limits import Limits
-from taskforge.handlers.planning import Planner
+from taskforge.handlers.planning import BUSY_RETRY_SECONDS, Planner
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.store import Key, Store
 
@@ -201,6 +201,9 @@ class RunReconciler(RunFailures):
             if admission is not None:
                 facts = replace(facts, admission=admission)
         result = await self.planner.plan(facts)
+        if result is None:  # its templates need the workers, and they are all taken
+            self.queue.add_after(key, BUSY_RETRY_SECONDS)
+            return
         spec = result.status.workflow_spec
         uid = facts.uid
         if spec is not None and self.limits.enabled:
