@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from taskforge.api.steps import Step
@@ -82,8 +82,12 @@ def template_problems(source: str, path: str, *, params: frozenset[str], steps: 
         return [f"{path}: template syntax error: {exc.message}"]
     problems: list[str] = []
     shadowed = _assigned(tree)
-    for name in sorted(meta.find_undeclared_variables(tree) - TEMPLATE_VARIABLES
-                       - set(ENV.globals)):
+    # Not meta.find_undeclared_variables: it runs Jinja's code generator, which evaluates
+    # constant filter expressions (`{{ ([[1]] * 100000) | sum(start=[]) }}` takes minutes),
+    # and this runs on the operator's event loop. Names read minus names bound anywhere in
+    # the template never evaluates anything (bounded templates, sandbox.py).
+    read = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+    for name in sorted(read - shadowed - TEMPLATE_VARIABLES - set(ENV.globals)):
         problems.append(f"{path}: the template reads {name!r}, which is not defined"
                         " (templates see params, steps, run and trigger)")
     if "params" not in shadowed:
