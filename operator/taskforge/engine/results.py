@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskforge.api.resultlog import summarize
 from taskforge.api.results import (
     EXIT_OK,
     EXIT_PERMANENT,
