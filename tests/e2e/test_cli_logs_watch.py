@@ -31,7 +31,7 @@ def cli(crds: ClusterUnderTest, namespace: str) -> Iterator[Cli]:
 # --- watch -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("phase", "code"), [("Succeeded", 0), ("Failed", 1)])
+@pytest.mark.parametrize(("phase", "code"), [("Succeeded", 0), ("Failed", 3)])
 def test_watch_exits_with_the_runs_outcome(cli: Cli, phase: str, code: int) -> None:
     name = cli.new_run()
     proc = cli.popen("watch", name)

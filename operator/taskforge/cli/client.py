@@ -16,9 +16,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 import urllib3
@@ -27,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from taskforge import GROUP, VERSION
 from taskforge.cli.errors import CliError, api_message
+from taskforge.cli.options import ClusterOptions
 
 RUNS = "workflowruns"
 WORKFLOWS = "workflows"
@@ -34,50 +34,6 @@ MERGE_PATCH = "application/merge-patch+json"
 _SINGULAR = {RUNS: "run", WORKFLOWS: "workflow"}
 _TIMEOUT = (5.0, 30.0)  # connect, read: an unreachable cluster fails fast, not after minutes
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-_PANEL = "Cluster options"
-
-KubeconfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--kubeconfig",
-        help="Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).",
-        show_default=False,
-        rich_help_panel=_PANEL,
-    ),
-]
-ContextOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--context", help="Kubeconfig context (default: the current one).", show_default=False,
-        rich_help_panel=_PANEL,
-    ),
-]
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--namespace", "-n",
-        help="Namespace (default: the context's, else 'default').", show_default=False,
-        rich_help_panel=_PANEL,
-    ),
-]
-
-
-@dataclass(frozen=True)
-class ClusterOptions:
-    """What the person typed; None means "kubectl's default"."""
-
-    kubeconfig: Path | None = None
-    context: str | None = None
-    namespace: str | None = None
-
-    def over(self, base: ClusterOptions) -> ClusterOptions:
-        """These options where set, else `base`'s (command options beat global ones)."""
-        return ClusterOptions(
-            kubeconfig=self.kubeconfig or base.kubeconfig,
-            context=self.context or base.context,
-            namespace=self.namespace or base.namespace,
-        )
-
 
 def connect(
     ctx: typer.Context,

@@ -14,15 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from taskforge.cli.client import (
-    RUNS,
-    WORKFLOWS,
-    Cluster,
-    ContextOpt,
-    KubeconfigOpt,
-    NamespaceOpt,
-    connect,
-)
+from taskforge.cli.client import RUNS, WORKFLOWS, Cluster, connect
+from taskforge.cli.completion import run_names, workflow_names
+from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
 from taskforge.cli.params import load_param_file, parse_assignments, resolve
 from taskforge.cli.render import emit, is_terminal
 from taskforge.cli.runs import plan_retry, run_manifest
@@ -46,7 +40,7 @@ OutputOpt = Annotated[
 ]
 WatchOpt = Annotated[
     bool,
-    typer.Option("--watch", help="Follow the run until it ends; exit 1 unless it Succeeded."),
+    typer.Option("--watch", help="Follow the run until it ends; exit 3 unless it Succeeded."),
 ]
 NameOpt = Annotated[
     str | None,
@@ -80,7 +74,8 @@ def run(
     ctx: typer.Context,
     *,
     workflow: Annotated[str, typer.Argument(help="Name of the Workflow to run.",
-                                            show_default=False)],
+                                            show_default=False,
+                                            autocompletion=workflow_names)],
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="A param as key=value; the value is a YAML scalar"
@@ -120,21 +115,27 @@ def retry(
     ctx: typer.Context,
     *,
     run_name: Annotated[str, typer.Argument(metavar="RUN", help="The failed or cancelled run.",
-                                            show_default=False)],
+                                            show_default=False,
+                                            autocompletion=run_names)],
     watch: WatchOpt = False,
     name: NameOpt = None,
+    no_reuse: Annotated[
+        bool, typer.Option("--no-reuse", help="Run every step again; reuse no outputs.")
+    ] = False,
     output: OutputOpt = None,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Start a new run of RUN's workflow and params, reusing the steps that Succeeded.
+    """Start a new run of RUN's workflow and params, reusing the outputs of steps that
+    Succeeded (and whose upstream steps are reused too), unless a step says
+    `reuseOnRetry: false`. Only outputs are reused, never side effects.
 
-    The steps that did not succeed run again (trigger retry, label taskforge.io/retry-of).
+    The other steps run again (trigger retry, label taskforge.io/retry-of).
     """
     cluster = connect(ctx, namespace, context, kubeconfig)
     old = cluster.get(RUNS, run_name)
-    plan = plan_retry(cluster, old, name)
+    plan = plan_retry(cluster, old, name, reuse_steps=not no_reuse)
     if plan.warning:
         print(f"warning: {plan.warning}", file=sys.stderr)
     created = cluster.create(RUNS, plan.manifest)
@@ -146,7 +147,8 @@ def cancel(
     ctx: typer.Context,
     *,
     run_name: Annotated[str, typer.Argument(metavar="RUN", help="The run to cancel.",
-                                            show_default=False)],
+                                            show_default=False,
+                                            autocompletion=run_names)],
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,

@@ -26,16 +26,9 @@ from rich.table import Table
 
 from taskforge.adapters.deadletter import DeadLetterEntry, DeadLetterStream
 from taskforge.adapters.redis_client import RedisConnection, RedisSettings, RedisUnavailableError
-from taskforge.cli.client import (
-    RUNS,
-    WORKFLOWS,
-    ContextOpt,
-    KubeconfigOpt,
-    NamespaceOpt,
-    chosen_namespace,
-    connect,
-)
+from taskforge.cli.client import RUNS, WORKFLOWS, chosen_namespace, connect
 from taskforge.cli.errors import CliError
+from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
 from taskforge.cli.render import compact, console, emit, human, parse_time
 from taskforge.cli.runs import run_manifest
 from taskforge.cli.show import DataOutput

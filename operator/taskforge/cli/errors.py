@@ -1,5 +1,8 @@
 """One-line errors for people, and the command group that turns them into exit code 1.
 
+The kubernetes client is imported only when an error has to be described and a command
+has loaded it: `taskforge --help` must not pay for it.
+
 A CLI that prints a traceback for "run not found" or "connection refused" reads as a
 crash. Commands raise `CliError` (or let an `ApiException` or a connection error escape);
 `Group.invoke` catches them once for every command and sub-command, prints
@@ -9,15 +12,16 @@ crash. Commands raise `CliError` (or let an `ApiException` or a connection error
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config import ConfigException
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
+
+if TYPE_CHECKING:  # the client is imported by the commands that use it, not by `--help`
+    from kubernetes.client.exceptions import ApiException
 
 
 class CliError(Exception):
@@ -43,6 +47,12 @@ def describe(exc: BaseException) -> str | None:
     """The one-line message for an expected error, or None for a bug."""
     if isinstance(exc, CliError):
         return str(exc)
+    if "kubernetes" not in sys.modules:  # no command that talks to the cluster has run
+        return None
+    import urllib3.exceptions  # noqa: PLC0415 (lazy: see the module's docstring)
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+    from kubernetes.config import ConfigException  # noqa: PLC0415
+
     if isinstance(exc, ApiException):
         if exc.status in (401, 403):
             return f"not allowed: {api_message(exc)}"
@@ -58,7 +68,7 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
-def _reason(exc: urllib3.exceptions.MaxRetryError) -> str:
+def _reason(exc: Any) -> str:
     """`Connection refused` rather than urllib3's nested repr of the pool and the retry."""
     reason = exc.reason
     text = str(reason) if reason is not None else str(exc)
@@ -75,9 +85,40 @@ class Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # Any: typer's vendored click Context is private
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # `taskforge logs RUN | head`: the reader left. Stop quietly, and point stdout
+            # at devnull so the flush at exit does not raise again (the signal module's
+            # advice for SIGPIPE in Python).
+            _silence_stdout()
+            raise typer.Exit(0) from None
         except Exception as exc:  # typer.Exit and usage errors are not "expected": re-raised
             message = describe(exc)
             if message is None:
                 raise
             print(f"error: {message}", file=sys.stderr)
             raise typer.Exit(1) from None
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+_option_type = TyperOption.display_type_rich
+
+
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """No `<bool>` next to a flag in help: a flag takes no value (as click and kubectl show
+    it). typer 0.29 labels every option with its type; tests/unit/test_cli_main.py checks
+    the help of every command, so a typer upgrade that changes this hook is noticed."""
+    if self.is_flag or self.count:
+        return None
+    return _option_type(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]

@@ -18,16 +18,10 @@ from typing import Annotated, Any
 
 import typer
 
-from taskforge.cli.client import (
-    RUNS,
-    Cluster,
-    ContextOpt,
-    KubeconfigOpt,
-    NamespaceOpt,
-    connect,
-    lines,
-)
+from taskforge.cli.client import RUNS, Cluster, connect, lines
+from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError, describe
+from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
 from taskforge.cli.render import is_terminal
 from taskforge.cli.runs import layout, spec_of
 from taskforge.engine.naming import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, label_value
@@ -135,7 +129,8 @@ def _stream(cluster: Cluster, pod: StepPod, writer: _Writer, follow: bool) -> No
 def logs(
     ctx: typer.Context,
     *,
-    run: Annotated[str, typer.Argument(help="Name of the WorkflowRun.", show_default=False)],
+    run: Annotated[str, typer.Argument(help="Name of the WorkflowRun.", show_default=False,
+                                       autocompletion=run_names)],
     step: Annotated[
         str | None,
         typer.Argument(help="Only this step (default: all, each line prefixed by its step).",

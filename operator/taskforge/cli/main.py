@@ -1,35 +1,120 @@
 """The `taskforge` command (also installed as `kubectl-taskforge`, a kubectl plugin).
 
-This module only assembles the app: the global cluster options, the commands from their
-modules, and the error handling of `errors.Group`.
+This module only assembles the app: the global cluster options, the commands, and the error
+handling of `errors.Group`. The commands are loaded lazily: `taskforge --help` and
+`--version` import typer and nothing else (no kubernetes client, no pydantic models), so
+they start in a tenth of the time; a command's module is imported when that command runs,
+when its own help is asked for, or when the shell completes its arguments. The root help
+lists the commands from `COMMANDS` (a test checks each summary against the command's
+docstring).
+
+Exit codes (also in the root help): 0 ok, 1 an error (printed on one line), 2 a usage
+error, 3 a run that failed or was cancelled (`watch`, `run --watch`, `retry --watch`). A
+closed pipe (`taskforge logs RUN | head`) ends quietly with 0 (see `errors.Group`).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
+from typer.models import CommandInfo
 
-from taskforge.cli import create, dlq, logs, show, validate, watching
-from taskforge.cli.client import ClusterOptions, ContextOpt, KubeconfigOpt, NamespaceOpt
 from taskforge.cli.errors import Group
+from taskforge.cli.options import ClusterOptions, ContextOpt, KubeconfigOpt, NamespaceOpt
+
+# name -> (module, attribute, the one-line summary the root help shows)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("taskforge.cli.create", "run",
+            "Start a run of a Workflow (a WorkflowRun with trigger manual)."),
+    "list": ("taskforge.cli.show", "list_",
+             "List workflows (steps, schedule, last run, validity) or runs (phase, progress, "
+             "age)."),
+    "get": ("taskforge.cli.show", "get",
+            "Show a run: phase, workflow, params, conditions, and its steps in DAG order."),
+    "logs": ("taskforge.cli.logs", "logs",
+             "Print the logs of a run's step pods (the latest attempt of each by default)."),
+    "watch": ("taskforge.cli.watching", "watch",
+              "Show a run live until it ends; exit 0 if it Succeeded, 3 otherwise."),
+    "cancel": ("taskforge.cli.create", "cancel",
+               "Cancel a run: running steps stop, finally steps still run (sets spec.cancel)."),
+    "retry": ("taskforge.cli.create", "retry",
+              "Start a new run of RUN's workflow and params, reusing the outputs of steps that "
+              "Succeeded."),
+    "validate": ("taskforge.cli.validate", "validate",
+                 "Check Workflow and WorkflowRun manifests offline (no cluster); exit 1 on any "
+                 "error."),
+    "dlq": ("taskforge.cli.dlq", "app", "The dead-letter stream: steps that failed for good."),
+}
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 error; 2 usage error; 3 the run failed or was cancelled "
+    "(watch, run --watch, retry --watch)."
+)
+
+
+class LazyGroup(Group):
+    """A root group whose commands are imported on first use (see the module docstring)."""
+
+    _stubs_only = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(n for n in self.commands if n not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module, attr, summary = COMMANDS[cmd_name]
+        if self._stubs_only:  # listing for the root help: the summary is all it needs
+            return TyperCommand(cmd_name, help=summary, short_help=summary)
+        target = getattr(importlib.import_module(module), attr)
+        if isinstance(target, typer.Typer):
+            command: Any = typer.main.get_group(target)
+        else:
+            command = typer.main.get_command_from_info(
+                CommandInfo(name=cmd_name, callback=target),
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=app.rich_markup_mode,
+            )
+        command.name = cmd_name
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._stubs_only = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._stubs_only = False
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> Any:
+        # Completing a command name needs the names only, not every module.
+        self._stubs_only = True
+        try:
+            return super().shell_complete(ctx, incomplete)
+        finally:
+            self._stubs_only = False
+
 
 app = typer.Typer(
-    cls=Group,
+    cls=LazyGroup,
     name="taskforge",
     help="Run and inspect Taskforge workflows on Kubernetes.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 (lazy)
+
         try:
             print(f"taskforge {version('taskforge')}")
         except PackageNotFoundError:
@@ -50,17 +135,6 @@ def _global(
 ) -> None:
     """Run and inspect Taskforge workflows on Kubernetes."""
     ctx.obj = ClusterOptions(kubeconfig=kubeconfig, context=context, namespace=namespace)
-
-
-app.command("run")(create.run)
-app.command("list")(show.list_)
-app.command("get")(show.get)
-app.command("logs")(logs.logs)
-app.command("watch")(watching.watch)
-app.command("cancel")(create.cancel)
-app.command("retry")(create.retry)
-app.command("validate")(validate.validate)
-app.add_typer(dlq.app, name="dlq")
 
 
 def main() -> None:

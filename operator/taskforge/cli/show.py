@@ -8,15 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from taskforge.cli.client import (
-    RUNS,
-    WORKFLOWS,
-    ContextOpt,
-    KubeconfigOpt,
-    NamespaceOpt,
-    connect,
-)
+from taskforge.cli.client import RUNS, WORKFLOWS, connect
+from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError
+from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
 from taskforge.cli.render import (
     as_list,
     console,
@@ -40,9 +35,13 @@ OutputOpt = Annotated[
                  show_default=False),
 ]
 WORKFLOW_REF_FIELD = "spec.workflowRef.name"
+# The CRDs' names and short names (api/crdgen.py), as kubectl accepts them; wf/wfr are the
+# CLI's older aliases, kept so scripts that used them go on working.
 _KINDS = {
-    "runs": RUNS, "run": RUNS, "workflowruns": RUNS, "wfr": RUNS,
-    "workflows": WORKFLOWS, "workflow": WORKFLOWS, "wf": WORKFLOWS,
+    "runs": RUNS, "run": RUNS, "workflowruns": RUNS, "workflowrun": RUNS,
+    "tfr": RUNS, "tfrun": RUNS, "wfr": RUNS,
+    "workflows": WORKFLOWS, "workflow": WORKFLOWS, "tfw": WORKFLOWS, "tfwf": WORKFLOWS,
+    "wf": WORKFLOWS,
 }
 
 
@@ -73,7 +72,8 @@ def list_(
     *,
     kind: Annotated[
         str,
-        typer.Argument(metavar="[workflows|runs]", help="What to list (default: runs).",
+        typer.Argument(metavar="[workflows|runs]",
+                       help="What to list: workflows (tfw) or runs (tfr; the default).",
                        show_default=False),
     ] = "runs",
     workflow: Annotated[
@@ -128,7 +128,8 @@ def list_(
 def get(
     ctx: typer.Context,
     *,
-    run: Annotated[str, typer.Argument(help="Name of the WorkflowRun.", show_default=False)],
+    run: Annotated[str, typer.Argument(help="Name of the WorkflowRun.", show_default=False,
+                                       autocompletion=run_names)],
     output: OutputOpt = None,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,

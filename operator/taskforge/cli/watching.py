@@ -15,8 +15,10 @@ from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from taskforge.cli.client import RUNS, Cluster, ContextOpt, KubeconfigOpt, NamespaceOpt, connect
+from taskforge.cli.client import RUNS, Cluster, connect
+from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError
+from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
 from taskforge.cli.render import console, is_terminal, run_view
 from taskforge.cli.runs import Layout, layout, spec_of
 
@@ -76,20 +78,26 @@ def follow(cluster: Cluster, name: str, *, live: bool = True) -> dict[str, Any]:
     return final
 
 
+RUN_FAILED = 3
+
+
 def exit_code(run: dict[str, Any]) -> int:
-    """0 for Succeeded, 1 for anything else, like a failed command."""
-    return 0 if (run.get("status") or {}).get("phase") == "Succeeded" else 1
+    """0 for Succeeded, else RUN_FAILED: distinct from 1 (the CLI's own error, e.g. the run
+    was not found) and 2 (usage), so a script can tell "the run failed" from "the command
+    failed"."""
+    return 0 if (run.get("status") or {}).get("phase") == "Succeeded" else RUN_FAILED
 
 
 def watch(
     ctx: typer.Context,
     *,
-    run: Annotated[str, typer.Argument(help="Name of the WorkflowRun.", show_default=False)],
+    run: Annotated[str, typer.Argument(help="Name of the WorkflowRun.", show_default=False,
+                                       autocompletion=run_names)],
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Show a run live until it ends; exit 0 if it Succeeded, 1 otherwise."""
+    """Show a run live until it ends; exit 0 if it Succeeded, 3 otherwise."""
     cluster = connect(ctx, namespace, context, kubeconfig)
     final = follow(cluster, run)
     raise typer.Exit(exit_code(final))

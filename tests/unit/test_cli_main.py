@@ -1,0 +1,102 @@
+"""The `taskforge` command as a whole: lazy start-up, help, exit codes, pipes, kind names.
+
+These run the installed entry point in a subprocess where the behaviour is the process's
+(what it imports, how it ends on a closed pipe), and typer's CliRunner elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import subprocess
+import sys
+
+import pytest
+import typer
+from taskforge.cli import show
+from taskforge.cli.main import COMMANDS, app
+from typer.testing import CliRunner
+
+HEAVY = ("kubernetes", "pydantic", "redis", "yaml", "jinja2", "cel", "taskforge.api")
+
+
+def _imports_after(*argv: str) -> set[str]:
+    code = (
+        "import sys\n"
+        "from taskforge.cli.main import main\n"
+        f"sys.argv = ['taskforge', *{list(argv)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(sys.modules), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env={"COLUMNS": "100", "PATH": ""})
+    return set(proc.stderr.split())
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], []])
+def test_help_and_version_import_no_heavy_library(argv: list[str]) -> None:
+    loaded = _imports_after(*argv)
+    assert not [m for m in loaded if m.split(".")[0] in HEAVY or m.startswith(HEAVY)]
+
+
+def test_root_help_lists_every_command_with_its_own_summary() -> None:
+    """The root help shows COMMANDS' summaries without importing the commands: each must
+    still be how the command's docstring starts."""
+    for name, (module, attr, summary) in COMMANDS.items():
+        target = getattr(importlib.import_module(module), attr)
+        doc = target.info.help if isinstance(target, typer.Typer) else inspect.getdoc(target)
+        first = " ".join((doc or "").split("\n\n")[0].split())
+        assert first.startswith(summary.rstrip(".")), (name, summary, first)
+    out = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    assert all(name in out for name in COMMANDS) and "Exit codes: 0 ok; 1 error" in out
+
+
+@pytest.mark.parametrize("command", [[], *([n] for n in COMMANDS), ["dlq", "list"]])
+def test_help_shows_no_type_next_to_a_flag(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output and "--help" in result.output
+
+
+def test_usage_errors_exit_2() -> None:
+    assert CliRunner().invoke(app, ["nonsense"]).exit_code == 2
+    assert CliRunner().invoke(app, ["list", "--no-such-flag"]).exit_code == 2
+
+
+def test_the_crd_short_names_name_the_kinds() -> None:
+    assert show._KINDS["tfw"] == show._KINDS["tfwf"] == show._KINDS["workflows"]
+    assert show._KINDS["tfr"] == show._KINDS["tfrun"] == show._KINDS["runs"]
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`taskforge ... | head`: the reader is gone before the command writes; no traceback."""
+    code = (
+        "import sys, typer\n"
+        "from taskforge.cli.main import app\n"
+        "@app.command('spew')\n"
+        "def spew() -> None:\n"
+        "    for i in range(100000):\n        print('line', i)\n"
+        "sys.argv = ['taskforge', 'spew']\n"
+        "app(prog_name='taskforge')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_completion_offers_command_names_without_a_cluster() -> None:
+    env = {"_TASKFORGE_COMPLETE": "complete_bash", "COMP_WORDS": "taskforge l",
+           "COMP_CWORD": "1", "PATH": "", "KUBECONFIG": "/nonexistent"}
+    code = "from taskforge.cli.main import main; main()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=False)
+    assert out.stdout.split() == ["list", "logs"], out
+    env["COMP_WORDS"], env["COMP_CWORD"] = "taskforge get ", "2"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=False)
+    assert out.stdout.strip() == "" and "Traceback" not in out.stderr, out
