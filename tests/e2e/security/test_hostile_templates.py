@@ -2,7 +2,8 @@
 
 The attacks of issue 11: `{{ 'x' * 30000000 }}` (grew the operator by ~850 MiB), a nested
 `range(19000)` loop (blocked the event loop for 11-24 s) and a template that renders to 4 MB
-(the Job create failed with 413, retried forever). Each must fail its own run with reason
+(the Job create failed with 413, retried forever); and one quadratic filter call that only
+the template worker's time limit stops. Each must fail its own run with reason
 TemplateLimit, naming the step and the field, without a Job and without being retried, while
 a canary chain of log steps keeps its hand-off latency, `/healthz` keeps answering at once
 and the operator (with its template workers) stays within a memory bound.
@@ -46,6 +47,9 @@ HOSTILE: dict[str, tuple[dict[str, Any], str, str]] = {
                                  "{% endfor %}{% endfor %}"}}, "log.message",
              # the work cap (~0.3 s of CPU), or the worker's time limit on a starved machine
              "(units of work|rendering took longer than)"),
+    # One filter call, quadratic, that no in-sandbox count sees: the worker's time limit.
+    "slow-filter": ({"log": {"message": "{{ ([[1]] * 100000) | sum(start=[]) | length }}"}},
+                    "log.message", "rendering took longer than 2 s"),
     "render-4mb": ({"script": {"source": "{% for i in range(4096) %}{{ params.kib }}"
                                          "{% endfor %}"}}, "script.source",
                    "rendered output exceeds 262144 bytes"),
