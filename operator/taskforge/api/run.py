@@ -15,6 +15,7 @@ from taskforge.api.common import (
     k8s_validations,
     list_map,
 )
+from taskforge.api.durations import Timestamp
 from taskforge.api.workflow import ObjectMeta, WorkflowSpec
 
 StepFailure = Literal["Failed", "TimedOut", "PodFailure", "TemplateLimit"]
@@ -120,6 +121,37 @@ class WorkflowRunSpec(Model):
         return self
 
 
+MAX_ATTEMPT_HISTORY = 10
+"""Attempts kept in `attemptHistory` (fewer in big runs: engine/attempts.py). With
+`retry.limit` up to 100 a step could otherwise keep 101 records; ten show the pattern (the
+same error, growing waits) in at most ~2.3 KiB."""
+MAX_ATTEMPT_MESSAGE_CHARS = 128
+
+AttemptReason = Literal["Succeeded", "Failed", "TimedOut", "PodFailure", "Cancelled"]
+
+
+class AttemptRecord(Model):
+    """One attempt of a step: when it ran and how it ended."""
+
+    attempt: int = Field(description="The attempt's number, from 1.")
+    started_at: Timestamp | None = Field(
+        default=None, description="When the operator created the attempt's Job."
+    )
+    finished_at: Timestamp | None = Field(
+        default=None, description="When it ended (unset while it runs)."
+    )
+    exit_code: int | None = Field(default=None, description="Exit code of the step's process.")
+    reason: AttemptReason | None = Field(
+        default=None,
+        description="How it ended: Succeeded, Failed, TimedOut, PodFailure or Cancelled.",
+    )
+    message: str | None = Field(
+        default=None,
+        max_length=MAX_ATTEMPT_MESSAGE_CHARS,
+        description="Why it failed, cut to 128 characters.",
+    )
+
+
 class StepStatus(Model):
     """Status of one step. Kept small on purpose: a 1,000-step run must stay well under etcd's
     object limit."""
@@ -131,8 +163,10 @@ class StepStatus(Model):
     )
     attempts: int = Field(default=0, description="Attempts launched so far.")
     job_name: str | None = Field(default=None, description="Name of the latest attempt's Job.")
-    started_at: datetime | None = Field(default=None, description="When the first attempt began.")
-    finished_at: datetime | None = Field(default=None, description="When it became terminal.")
+    started_at: Timestamp | None = Field(
+        default=None, description="When the first attempt began (RFC 3339, milliseconds)."
+    )
+    finished_at: Timestamp | None = Field(default=None, description="When it became terminal.")
     exit_code: int | None = Field(default=None, description="Exit code of the latest attempt.")
     failure: StepFailure | None = Field(
         default=None,
@@ -144,15 +178,24 @@ class StepStatus(Model):
         description="The step's result, as {{ steps.NAME.outputs }} in templates (bounded).",
     )
     message: str | None = Field(default=None, description="Why the step is in this phase.")
-    next_attempt_at: datetime | None = Field(
+    next_attempt_at: Timestamp | None = Field(
         default=None, description="When the next attempt starts (phase Retrying)."
     )
-    wait_until: datetime | None = Field(
+    wait_until: Timestamp | None = Field(
         default=None, description="Held back by a rate limit until then (phase Waiting)."
     )
     reused: bool | None = Field(
         default=None, description="The result was taken from an earlier run (spec.reuseSteps)."
     )
+    attempt_history: list[AttemptRecord] | None = Field(
+        default=None,
+        max_length=MAX_ATTEMPT_HISTORY,
+        description="Each attempt of a step that was retried, oldest first, the running one"
+        " included: the last 10 (in runs of over 50 steps, 500 shared out, at least 2 a step;"
+        " the first attempt listed tells how many older ones were dropped). Unset for a step"
+        " that ran once: its startedAt, finishedAt, exitCode, failure and message say it all.",
+    )
+
 
 
 class PinnedWorkflow(Model):
@@ -175,7 +218,7 @@ class DeadLetter(Model):
     step: str = Field(description="Name of the failed step.")
     error: str = Field(description="The failure message.")
     attempts: int = Field(description="Attempts made.")
-    failed_at: datetime = Field(description="When the step failed for good.")
+    failed_at: Timestamp = Field(description="When the step failed for good.")
     shipped: bool = Field(
         default=False, description="Redis acknowledged the record (the outbox is drained)."
     )
@@ -208,8 +251,8 @@ class WorkflowRunStatus(Model):
     params: dict[str, Any] | None = Field(
         default=None, description="Parameter values after defaults were applied."
     )
-    started_at: datetime | None = Field(default=None, description="When the run started.")
-    finished_at: datetime | None = Field(default=None, description="When the run ended.")
+    started_at: Timestamp | None = Field(default=None, description="When the run started.")
+    finished_at: Timestamp | None = Field(default=None, description="When the run ended.")
     duration: str | None = Field(
         default=None,
         description="How long the run took, or has taken so far, e.g. 1m30s (see"

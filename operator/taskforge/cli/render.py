@@ -276,7 +276,35 @@ def _step_details(st: dict[str, Any], now: datetime) -> list[Text]:
     until = parse_time(st.get("waitUntil"))
     if until is not None and st.get("phase") in ("Pending", "Waiting"):
         details.append(Text(f"rate-limited until {until:%H:%M:%S}", style="yellow"))
+    details.extend(attempt_lines(st, now))
     return details
+
+
+def attempt_lines(st: dict[str, Any], now: datetime) -> list[Text]:
+    """One line per attempt of a retried step (status attemptHistory), oldest first:
+    'attempt 2  12:00:01.301  199ms  exit 75  Failed: boom'."""
+    history = st.get("attemptHistory") or []
+    lines: list[Text] = []
+    first = history[0].get("attempt", 1) if history else 1
+    if first > 1:
+        earlier = "1 earlier attempt" if first == 2 else f"{first - 1} earlier attempts"
+        lines.append(Text(f"{earlier} not kept", style="dim"))
+    for record in history:
+        start = parse_time(record.get("startedAt"))
+        line = Text(f"attempt {record.get('attempt', '?')}", style="dim")
+        line.append(f"  {start:%H:%M:%S.%f}"[:-3] if start else "  -", style="dim")
+        ended = record.get("finishedAt")
+        line.append(f"  {span(record.get('startedAt'), ended, now)}" + ("" if ended
+                    else " so far"), style="dim")
+        if record.get("exitCode") is not None:
+            line.append(f"  exit {record['exitCode']}", style="dim")
+        reason = record.get("reason")
+        if reason:
+            line.append(f"  {reason}", style="green" if reason == "Succeeded" else "red")
+        if record.get("message"):
+            line.append(f": {compact(str(record['message']), 100)}", style="dim")
+        lines.append(line)
+    return lines
 
 
 def _header(run: dict[str, Any], now: datetime) -> Table:

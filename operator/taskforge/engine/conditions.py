@@ -93,7 +93,10 @@ def set_condition(
         and old.observed_generation == observed_generation
     ):
         return list(conditions or ())
-    changed_at = old.last_transition_time if old is not None and old.status == status else now
+    # Whole seconds, unlike the rest of status: `lastTransitionTime` is a metav1.Time in the
+    # API conventions, and a Go client reading conditions as metav1.Condition expects that.
+    changed_at = (old.last_transition_time if old is not None and old.status == status
+                  else now.replace(microsecond=0))
     new = Condition(
         type=type_,
         status=status,

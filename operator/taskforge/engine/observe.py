@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from taskforge.api.durations import format_duration
+from taskforge.api.durations import ceil_millis, format_duration
 from taskforge.api.run import StepFailure, StepStatus
 from taskforge.api.steps import FailureKind
+from taskforge.engine import attempts as history
 from taskforge.engine.facts import ObservedJob
 from taskforge.engine.results import StepResult, bound_message, bound_outputs, parse_result
 from taskforge.engine.retry import RetryDecision, decide
-from taskforge.engine.work import Work, ceil_second
+from taskforge.engine.work import Work
 
 _ADOPTABLE = frozenset({"Pending", "Retrying", "Waiting"})
 
@@ -50,7 +51,9 @@ def adopt(work: Work) -> None:
         if job.attempt == attempts + 1:
             work.set(name, st or StepStatus(), phase="Running", attempts=job.attempt,
                      job_name=job.name, started_at=(st and st.started_at) or job.started_at
-                     or work.stamp, next_attempt_at=None, wait_until=None, message=None)
+                     or work.stamp, next_attempt_at=None, wait_until=None, message=None,
+                     **history.started(st or StepStatus(), job.attempt,
+                                       job.started_at or work.stamp, _limit(work)))
     for name in [n for n in work.dag.order if phase[n] == "Running"]:
         st = work.steps[name]
         current = work.jobs.get((name, st.attempts))
@@ -58,8 +61,39 @@ def adopt(work: Work) -> None:
             (later := work.jobs.get((name, st.attempts + 1))) is not None
         ):
             st = work.set(name, st, attempts=later.attempt, job_name=later.name,
-                          exit_code=current.exit_code, failure=current.failure or "Failed")
+                          exit_code=current.exit_code, failure=current.failure or "Failed",
+                          **_adopted_retry(work, st, current, later))
             current = later
+
+
+def _limit(work: Work) -> int:
+    return history.history_limit(len(work.dag.order))
+
+
+def _adopted_retry(
+    work: Work, st: StepStatus, failed_job: ObservedJob, later: ObservedJob
+) -> dict[str, object]:
+    """History changes for a retry found in the Jobs only: the failed attempt, the next."""
+    ended = history.ended(
+        st, at=history.end_time(failed_job.finished_at, work.stamp),
+        exit_code=failed_job.exit_code, reason=failed_job.failure or "Failed", message=None,
+        retrying=True, limit=_limit(work))
+    moved = st.model_copy(update=ended)
+    return history.started(moved, later.attempt, later.started_at or work.stamp, _limit(work))
+
+
+def _attempt_end(
+    work: Work, st: StepStatus, job: ObservedJob, message: str | None, *,
+    retrying: bool = False,
+) -> dict[str, object]:
+    """The end of the step's current attempt: its history record, and `finished_at` unless
+    the step is retried (finishedAt is when the step became terminal)."""
+    end = history.end_time(job.finished_at, work.stamp)
+    reason = "Succeeded" if job.state == "Succeeded" else (job.failure or "Failed")
+    record = history.ended(
+        st, at=end, exit_code=job.exit_code, reason=reason, message=message,
+        retrying=retrying, limit=_limit(work))
+    return record if retrying else {"finished_at": end} | record
 
 
 def fold(work: Work, *, stop_main: bool, stop_final: bool) -> None:
@@ -94,12 +128,13 @@ def fold(work: Work, *, stop_main: bool, stop_final: bool) -> None:
             why = "the run is stopping" if stop_main or stop_final else (
                 f"the run is failing (step {work.failing!r} failed)")
             work.set(name, st, phase="Cancelled", exit_code=job.exit_code,
-                     failure=job.failure or "Failed", finished_at=work.stamp,
+                     failure=job.failure or "Failed",
+                     **_attempt_end(work, st, job, error),
                      message=bound_message(
                          f"attempt {st.attempts} failed: {error}; not retried: {why}"))
         else:
             failed(work, name, st, job,
-                   f"attempt {st.attempts} failed: {error}; {decision.reason}")
+                   f"attempt {st.attempts} failed: {error}; {decision.reason}", error=error)
 
 
 def _succeeded(work: Work, name: str, st: StepStatus, job: ObservedJob) -> None:
@@ -107,7 +142,8 @@ def _succeeded(work: Work, name: str, st: StepStatus, job: ObservedJob) -> None:
     work.set(name, st, phase="Succeeded",
              exit_code=job.exit_code if job.exit_code is not None else 0,
              outputs=bound_outputs(result.outputs, work.output_limit) or None,
-             finished_at=job.finished_at or work.stamp, message=None, next_attempt_at=None)
+             **_attempt_end(work, st, job, None),
+             message=None, next_attempt_at=None)
     work.emit("Normal", "StepSucceeded", f"step {name!r} succeeded (attempt {st.attempts})",
               name)
 
@@ -124,25 +160,32 @@ def _retrying(
     work: Work, name: str, st: StepStatus, job: ObservedJob, *, decision: RetryDecision,
     error: str,
 ) -> None:
-    at = ceil_second(work.now + timedelta(seconds=decision.delay))
+    # The exact instant, to the millisecond (rounded up, so the wait is never cut short):
+    # rounding up to a whole second made every wait up to a second longer than asked.
+    at = ceil_millis(work.now + timedelta(seconds=decision.delay))
     message = bound_message(f"attempt {st.attempts} failed: {error}; attempt"
                             f" {st.attempts + 1} in {format_duration(decision.delay)}")
     work.set(name, st, phase="Retrying", exit_code=job.exit_code,
              failure=job.failure or "Failed", next_attempt_at=at, message=message,
+             **_attempt_end(work, st, job, error, retrying=True),
              outputs=_failure_outputs(work, job))
     work.emit("Warning", "StepRetrying", f"step {name!r}: {message}", name)
 
 
 def failed(
     work: Work, name: str, st: StepStatus, job: ObservedJob | None, message: str, *,
-    failure: StepFailure | None = None,
+    failure: StepFailure | None = None, error: str | None = None,
 ) -> None:
-    """A step failed for good (exhausted, permanent, template or `when` error)."""
+    """A step failed for good (exhausted, permanent, template or `when` error).
+
+    `error` is the attempt's own failure, for its history record (`message` says more)."""
+    attempt_end = _attempt_end(work, st, job, error or message) if job else {
+        "finished_at": work.stamp}
     message = bound_message(message)
     work.set(name, st, phase="Failed",
              outputs=_failure_outputs(work, job) if job else st.outputs,
              exit_code=job.exit_code if job else st.exit_code,
              failure=failure or ((job.failure or "Failed") if job else "Failed"),
-             finished_at=(job.finished_at if job else None) or work.stamp,
+             **attempt_end,
              next_attempt_at=None, wait_until=None, message=message)
     work.emit("Warning", "StepFailed", f"step {name!r} failed: {message}", name)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from taskforge.api.durations import parse_duration
+from taskforge.api.durations import parse_duration, to_millis
 from taskforge.api.run import TERMINAL_RUN_PHASES, StepFailure, StepStatus, WorkflowRunStatus
+from taskforge.engine import attempts as history
 from taskforge.engine import status as runstatus
 from taskforge.engine.actions import Action, CreateJob, DeleteJob, Plan
 from taskforge.engine.conditions import WhenError, evaluate_when
@@ -69,7 +70,7 @@ def plan(facts: RunFacts, render: Renderer = render_in_process) -> Plan:
         result = runstatus.Outcome("Failed", "InvalidWorkflow", str(exc))
         new, event = runstatus.finish_status(
             status, steps=dict(status.steps or {}), phase={}, dag=empty,
-            generation=facts.generation, now=facts.now.replace(microsecond=0), result=result,
+            generation=facts.generation, now=to_millis(facts.now), result=result,
             letter=None,
         )
         return Plan(actions=(event,), status=new, requeue_after=None)
@@ -260,8 +261,12 @@ def _cancel(work: Work, names: tuple[str, ...], why: str) -> None:
         if st.phase == "Running" and st.job_name and st.job_name not in work.deleted:
             work.actions.append(DeleteJob(st.job_name, f"step {name!r}: {why}"))
             work.deleted.add(st.job_name)
+        ended = history.ended(
+            st, at=work.stamp, exit_code=None, reason="Cancelled", message=why, retrying=False,
+            limit=history.history_limit(len(work.dag.order)),
+        ) if st.phase == "Running" else {}
         work.set(name, st, phase="Cancelled", finished_at=work.stamp, next_attempt_at=None,
-                 wait_until=None, message=why)
+                 wait_until=None, message=why, **ended)
 
 
 def _timeout_seconds(work: Work, name: str) -> int | None:
@@ -304,6 +309,8 @@ def _launch(work: Work, name: str, st: StepStatus, attempt: int, *, again: bool 
         return
     work.set(name, st, phase="Running", attempts=attempt, job_name=name_of_job,
              started_at=st.started_at or work.stamp, exit_code=None, next_attempt_at=None,
-             wait_until=None, message=None)
+             wait_until=None, message=None,
+             **history.started(st, attempt, work.stamp,
+                               history.history_limit(len(work.dag.order))))
     work.emit("Normal", "StepStarted",
               f"step {name!r} started: attempt {attempt}, job {name_of_job}", name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import weakref
 from typing import Literal
 
-from taskforge.api.durations import format_duration
+from taskforge.api.durations import format_duration, to_millis
 from taskforge.api.run import PinnedWorkflow, StepStatus, WorkflowRunStatus
 from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.actions import EmitEvent, Plan
@@ -80,7 +80,7 @@ def _failed(
     phase: Literal["Failed", "Cancelled"] = "Failed",
 ) -> Plan:
     """A run that ends before it starts: invalid, or cancelled while still Pending."""
-    now = facts.now.replace(microsecond=0)
+    now = to_millis(facts.now)
     message = bound_message(message)
     old = facts.status or WorkflowRunStatus()
     status = WorkflowRunStatus(
@@ -122,7 +122,7 @@ def _pending(
         status="Unknown",
         reason=reason,
         message=message,
-        now=facts.now.replace(microsecond=0),
+        now=to_millis(facts.now),
         observed_generation=facts.generation,
     )
     status = old.model_copy(
@@ -203,7 +203,7 @@ def _pinned_status(
     params: dict[str, object],
     reused: dict[str, dict[str, object] | None],
 ) -> WorkflowRunStatus:
-    now = facts.now.replace(microsecond=0)
+    now = to_millis(facts.now)
     pending = StepStatus(phase="Pending")
     limit = output_budget(len(dag.order))
     steps: dict[str, StepStatus] = {}

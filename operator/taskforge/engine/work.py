@@ -7,9 +7,10 @@ are kept up to date by the single mutation point, `Work.set`, instead of being r
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
+from taskforge.api.durations import to_millis
 from taskforge.api.run import TERMINAL_STEP_PHASES, StepStatus, WorkflowRunStatus
 from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.actions import Action, EmitEvent
@@ -29,20 +30,15 @@ costs ~40 us), its burst of API calls and the size of its status patch when a wi
 fan-out becomes ready at once."""
 
 
-def ceil_second(at: datetime) -> datetime:
-    """Round up to a whole second, so a wait written to status is never cut short."""
-    return at if not at.microsecond else at.replace(microsecond=0) + timedelta(seconds=1)
-
-
 class Work:
     def __init__(
         self, facts: RunFacts, status: WorkflowRunStatus, spec: WorkflowSpec, dag: Dag
     ) -> None:
         self.facts = facts
         self.now: datetime = facts.now
-        self.stamp: datetime = facts.now.replace(microsecond=0)
-        """Times written to status are whole seconds, like Kubernetes' own metav1.Time: it
-        keeps 1,000 step statuses smaller and comparisons above use the exact `now`."""
+        self.stamp: datetime = to_millis(facts.now)
+        """Times written to status have milliseconds (api/durations.py); comparisons use the
+        exact `now`."""
         self.spec = spec
         self.dag = dag
         self.jobs: dict[tuple[str, int], ObservedJob] = {

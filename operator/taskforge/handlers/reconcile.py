@@ -220,7 +220,10 @@ class RunReconciler(RunFailures):
         status, new_status = done
         requeue = [t for t in (result.requeue_after, ship_retry) if t is not None]
         if requeue:
-            self.queue.add_after(key, min(requeue))
+            # requeue_after counts from `now`, when the facts were read: the Jobs and the
+            # status write since then took time too, so a backoff wakes at its instant.
+            took = (datetime.now(UTC) - now).total_seconds()
+            self.queue.add_after(key, max(min(requeue) - took, 0.0))
         if self.limits.enabled:
             await self.limits.release_finished(key[0], uid, spec, facts.status, status)
         phase = new_status.get("phase")
