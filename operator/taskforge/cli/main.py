@@ -43,8 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cancel": ("taskforge.cli.create", "cancel",
                "Cancel a run: running steps stop, finally steps still run (sets spec.cancel)."),
     "retry": ("taskforge.cli.create", "retry",
-              "Start a new run of RUN's workflow and params, reusing the outputs of steps that "
-              "Succeeded."),
+              "Start a new run of RUN's workflow and params."),
     "validate": ("taskforge.cli.validate", "validate",
                  "Check Workflow and WorkflowRun manifests offline (no cluster); exit 1 on any "
                  "error."),
