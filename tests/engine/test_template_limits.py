@@ -215,3 +215,20 @@ def test_plain_context_sends_only_the_steps_named(sources: list[str], names: set
     out = plain_context(context, {"message": sources[0], "more": sources[1:]})
     assert set(out["steps"]) == names
     assert out["params"] == {"x": 1}
+
+
+def test_a_repeat_create_that_fails_to_render_never_fails_a_running_step() -> None:
+    """The repeat CreateJob of an attempt whose Job is not in the cache yet renders again;
+    a worker out of time on a busy node must not fail a step whose Job was created."""
+    spec = workflow(step("a", message="{{ run.name | upper }}"))
+    cluster = Cluster(facts(spec))
+    cluster.reconcile()
+    cluster.jobs.clear()  # created, not observed yet
+
+    def out_of_time(config: dict[str, Any], context: dict[str, Any], root: str
+                    ) -> dict[str, Any]:
+        raise TemplateLimitError(f"{root}.message: rendering took longer than 2 s")
+
+    p = plan(cluster.facts(), render=out_of_time)
+    assert (st := (p.status.steps or {})["a"]).phase == "Running" and st.failure is None
+    assert creates(p) == [] and p.requeue_after is not None and p.requeue_after > 0

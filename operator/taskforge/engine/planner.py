@@ -45,6 +45,8 @@ from taskforge.engine.work import TERMINAL, Work
 
 __all__ = ["plan"]
 
+REPEAT_RENDER_SECONDS = 5.0
+
 
 def plan(facts: RunFacts, render: Renderer = render_in_process) -> Plan:
     """Decide the next actions and the new status of a run from its facts alone.
@@ -290,6 +292,12 @@ def _launch(work: Work, name: str, st: StepStatus, attempt: int, *, again: bool 
     try:
         config = render_step_config(step, work.ctx.for_templates(), work.render)
     except TemplateError as exc:
+        if again:
+            # The Job was created from an earlier render; only a limit of time can fail
+            # now (a busy node). Never fail a step whose Job may be running for that:
+            # skip the repeat and look again a little later.
+            work.wakeups.append(work.now + timedelta(seconds=REPEAT_RENDER_SECONDS))
+            return
         kind: StepFailure | None = None
         if isinstance(exc, TemplateLimitError):
             kind = "TemplateLimit"
