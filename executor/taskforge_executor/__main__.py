@@ -21,7 +21,7 @@ from typing import Any
 
 from taskforge.api.results import EXIT_OK, EXIT_PERMANENT, EXIT_RETRYABLE
 
-from taskforge_executor import contract
+from taskforge_executor import bigresult, contract
 from taskforge_executor.console import Console, Redactor
 from taskforge_executor.outcome import Outcome, StepError, encode, permanent
 from taskforge_executor.steps import StepContext
@@ -147,6 +147,7 @@ def main() -> int:
         http_status=outcome.http_status,
     )
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the result is known: let it be written
+    redacted = bigresult.prepare(redacted, console.stream)
     write_termination_message(redacted, env, console)
     return exit_code(redacted)
 

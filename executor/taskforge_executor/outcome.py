@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskforge.api.resultlog import KEY_RESULT_LOG
 from taskforge.api.results import (
     KEY_ERROR,
     KEY_HTTP_STATUS,
@@ -86,6 +87,8 @@ class Outcome:
     retryable: bool | None = None
     retry_after: int | None = None
     http_status: int | None = None
+    result_log: dict[str, Any] | None = None
+    """Set when the whole result was printed to the log (see bigresult.py)."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {KEY_OK: self.ok, KEY_OUTPUTS: self.outputs}
@@ -97,6 +100,8 @@ class Outcome:
             wire[KEY_RETRY_AFTER] = self.retry_after
         if self.http_status is not None:
             wire[KEY_HTTP_STATUS] = self.http_status
+        if self.result_log is not None:
+            wire[KEY_RESULT_LOG] = self.result_log
         return wire
 
 

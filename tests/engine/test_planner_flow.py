@@ -181,7 +181,8 @@ def test_template_error_creates_no_job_and_names_the_field() -> None:
     final = cluster.run()
     assert all(c.step != "post" for p in cluster.plans for c in creates(p))
     assert (final.status.steps or {})["post"].message == (
-        "step 'post': log.message: 'dict object' has no attribute 'nope'")
+        "step 'post': log.message: steps.a.outputs.nope is absent: step 'a' (Succeeded)"
+        " reported no outputs")
 
 
 def test_when_error_message_names_the_expression() -> None:
@@ -190,10 +191,10 @@ def test_when_error_message_names_the_expression() -> None:
     assert message.startswith("when: 'params.nope': no such key")
 
 
-def test_outputs_flow_to_dependents_and_are_bounded() -> None:
-    big = {"blob": "x" * 5000}
+def test_outputs_flow_to_dependents_and_big_ones_are_summarized_per_key() -> None:
+    big = {"blob": "x" * 5000, "small": 1}
     spec = workflow(step("a"), step("b", "a", message="{{ steps.a.outputs.n }}"),
-                    step("c", "b", message="{{ steps.b.outputs._truncated }}"))
+                    step("c", "b", message="{{ steps.b.outputs.small }}"))
 
     def outcome(s: str, attempt: int) -> ObservedJob:
         return ok(s, attempt, {"n": 7} if s == "a" else big)
@@ -201,9 +202,10 @@ def test_outputs_flow_to_dependents_and_are_bounded() -> None:
     cluster = Cluster(facts(spec), outcome=outcome)
     final = cluster.run()
     configs = {c.step: c.config for p in cluster.plans for c in creates(p)}
-    assert configs["b"]["message"] == "7" and configs["c"]["message"] == "True"
-    out = (final.status.steps or {})["b"].outputs or {}
-    assert out["_truncated"] is True and out["size"] > 5000
+    assert configs["b"]["message"] == "7" and configs["c"]["message"] == "1"
+    st = (final.status.steps or {})["b"]
+    assert st.outputs == {"small": 1, "_truncated": {"blob": 5002}}
+    assert st.result is not None and st.result.size == len('{"blob":"","small":1}') + 5000
 
 
 def test_trigger_and_run_data_reach_templates() -> None:

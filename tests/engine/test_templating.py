@@ -83,7 +83,8 @@ def test_render(step: Step, expected: dict[str, Any]) -> None:
     ("step", "message"),
     [
         (Step(name="post", http=HttpStep(url="{{ steps.fetch.outputs.x }}")),
-         "step 'post': http.url: 'dict object' has no attribute 'x'"),
+         "step 'post': http.url: steps.fetch.outputs.x is absent: step 'fetch' (Succeeded)"
+         " reported keys body"),
         (Step(name="post", http=HttpStep(url="u", json_body={"a": [1, "{{ params.nope }}"]})),
          "step 'post': http.json.a[1]: 'dict object' has no attribute 'nope'"),
         (Step(name="say", log=LogStep(message="{{ unclosed")),

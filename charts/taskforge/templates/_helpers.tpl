@@ -104,7 +104,9 @@ RBAC rules the operator needs in each namespace it serves. Every verb is used:
     limits) and patches or updates them; their status is written with patch/update.
   - jobs: one per step attempt (create), cancelled or timed out ones deleted.
   - pods: the step result is the pod's termination message (watch); pods/log for
-    `taskforge logs` and failure diagnostics.
+    `taskforge logs`, failure diagnostics and step results over 4 KiB (printed to the log).
+  - configmaps: a step result larger than its share of the run's status is kept in a
+    ConfigMap owned by the run (create) and read back for later steps' templates (get).
   - events: on runs and workflows, by the operator and kopf.
 No Secrets: step pods read the Secrets they name themselves, and only when the run's
 creator may read them (SubjectAccessReview); webhook keys get their own Role in the
@@ -126,6 +128,9 @@ namespaces listed in `webhook.secretNamespaces` (taskforge.webhookKeyRules).
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create"]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

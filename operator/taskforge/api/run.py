@@ -152,6 +152,18 @@ class AttemptRecord(Model):
     )
 
 
+class StoredResult(Model):
+    """Where a step's whole result is kept when it is larger than its share of status.
+
+    The operator writes the result into this ConfigMap (owned by the run, so it goes with
+    it) before status records the step as done: an acknowledged result is never lost.
+    """
+
+    config_map: str = Field(max_length=253, description="ConfigMap holding the result.")
+    size: int = Field(description="Size of the whole result as compact JSON, in bytes.")
+    sha256: str = Field(max_length=64, description="SHA-256 of that JSON, to check a read.")
+
+
 class StepStatus(Model):
     """Status of one step. Kept small on purpose: a 1,000-step run must stay well under etcd's
     object limit."""
@@ -175,7 +187,12 @@ class StepStatus(Model):
     )
     outputs: dict[str, Any] | None = Field(
         default=None,
-        description="The step's result, as {{ steps.NAME.outputs }} in templates (bounded).",
+        description="The step's result, as {{ steps.NAME.outputs }} in templates. Larger than"
+        " the step's share of status, it is kept whole in the ConfigMap named by `result`, and"
+        " here each key that did not fit is listed in `_truncated` with its size in bytes.",
+    )
+    result: StoredResult | None = Field(
+        default=None, description="Where the whole result is kept when outputs is a summary."
     )
     message: str | None = Field(default=None, description="Why the step is in this phase.")
     next_attempt_at: Timestamp | None = Field(

@@ -52,7 +52,20 @@ class EmitEvent:
     """The step the event is about, if any (lets the adapter filter or aggregate)."""
 
 
-Action = CreateJob | DeleteJob | EmitEvent
+@dataclass(frozen=True)
+class StoreResult:
+    """Keep a step's whole result in a ConfigMap owned by the run; an existing one with the
+    same SHA-256 is done. Applied before the status that refers to it is written, so status
+    never names a result that is not stored."""
+
+    step: str
+    attempt: int
+    config_map: str
+    data: bytes
+    sha256: str
+
+
+Action = CreateJob | DeleteJob | EmitEvent | StoreResult
 
 
 @dataclass(frozen=True)

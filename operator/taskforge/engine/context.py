@@ -15,16 +15,31 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskforge.api.run import StepStatus, WorkflowRunSpec
+from taskforge.engine.outputs import UNAVAILABLE_KEY, StepOutputs
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _PENDING = StepStatus()
 
 
-def step_entry(status: StepStatus) -> dict[str, Any]:
-    """One step as templates see it; outputs default to {} so `.outputs` always exists."""
+def step_entry(
+    status: StepStatus, name: str = "", whole: Mapping[str, Any] | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """One step as templates see it; outputs default to {} so `.outputs` always exists.
+
+    `whole` is the step's whole result when status holds only a summary of it (see
+    engine/stored.py); `note` says why it could not be loaded, for the error a template
+    gets when it reads a key the summary left out.
+    """
+    if whole is not None:
+        outputs: Mapping[str, Any] = whole
+    else:
+        outputs = status.outputs or {}
+        if status.result is not None:
+            outputs = {**outputs, UNAVAILABLE_KEY: note or "it was not loaded for this plan"}
     return {
         "phase": status.phase,
-        "outputs": status.outputs or {},
+        "outputs": StepOutputs(name, outputs, status.phase),
         "exitCode": status.exit_code,
         "attempts": status.attempts,
     }
@@ -38,15 +53,22 @@ class StepsView(Mapping[str, dict[str, Any]]):
     result recorded earlier in the same plan is visible.
     """
 
-    def __init__(self, statuses: Mapping[str, StepStatus], names: tuple[str, ...]) -> None:
+    def __init__(
+        self, statuses: Mapping[str, StepStatus], names: tuple[str, ...],
+        results: Mapping[str, Mapping[str, Any]] | None = None,
+        notes: Mapping[str, str] | None = None,
+    ) -> None:
         self._statuses = statuses
         self._names = names
         self._known = frozenset(names)
+        self._results = results if results is not None else {}
+        self._notes = notes if notes is not None else {}
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         if name not in self._known:
             raise KeyError(name)
-        return step_entry(self._statuses.get(name, _PENDING))
+        return step_entry(self._statuses.get(name, _PENDING), name, self._results.get(name),
+                          self._notes.get(name))
 
     def __contains__(self, name: object) -> bool:
         return name in self._known
@@ -105,6 +127,8 @@ def build_context(
     params: Mapping[str, Any],
     statuses: Mapping[str, StepStatus],
     names: tuple[str, ...],
+    results: Mapping[str, Mapping[str, Any]] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> EvalContext:
     trigger = spec.trigger
     scheduled = trigger.scheduled_time if trigger else None
@@ -117,5 +141,5 @@ def build_context(
             "scheduledTime": scheduled.isoformat() if scheduled else None,
             "deliveryId": trigger.delivery_id if trigger else None,
         },
-        steps=StepsView(statuses, names),
+        steps=StepsView(statuses, names, results, notes),
     )

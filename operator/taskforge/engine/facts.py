@@ -7,9 +7,10 @@ and lets an operator restarted at any moment rebuild its picture from status and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from taskforge.api.run import WorkflowRunSpec, WorkflowRunStatus
 from taskforge.api.workflow import WorkflowSpec
@@ -38,6 +39,21 @@ class ObservedJob:
     termination_message: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    result_data: bytes | None = None
+    """The whole result (outputs as JSON) when the termination message said it is in the pod
+    log and the adapter read and checked it there (see engine/stored.py)."""
+    result_error: str | None = None
+    """Why such a result could not be read (the pod and its log are gone, say)."""
+
+
+@dataclass(frozen=True)
+class LoadedResult:
+    """A step's stored result read back for templates and `when`: its whole outputs, or why
+    they could not be had (then templates see the summary in status and say so)."""
+
+    sha256: str
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,3 +107,5 @@ class RunFacts:
     now: datetime
     admission: RunAdmission | None = None
     authorization: RunAuthorization | None = None
+    results: Mapping[str, LoadedResult] = field(default_factory=dict)
+    """Stored results of the steps `stored.wanted_results` names, by step."""

@@ -13,8 +13,9 @@ from taskforge.api.run import StepFailure, StepStatus
 from taskforge.api.steps import FailureKind
 from taskforge.engine import attempts as history
 from taskforge.engine.facts import ObservedJob
-from taskforge.engine.results import StepResult, bound_message, bound_outputs, parse_result
+from taskforge.engine.results import StepResult, bound_message, parse_result
 from taskforge.engine.retry import RetryDecision, decide
+from taskforge.engine.stored import keep_outputs, whole_outputs
 from taskforge.engine.work import Work
 
 _ADOPTABLE = frozenset({"Pending", "Retrying", "Waiting"})
@@ -138,22 +139,32 @@ def fold(work: Work, *, stop_main: bool, stop_final: bool) -> None:
 
 
 def _succeeded(work: Work, name: str, st: StepStatus, job: ObservedJob) -> None:
-    result = parse_result(job.termination_message, job.exit_code)
     work.set(name, st, phase="Succeeded",
              exit_code=job.exit_code if job.exit_code is not None else 0,
-             outputs=bound_outputs(result.outputs, work.output_limit) or None,
+             **_kept_outputs(work, name, job),
              **_attempt_end(work, st, job, None),
              message=None, next_attempt_at=None)
     work.emit("Normal", "StepSucceeded", f"step {name!r} succeeded (attempt {st.attempts})",
               name)
 
 
-def _failure_outputs(work: Work, job: ObservedJob) -> dict[str, object] | None:
-    """A failed attempt keeps what it reported (an HTTP error's status and body, a script's
-    stdout tail): a failure must be as debuggable as a success, and `continueOnFailure`
-    dependents may read it."""
-    result = parse_result(job.termination_message, job.exit_code)
-    return bound_outputs(result.outputs, work.output_limit) or None
+def _kept_outputs(work: Work, name: str, job: ObservedJob) -> dict[str, object]:
+    """`outputs` and `result` for status: the outputs when they fit the step's share, else a
+    per-key summary and where the whole result is stored (StoreResult, applied before the
+    status write; see engine/stored.py). Failed attempts keep what they reported too (an
+    HTTP error's status and body, a script's stdout tail): a failure must be as debuggable
+    as a success, and `continueOnFailure` dependents may read it."""
+    outputs = whole_outputs(job)
+    if outputs is None:
+        outputs = parse_result(job.termination_message, job.exit_code).outputs
+    kept, ref, store = keep_outputs(work.facts, work.output_limit, name, job.attempt, outputs)
+    if store is not None:
+        work.actions.append(store)
+    if ref is not None and outputs:
+        work.results[name] = outputs
+    else:
+        work.results.pop(name, None)
+    return {"outputs": kept, "result": ref}
 
 
 def _retrying(
@@ -168,7 +179,7 @@ def _retrying(
     work.set(name, st, phase="Retrying", exit_code=job.exit_code,
              failure=job.failure or "Failed", next_attempt_at=at, message=message,
              **_attempt_end(work, st, job, error, retrying=True),
-             outputs=_failure_outputs(work, job))
+             **_kept_outputs(work, name, job))
     work.emit("Warning", "StepRetrying", f"step {name!r}: {message}", name)
 
 
@@ -182,8 +193,9 @@ def failed(
     attempt_end = _attempt_end(work, st, job, error or message) if job else {
         "finished_at": work.stamp}
     message = bound_message(message)
+    kept = _kept_outputs(work, name, job) if job else {"outputs": st.outputs, "result": st.result}
     work.set(name, st, phase="Failed",
-             outputs=_failure_outputs(work, job) if job else st.outputs,
+             **kept,
              exit_code=job.exit_code if job else st.exit_code,
              failure=failure or ((job.failure or "Failed") if job else "Failed"),
              **attempt_end,

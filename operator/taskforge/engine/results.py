@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskforge.api.resultlog import summarize
 from taskforge.api.results import (
     EXIT_OK,
     EXIT_PERMANENT,
@@ -151,22 +152,13 @@ def output_budget(step_count: int) -> int:
 
 
 def bound_outputs(outputs: dict[str, Any] | None, limit: int = MAX_OUTPUT_BYTES) -> dict[str, Any]:
-    """Outputs as stored in status: unchanged up to `limit` bytes of JSON, else a marker.
-
-    The marker keeps a preview and the original size, so a truncation is never silent and a
-    later step's template fails loudly on the missing key instead of using a wrong value.
-    """
+    """Outputs as stored in status without a result store (reused steps): unchanged up to
+    `limit` bytes of JSON, else truncated per key (`taskforge.api.resultlog.summarize`):
+    small keys stay exact, each left-out key is named in `_truncated` with its true size, so
+    a template reading it fails saying so (engine/outputs.py)."""
     if not outputs:
         return {}
-    data = _compact(outputs)
-    if len(data) <= limit:
-        return outputs
-    preview = data[: limit // 2].decode(errors="ignore")
-    marker = {"_truncated": True, "size": len(data), "preview": preview}
-    while len(_compact(marker)) > limit:  # quotes and escapes grow when re-encoded
-        preview = preview[: len(preview) * 3 // 4]
-        marker["preview"] = preview
-    return marker
+    return summarize(outputs, limit)
 
 
 def _compact(value: Any) -> bytes:

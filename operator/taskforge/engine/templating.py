@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from taskforge.engine import simplepaths
+from taskforge.engine.outputs import wrap_steps
 from taskforge.engine.sandbox import (
     BUDGET_KEY,
     COMMENT_END,
@@ -189,6 +190,10 @@ def render_tree(
     render that runs out of time can still name the field.
     """
     variables = {**_ENV.globals, **context, BUDGET_KEY: Budget()}
+    steps = variables.get("steps")
+    if isinstance(steps, Mapping):
+        # From a worker's JSON: outputs become StepOutputs again, to explain a missing key.
+        variables["steps"] = wrap_steps(steps)
     return _walk(_Walk(variables, jinja=True, on_jinja=on_jinja), config, root)
 
 

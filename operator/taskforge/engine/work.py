@@ -19,6 +19,7 @@ from taskforge.engine.dag import Dag
 from taskforge.engine.facts import ObservedJob, RunFacts
 from taskforge.engine.results import output_budget
 from taskforge.engine.status import PENDING
+from taskforge.engine.stored import loaded
 from taskforge.engine.templating import Renderer, render_in_process
 
 TERMINAL = TERMINAL_STEP_PHASES
@@ -67,6 +68,9 @@ class Work:
                 self.mark_failing(name, self.steps[name].finished_at)
         self.workflow: str | None = status.workflow.name if status.workflow else None
         self.output_limit = output_budget(len(dag.order))
+        self.results, notes = loaded(facts, self.steps)
+        """Whole outputs of steps whose status holds a summary (engine/stored.py); a result
+        recorded in this plan is added, so later steps of the same plan read it whole."""
         self.ctx = build_context(
             run_name=facts.name,
             namespace=facts.namespace,
@@ -76,6 +80,8 @@ class Work:
             params=status.params or {},
             statuses=self.steps,
             names=dag.order,
+            results=self.results,
+            notes=notes,
         )
 
     def get(self, name: str) -> StepStatus:

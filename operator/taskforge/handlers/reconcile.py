@@ -22,7 +22,7 @@ from taskforge.adapters.jobs import RunRef, build_job, observe_job
 from taskforge.adapters.patch import merge_patch
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, WorkflowSpec
 from taskforge.api.durations import parse_timestamp
-from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan
+from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan, StoreResult
 from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
 from taskforge.engine.limits import Waiter
 from taskforge.engine.naming import hashed_job_name
@@ -39,6 +39,7 @@ from taskforge.handlers.failures import (
 from taskforge.handlers.limits import Limits
 from taskforge.handlers.planning import BUSY_RETRY_SECONDS, Planner
 from taskforge.handlers.queue import WorkQueue
+from taskforge.handlers.results import Results
 from taskforge.handlers.store import Key, Store
 
 log = logging.getLogger("taskforge.reconcile")
@@ -86,6 +87,7 @@ class RunReconciler(RunFailures):
         self.limits = limits or Limits(None)
         # Templates that need real Jinja render in worker processes, off the event loop.
         self.planner = planner or Planner()
+        self.results = Results(store)
         self.store = store
         self.authorizer = RunAuthorizer(store)
         self.queue = queue
@@ -200,6 +202,7 @@ class RunReconciler(RunFailures):
             admission = await self._admission(key, facts)
             if admission is not None:
                 facts = replace(facts, admission=admission)
+        facts = await self.results.enrich(key, facts)  # large results: logs, ConfigMaps
         result = await self.planner.plan(facts)
         if result is None:  # its templates need the workers, and they are all taken
             self.queue.add_after(key, BUSY_RETRY_SECONDS)
@@ -324,6 +327,8 @@ class RunReconciler(RunFailures):
                 metrics.JOBS_DELETED.inc()
             elif isinstance(action, EmitEvent):
                 self._post_in_background(body, action, now)
+            elif isinstance(action, StoreResult):
+                calls.append(self.results.store_one(ref, action))
         if calls:
             try:
                 results = await asyncio.gather(*calls)
