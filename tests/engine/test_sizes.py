@@ -79,8 +79,8 @@ def test_a_spec_too_big_to_pin_is_refused_naming_its_largest_part() -> None:
     problem = spec_size_problem(spec)
     assert problem is not None
     assert problem.startswith("spec.steps[1].http.json: the workflow spec is 586 KiB as"
-                              " JSON, more than 512 KiB, and this is its largest part (586 KiB)")
-    assert spec_size_problem({"steps": [_body_step(500_000)]}) is None
+                              " JSON, more than 384 KiB, and this is its largest part (586 KiB)")
+    assert spec_size_problem({"steps": [_body_step(390_000)]}) is None
 
 
 def test_refusals_say_what_was_refused() -> None:

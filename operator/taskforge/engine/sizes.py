@@ -30,11 +30,11 @@ OBJECT_LIMIT_BYTES = 1_468_006
 """1.4 MiB: above this a status write is refused or nearly so. The margin covers what this
 measure cannot see exactly (managedFields the write changes, etcd's request framing)."""
 
-SPEC_MAX_BYTES = 524_288
-"""512 KiB: the largest workflow spec, as JSON, the validating admission webhook accepts. A
+SPEC_MAX_BYTES = 393_216
+"""384 KiB: the largest workflow spec, as JSON, the validating admission webhook accepts. A
 run keeps a copy of it in status (an inline one is in its spec as well), next to the status
-of up to 2,000 steps; see README "Limits" for the arithmetic. Unlike the CRD's text budget,
-this counts everything, untyped JSON included."""
+of every step; see README "Limits" for the arithmetic. Unlike the CRD's text budget, this
+counts everything, untyped JSON included. A 1,000-step spec is typically 140 KiB."""
 
 STATUS_TOO_LARGE = "StatusTooLarge"
 JOB_TOO_LARGE = "JobTooLarge"

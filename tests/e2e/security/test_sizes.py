@@ -113,7 +113,7 @@ def test_untyped_json_too_big_to_pin_is_rejected_at_apply_naming_the_field(
     kube: Kube, running_operator: OperatorProcess
 ) -> None:
     # 4 x 210 KB of http json bodies: no CRD keyword can bound untyped JSON, so the operator's
-    # validating webhook measures the spec (512 KiB at most) and names its largest part.
+    # validating webhook measures the spec (384 KiB at most) and names its largest part.
     steps = [{"name": f"post-{i}", "http": {"method": "POST", "url": "http://127.0.0.1:9/",
                                            "json": {"blob": "j" * (210_000 + i)}}}
              for i in range(4)]
@@ -121,7 +121,7 @@ def test_untyped_json_too_big_to_pin_is_rejected_at_apply_naming_the_field(
         kube.apply(inline_run("untyped", {"steps": steps}))
     message = json.loads(refused.value.body)["message"]
     assert "spec.workflowSpec.steps[3].http.json: the workflow spec is" in message, message
-    assert "more than 512 KiB" in message, message
+    assert "more than 384 KiB" in message, message
     assert kube.jobs("untyped") == []
     assert_healthy(running_operator)
 
@@ -129,16 +129,16 @@ def test_untyped_json_too_big_to_pin_is_rejected_at_apply_naming_the_field(
 def test_a_run_that_cannot_be_stored_fails_before_any_job_and_is_not_retried(
     kube: Kube, running_operator: OperatorProcess
 ) -> None:
-    # Within every apply-time limit: a 420 KB spec (untyped JSON) and a 400 KB param value.
+    # Within every apply-time limit: a 380 KB spec (untyped JSON) and a 450 KB param value.
     # Both are copied into status when the run starts (the pinned spec, the resolved params),
     # which would make the run 1.6 MB, past etcd's 1.5 MiB. The old operator launched the Jobs
     # and then failed every status write, leaving the phase empty.
     steps = [{"name": f"post-{i}", "http": {"method": "POST", "url": "http://127.0.0.1:9/",
-                                           "json": {"blob": "j" * 210_000}}}
+                                           "json": {"blob": "j" * 190_000}}}
              for i in range(2)]
     spec = {"params": [{"name": "blob", "type": "string"}], "steps": steps}
     body = inline_run("oversized", spec)
-    body["spec"]["params"] = {"blob": "p" * 400_000}
+    body["spec"]["params"] = {"blob": "p" * 450_000}
     name = "oversized"
     kube.apply(body)
     run = kube.wait_run(name, timeout=60)
@@ -151,8 +151,10 @@ def test_a_run_that_cannot_be_stored_fails_before_any_job_and_is_not_retried(
     # minimal: the big parts are not there, and nothing was launched
     assert not {"workflowSpec", "steps", "params"} & set(status), sorted(status)
     assert kube.jobs(name) == []
+    # one Event (posted in the background: on a busy machine it can take seconds)
+    assert "StatusTooLarge" in kube.event_reasons(name, {"StatusTooLarge"}, timeout=60)
     # no retry loop: the run does not change any more, and no error is reported
-    version = run["metadata"]["resourceVersion"]
+    version = kube.run(name)["metadata"]["resourceVersion"]
     time.sleep(QUIET_SECONDS)
     assert kube.run(name)["metadata"]["resourceVersion"] == version
     reasons = [e.reason for e in kube.events(name)]
