@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from taskforge.api.resultlog import truncated_keys
 from taskforge.api.run import StepStatus, WorkflowRunSpec
 from taskforge.engine.outputs import UNAVAILABLE_KEY, StepOutputs
 
@@ -96,6 +97,17 @@ class EvalContext:
             "run": self.run,
             "trigger": self.trigger,
         }
+
+    def outputs_hint(self, expression: str) -> str:
+        """For a `when` that failed: the truncated keys of the steps it names, and why, since
+        CEL itself can only say "no such key"."""
+        notes: list[str] = []
+        for name in sorted(set(_TOKEN.findall(expression)) & self.steps._known):
+            outputs = self.steps[name]["outputs"]
+            for key in truncated_keys(outputs):
+                if key in expression:
+                    notes.append(outputs.explain(key))
+        return f" ({'; '.join(notes)})" if notes else ""
 
     def for_cel(self, expression: str) -> dict[str, Any]:
         """A plain dict with only the top-level names and steps the expression mentions.

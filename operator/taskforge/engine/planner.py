@@ -231,7 +231,7 @@ def _consider(work: Work, name: str, st: StepStatus) -> None:
         try:
             go = evaluate_when(when, work.ctx.for_cel(when))
         except WhenError as exc:
-            failed(work, name, st, None, f"when: {exc}")
+            failed(work, name, st, None, f"when: {exc}{work.ctx.outputs_hint(when)}")
             return
         if not go:
             _skip(work, name, st, f"when {when!r} is false")

@@ -44,6 +44,7 @@ from taskforge.engine.naming import _digest, _dns
 from taskforge.engine.templating import _named_steps, _sources
 
 MIN_SUMMARY_BYTES = 64
+_DONE_OR_ENDING = TERMINAL_STEP_PHASES | {"Running"}
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -170,7 +171,8 @@ def _refs(spec: WorkflowSpec, dag: Dag) -> dict[str, frozenset[str] | None]:
 
 def wanted_results(facts: RunFacts, dag: Dag) -> dict[str, StoredResult]:
     """Stored results that this plan's templates and `when` may read, by step: those read
-    by a step that is not done, whose dependencies are, and that may be rendered now."""
+    by a step that is not done and whose dependencies are done or running (they may finish
+    in this very plan), and whose config may be rendered now."""
     status: WorkflowRunStatus | None = facts.status
     if status is None or status.workflow_spec is None or status.phase != "Running":
         return {}
@@ -188,9 +190,9 @@ def wanted_results(facts: RunFacts, dag: Dag) -> dict[str, StoredResult]:
         )):
             continue
         deps = dag.deps.get(name, ())
-        if any((d_st := steps.get(d)) is None or d_st.phase not in TERMINAL_STEP_PHASES
+        if any((d_st := steps.get(d)) is None or d_st.phase not in _DONE_OR_ENDING
                for d in deps):
-            continue
+            continue  # cannot start in this plan: a dependency has not even started
         named = refs.get(name)
         wanted |= set(stored) if named is None else (named & stored.keys())
     return {n: stored[n] for n in sorted(wanted)}
