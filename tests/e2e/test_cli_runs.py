@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -241,3 +242,24 @@ def test_retry_of_an_inline_run_keeps_its_spec(cli: Cli) -> None:
     assert spec["workflowSpec"] == stored_inline and "workflowRef" not in spec
     assert spec["reuseSteps"] == [{"name": "a", "outputs": {"n": 1}}]
 
+
+
+def test_retry_reuses_outputs_never_side_effects(cli: Cli) -> None:
+    """A step whose effects do not outlive its run (`reuseOnRetry: false`) runs again, and so
+    does everything downstream of a step that runs again; --no-reuse reuses nothing."""
+    def log(name: str, *deps: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "dependsOn": list(deps), "log": {"message": name}, **extra}
+
+    inline = {"steps": [log("prepare", reuseOnRetry=False), log("build", "prepare"),
+                        log("deploy", "build"), log("lint")]}
+    old = cli.new_run(workflowSpec=inline, workflowRef=None, params=None)
+    ok = {"phase": "Succeeded", "attempts": 1, "outputs": {"ok": True}}
+    cli.set_status(old, {"phase": "Failed", "steps": {
+        "prepare": ok, "build": ok, "lint": ok, "deploy": {"phase": "Failed", "attempts": 1}}})
+    result = cli("retry", old, "-o", "name")
+    assert result.exit_code == 0, result.output
+    spec = cli.run_object(result.stdout.strip().split("/")[-1])["spec"]
+    assert spec["reuseSteps"] == [{"name": "lint", "outputs": {"ok": True}}]
+    again = cli("retry", old, "--no-reuse", "-o", "name")
+    assert again.exit_code == 0, again.output
+    assert "reuseSteps" not in cli.run_object(again.stdout.strip().split("/")[-1])["spec"]

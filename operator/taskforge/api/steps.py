@@ -310,6 +310,16 @@ class Step(Model):
     continue_on_failure: bool = Field(
         default=False, description="A failure of this step does not fail the run."
     )
+    # Optional rather than a CRD default: a default would be stored in every step of every
+    # spec, and copied into every run's pinned spec.
+    reuse_on_retry: bool | None = Field(
+        default=None,
+        description="Default true: a retry of a failed run (taskforge retry) may reuse this"
+        " step's recorded outputs instead of running it again, if it succeeded and every step"
+        " it depends on is reused too. Only outputs are reused, never side effects: set false"
+        " for a step whose effects do not outlive its run (a scratch directory a finally step"
+        " removes, a temporary resource), and a retry runs it again.",
+    )
     rate_limit: StepRateLimit | None = Field(
         default=None, description="Start-rate limit shared across workflows by key."
     )

@@ -119,18 +119,23 @@ def retry(
                                             autocompletion=run_names)],
     watch: WatchOpt = False,
     name: NameOpt = None,
+    no_reuse: Annotated[
+        bool, typer.Option("--no-reuse", help="Run every step again; reuse no outputs.")
+    ] = False,
     output: OutputOpt = None,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Start a new run of RUN's workflow and params, reusing the steps that Succeeded.
+    """Start a new run of RUN's workflow and params, reusing the outputs of steps that
+    Succeeded (and whose upstream steps are reused too), unless a step says
+    `reuseOnRetry: false`. Only outputs are reused, never side effects.
 
-    The steps that did not succeed run again (trigger retry, label taskforge.io/retry-of).
+    The other steps run again (trigger retry, label taskforge.io/retry-of).
     """
     cluster = connect(ctx, namespace, context, kubeconfig)
     old = cluster.get(RUNS, run_name)
-    plan = plan_retry(cluster, old, name)
+    plan = plan_retry(cluster, old, name, reuse_steps=not no_reuse)
     if plan.warning:
         print(f"warning: {plan.warning}", file=sys.stderr)
     created = cluster.create(RUNS, plan.manifest)

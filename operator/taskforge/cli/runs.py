@@ -113,12 +113,18 @@ class RetryPlan:
     warning: str | None = None
 
 
-def plan_retry(cluster: Cluster, old: dict[str, Any], name: str | None) -> RetryPlan:
+def plan_retry(
+    cluster: Cluster, old: dict[str, Any], name: str | None, *, reuse_steps: bool = True
+) -> RetryPlan:
     """A new run of the same workflow and params that reuses the old run's successes.
 
-    Only steps that Succeeded are reused (Skipped ones are re-evaluated, their `when` may
-    depend on a step that now runs again), and never finally steps: they clean up and
-    report, so they run again like in any run.
+    What a retry reuses is a step's recorded outputs, never its side effects: the old run's
+    finally steps may have undone them (examples/finally-cleanup.yaml removes the directory
+    `prepare` made). So a step is reused only if it Succeeded, allows it (`reuseOnRetry`,
+    default true) and every step it depends on is reused too (outputs computed from an
+    upstream that now runs again would be stale). Skipped steps are re-evaluated (their
+    `when` may depend on a step that now runs again), finally steps always run again (they
+    clean up and report), and `reuse_steps=False` (--no-reuse) runs everything again.
     """
     old_name = old["metadata"]["name"]
     status, spec = old.get("status") or {}, old.get("spec") or {}
@@ -144,11 +150,16 @@ def plan_retry(cluster: Cluster, old: dict[str, Any], name: str | None) -> Retry
     ]
     reuse: list[dict[str, Any]] = []
     rerun: list[str] = []
+    no_reuse = {str(s.get("name")) for s in (wf_spec or {}).get("steps") or []
+                if isinstance(s, dict) and s.get("reuseOnRetry") is False}
+    reused: set[str] = set()
     for step in ordered:
         if step in finals:
             continue
         st = steps[step] or {}
-        if st.get("phase") == "Succeeded":
+        if (reuse_steps and st.get("phase") == "Succeeded" and step not in no_reuse
+                and all(d in reused for d in steps_layout.deps.get(step, []))):
+            reused.add(step)
             entry: dict[str, Any] = {"name": step}
             if st.get("outputs") is not None:
                 entry["outputs"] = st["outputs"]
