@@ -112,7 +112,7 @@ def test_the_failing_patch_is_minimal_keeps_the_outbox_and_other_conditions() ->
     assert patch["phase"] == "Failed"
     assert patch["message"] == oversize.message
     assert patch["startedAt"] == "2026-11-30T12:00:00Z"
-    assert patch["finishedAt"] == "2026-11-30T12:00:10Z"
+    assert patch["finishedAt"] == "2026-11-30T12:00:10.000Z"
     assert patch["duration"] == "10s"
     # the big parts go (null in a merge patch); the outbox and the pinned name stay
     assert {k for k, v in patch.items() if v is None} == {
@@ -131,6 +131,6 @@ def test_the_failing_patch_is_minimal_keeps_the_outbox_and_other_conditions() ->
 
 def test_a_run_failed_before_it_started_gets_a_start_time() -> None:
     patch = oversize_patch({}, status_refused("413"), NOW, generation=2)
-    assert patch["startedAt"] == patch["finishedAt"] == "2026-11-30T12:00:10Z"
+    assert patch["startedAt"] == patch["finishedAt"] == "2026-11-30T12:00:10.000Z"
     assert patch["duration"] == "0ms"
     assert not [k for k, v in patch.items() if v is None]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from taskforge.api.durations import format_duration, parse_timestamp
+from taskforge.api.durations import format_duration, format_timestamp, parse_timestamp
 from taskforge.engine.conditions import SUCCEEDED
 
 ETCD_LIMIT_BYTES = 1_572_864
@@ -160,8 +160,9 @@ def oversize_patch(
     A run with no steps in status is a terminal run with nothing running: the next reconcile
     deletes its remaining active Jobs (engine.planner.delete_active).
     """
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    started = old.get("startedAt") or stamp
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")  # conditions: whole seconds, as the engine's
+    moment = format_timestamp(now)  # status times: milliseconds, as the models write them
+    started = old.get("startedAt") or moment
     begun = parse_timestamp(started)
     condition = {
         "type": SUCCEEDED,
@@ -177,7 +178,7 @@ def oversize_patch(
         "message": oversize.message,
         "conditions": [*others, condition],
         "startedAt": started,
-        "finishedAt": stamp,
+        "finishedAt": moment,
         "duration": format_duration((now - begun).total_seconds() if begun else 0),
         "observedGeneration": generation,
     }
