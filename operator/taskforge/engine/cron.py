@@ -8,6 +8,8 @@ So this module is a line-by-line port of robfig's parser and `Next` (over `zonei
 checked against the Go original (robfig/cron v3.0.1 plus the controller's functions, built from
 the module cache) on ~30,000 random expressions, zones and instants around DST changes, with no
 difference; the DST rows of tests/engine/test_schedule.py come from that oracle.
+tests/engine/test_cron_vs_croniter.py is a differential test against croniter (which is
+therefore only a test dependency): the two agree except in the cases it pins, with reasons.
 
 Accepted syntax: five fields (minute hour dom month dow) with `*`, `?`, ranges, steps, lists and
 JAN-DEC / SUN-SAT names, or a descriptor: `@yearly`, `@annually`, `@monthly`, `@weekly`,
