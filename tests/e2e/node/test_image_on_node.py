@@ -87,10 +87,11 @@ def test_executor_entrypoint_starts_and_rejects_a_missing_config(
 ) -> None:
     """The step command itself, with no step config: a permanent failure, said clearly."""
     with restricted_namespace(cluster) as ns:
-        pod = run_pod(cluster, ns, pod_manifest("executor", IMAGE, list(EXECUTOR_COMMAND)))
+        pod = run_pod(cluster, ns, pod_manifest("executor", IMAGE, [EXECUTOR_COMMAND]))
         logs = cluster.kubectl("logs", "executor", "-n", ns).stdout
     state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert state["exitCode"] != 0 and state["exitCode"] != 127, (state, logs)
+    assert state["exitCode"] == 78, (state, logs)  # EX_CONFIG: permanent, never retried
+    assert "TASKFORGE_STEP is not set" in logs
 
 
 def test_root_images_are_refused_by_run_as_non_root(cluster: ClusterUnderTest) -> None:

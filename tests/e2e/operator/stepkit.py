@@ -1,8 +1,8 @@
 """Shared helpers of the step type tests (test_step_*.py) and of test_examples.py.
 
 Steps that talk to a server (http, slack, email) are pointed at one the test starts on
-127.0.0.1, which only pods of the local node agent (host processes) can reach: those tests
-are marked ``local_agent``. Secrets are created in the test namespace and each test checks
+127.0.0.1, which only pods of the local node agent (host processes) can reach (on the real
+node, pods reach this machine at `cluster.host_ip`): those tests are marked ``local_agent``. Secrets are created in the test namespace and each test checks
 that their values never reach the run (status and all), the Events, the Job or the pod log
 (`assert_never_leaked`).
 
@@ -74,9 +74,11 @@ class Received:
 
 class StubServer:
     """An HTTP server on 127.0.0.1 in a thread. Each path has a queue of replies: the first
-    is used and dropped while more than one is left, so the last one repeats."""
+    is used and dropped while more than one is left, so the last one repeats. On the real
+    node, pods reach this machine at the node IP only: pass it as `host`
+    (`cluster.host_ip`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, list[Reply]] = {}
         self.received: list[Received] = []
         self._lock = threading.Lock()
@@ -123,9 +125,9 @@ class StubServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, 0), Handler)
         self.port = int(self._server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def route(self, path: str, *replies: Reply) -> None:
@@ -186,8 +188,10 @@ class SmtpServer:
     inbox: Inbox
 
 
-def smtp_server(credentials: tuple[str, str] | None) -> tuple[Controller, SmtpServer]:
-    """aiosmtpd on a free loopback port; with credentials, AUTH (PLAIN/LOGIN) is required.
+def smtp_server(
+    credentials: tuple[str, str] | None, host: str = "127.0.0.1"
+) -> tuple[Controller, SmtpServer]:
+    """aiosmtpd on a free port of `host`; with credentials, AUTH (PLAIN/LOGIN) is required.
 
     AUTH without TLS is allowed on purpose (`auth_require_tls=False`): the executor's
     `security: none` sends credentials in the clear, which is what the test needs to see.
@@ -210,9 +214,9 @@ def smtp_server(credentials: tuple[str, str] | None) -> tuple[Controller, SmtpSe
 
         params = {"authenticator": authenticator, "auth_required": True,
                   "auth_require_tls": False}
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **params)
+    controller = Controller(inbox, hostname=host, port=port, **params)
     controller.start()
-    return controller, SmtpServer("127.0.0.1", port, inbox)
+    return controller, SmtpServer(host, port, inbox)
 
 
 # --- helpers: objects and checks -------------------------------------------------------------

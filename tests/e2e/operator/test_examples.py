@@ -3,8 +3,11 @@
 Self-contained examples are applied as they are (`kubectl apply -f examples/NAME.yaml`, the
 way their comments tell users to). Examples that talk to the outside world are applied with
 the smallest change that points them at a server the test starts on 127.0.0.1 (see each
-test's docstring); those tests need the local node agent, whose step pods are host
-processes. `test_every_example_is_exercised` keeps this list in step with the directory.
+test's docstring); those servers listen where the cluster's pods reach this machine
+(`cluster.host_ip`: 127.0.0.1 for the agent's host processes, the node IP for the real node),
+so they run on no foreign cluster. Every example runs on both local nodes (`both_nodes`):
+with `--node=kubelet` each step is a real container of the executor image.
+`test_every_example_is_exercised` keeps this list in step with the directory.
 """
 
 from __future__ import annotations
@@ -69,9 +72,12 @@ def message(run: dict[str, Any], step: str) -> str:
     return text
 
 
+pytestmark = pytest.mark.both_nodes
+
+
 @pytest.fixture
-def stub() -> Iterator[StubServer]:
-    server = StubServer()
+def stub(cluster: Any) -> Iterator[StubServer]:
+    server = StubServer(cluster.host_ip)
     server.start()
     try:
         yield server
@@ -227,7 +233,7 @@ def test_email(kube: Kube, cluster: Any) -> None:
     they are replaced by a local aiosmtpd with `security: none`, which requires AUTH with the
     example Secret's credentials."""
     secret = doc(load("email.yaml"), "Secret")["stringData"]
-    controller, smtp = smtp_server((secret["username"], secret["password"]))
+    controller, smtp = smtp_server((secret["username"], secret["password"]), cluster.host_ip)
     try:
         def local(docs: Docs) -> None:
             steps = doc(docs, "Workflow")["spec"]["steps"]

@@ -7,6 +7,8 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from tests.e2e.operator.conftest import Kube, OperatorProcess, step_phases
 
 
@@ -18,6 +20,7 @@ def script_step(name: str, source: str, language: str = "sh", **extra: Any) -> d
     return {"name": name, "script": {"language": language, "source": source}, **extra}
 
 
+@pytest.mark.both_nodes
 def test_hello_world_and_kubectl_wait(kube: Kube, cluster: Any) -> None:
     kube.workflow(
         "hello",
@@ -130,6 +133,7 @@ def test_flaky_step_succeeds_on_third_attempt_with_backoff(kube: Kube) -> None:
     assert "StepRetrying" in kube.event_reasons(name, {"StepRetrying"})
 
 
+@pytest.mark.both_nodes
 def test_step_timeout_fails_the_run(kube: Kube) -> None:
     kube.workflow("slow", {"steps": [script_step("slow", "sleep 60", timeout="2s")]})
     run = kube.wait_run(kube.start_run("slow"), timeout=60)
@@ -138,6 +142,7 @@ def test_step_timeout_fails_the_run(kube: Kube) -> None:
     assert step["phase"] == "Failed" and step["failure"] == "TimedOut", step
 
 
+@pytest.mark.both_nodes
 def test_cancel_mid_run_deletes_jobs_and_runs_finally(kube: Kube) -> None:
     kube.workflow(
         "long",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.operator.conftest import Kube
 from tests.e2e.operator.stepkit import step_log, step_of
 
@@ -15,6 +17,7 @@ with open("/dev/termination-log", "w") as f:
 """
 
 
+@pytest.mark.both_nodes
 def test_container_termination_message_becomes_outputs(kube: Kube) -> None:
     kube.workflow(
         "container",

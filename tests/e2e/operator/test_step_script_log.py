@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from tests.e2e.operator.conftest import Kube, OperatorProcess
 from tests.e2e.operator.stepkit import (
     assert_never_leaked,
@@ -16,6 +18,9 @@ from tests.e2e.operator.stepkit import (
 )
 
 # --- script ----------------------------------------------------------------------------------
+
+# Real containers on the real node, host processes on the agent.
+pytestmark = pytest.mark.both_nodes
 
 
 def test_script_sh_bash_python_results_and_stdout_tail(kube: Kube) -> None:
