@@ -2,10 +2,11 @@
 # An experiment for bench/bench_step_startup.py: a lean executor image, the `make image` base
 # plus only what `python -m taskforge_executor` imports (the project, pydantic and httpx with
 # their dependencies), copied out of localhost/taskforge:dev's venv. Exported as an OCI
-# archive to bench/.lean-executor.tar (git-ignored by the bench's own rule: not committed).
+# archive into the image cache; its path is printed last (pass it as --archive).
 # DESIGN.md asks for such an image only if it makes steps measurably faster to start.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+CACHE=${TASKFORGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskforge}
+out="$CACHE/images/lean-executor.tar"
 B=(buildah --storage-driver vfs)
 BASE=localhost/taskforge-base/python:3.11-bookworm
 FULL=localhost/taskforge:dev
@@ -34,7 +35,8 @@ cp -a "$src/etc/passwd" "$src/etc/group" "$dst/etc/"
   "$lean"
 "${B[@]}" commit -q --rm "$lean" "$LEAN" >/dev/null
 "${B[@]}" rm "$full" >/dev/null
-rm -f "$here/.lean-executor.tar"
-"${B[@]}" push -q "$LEAN" "oci-archive:$here/.lean-executor.tar:$LEAN" >/dev/null
+rm -f "$out"
+"${B[@]}" push -q "$LEAN" "oci-archive:$out:$LEAN" >/dev/null
 printf '%-45s %s\n' "$LEAN" "$("${B[@]}" images --format '{{.Size}}' "$LEAN" | head -1)"
 printf '%-45s %s\n' "$FULL" "$("${B[@]}" images --format '{{.Size}}' "$FULL" | head -1)"
+echo "$out"
