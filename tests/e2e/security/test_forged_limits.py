@@ -28,7 +28,9 @@ from tests.e2e.security.limits_kit import (
     webhook_workflow,
 )
 
-ONE_PER_MINUTE = {"rateLimit": {"limit": 1, "per": "1m"}, "steps": [NO_JOB_STEP]}
+# Per hour, not per minute: a token that comes back while a slow machine runs the test would
+# let a run start legitimately and look like a bypass.
+ONE_PER_HOUR = {"rateLimit": {"limit": 1, "per": "1h"}, "steps": [NO_JOB_STEP]}
 
 
 def _hand_made(kube: Kube, name: str, workflow: str, trigger: dict[str, Any]) -> str:
@@ -56,7 +58,7 @@ def _waits_rate_limited(kube: Kube, names: list[str], seconds: float = 6.0) -> N
 def test_forged_webhook_trigger_waits_like_any_run(
     kube: Kube, running_operator: OperatorProcess
 ) -> None:
-    kube.workflow("limited", ONE_PER_MINUTE)
+    kube.workflow("limited", ONE_PER_HOUR)
     first = kube.start_run("limited")
     eventually(lambda: started(kube.run(first)), 30, "the first run starts")
     forged = [
@@ -74,7 +76,7 @@ def test_copied_and_squatted_proofs_buy_nothing(
     kube: Kube, running_operator: OperatorProcess
 ) -> None:
     ns = kube.namespace
-    webhook_workflow(kube, "hooked", {"rateLimit": {"limit": 2, "per": "1m"},
+    webhook_workflow(kube, "hooked", {"rateLimit": {"limit": 2, "per": "1h"},
                                       "steps": [NO_JOB_STEP]})
     eventually(lambda: deliver(running_operator, ns, "hooked", "probe").status_code == 202, 30,
                "the operator's cache knows the workflow")
@@ -106,7 +108,7 @@ def test_genuine_deliveries_are_charged_once(
     kube: Kube, running_operator: OperatorProcess
 ) -> None:
     ns = kube.namespace
-    webhook_workflow(kube, "paid", {"rateLimit": {"limit": 2, "per": "1m"},
+    webhook_workflow(kube, "paid", {"rateLimit": {"limit": 2, "per": "1h"},
                                     "steps": [NO_JOB_STEP]})
     first = eventually(lambda: (r := deliver(running_operator, ns, "paid", "d-1"))
                        .status_code == 202 and r, 30, "the first delivery is accepted")
