@@ -13,22 +13,49 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_PART = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
+            "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_go_duration_ns(text: str) -> int:
+    """Go's `time.ParseDuration`, exactly, in integer nanoseconds: the one duration parser.
+
+    Exact because a cron `@every 1.5h` must mean what the CronJob controller (Go) reads;
+    the CRDs' stricter pattern (DURATION_PATTERN: no sign, no ns/us) is checked on top of
+    it by `parse_duration`. Raises ValueError naming the text."""
+    rest, sign = text, 1
+    if rest and rest[0] in "+-":
+        sign, rest = (-1 if rest[0] == "-" else 1), rest[1:]
+    if rest == "0":
+        return 0
+    total, pos = Fraction(0), 0
+    while rest and pos < len(rest):
+        m = _GO_PART.match(rest, pos)
+        if m is None or m.group(1) in ("", "."):
+            break
+        total += Fraction(m.group(1).rstrip(".") or "0") * _UNIT_NS[m.group(2)]
+        pos = m.end()
+    else:
+        if rest and total < 1 << 63:
+            return sign * int(total)
+    raise ValueError(f"invalid duration {text!r}")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration string; raises ValueError naming the bad text."""
+    """Seconds in a duration as the CRDs accept it (DURATION_PATTERN: 30s, 1h30m, 500ms);
+    raises ValueError naming the bad text."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(
             f"invalid duration {text!r}: use a number with ms, s, m or h, like 30s or 1h30m"
         )
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
+    return parse_go_duration_ns(text) / 1e9
 
 
 def format_duration(seconds: float) -> str:

@@ -23,16 +23,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from taskforge.api.durations import parse_go_duration_ns
 
 _STAR = 1 << 63
 _ONE = timedelta(seconds=1)
 _TZ_PART = re.compile(r"^[A-Za-z.\-_0-9+]{1,14}$")
 _INT = re.compile(r"^[+-]?[0-9]+$")
-_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
-            "m": 60 * 10**9, "h": 3600 * 10**9}
 _MONTHS = {m: i for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
 _DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
@@ -147,23 +145,12 @@ def _descriptor(expr: str, zone: ZoneInfo) -> CronSpec:
 
 
 def _go_duration_ns(text: str) -> int:
-    """Go's `time.ParseDuration` in integer nanoseconds, enough for `@every 1h30m` / `1.5h`."""
-    rest, sign = text, 1
-    if rest and rest[0] in "+-":
-        sign, rest = (-1 if rest[0] == "-" else 1), rest[1:]
-    if rest == "0":
-        return 0
-    total, pos = Fraction(0), 0
-    while rest and pos < len(rest):
-        m = _DURATION_PART.match(rest, pos)
-        if m is None or m.group(1) in ("", "."):
-            break
-        total += Fraction(m.group(1).rstrip(".") or "0") * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    else:
-        if rest and total < 1 << 63:
-            return sign * int(total)
-    raise CronError(f"failed to parse duration @every {text}: invalid duration {text!r}")
+    """Go's `time.ParseDuration` (api/durations.py), with robfig's error text."""
+    try:
+        return parse_go_duration_ns(text)
+    except ValueError:
+        raise CronError(
+            f"failed to parse duration @every {text}: invalid duration {text!r}") from None
 
 
 def _field(text: str, b: _Bounds) -> int:
