@@ -93,6 +93,42 @@ def test_run_watch_follows_until_the_run_ends(cli: Cli) -> None:
 # --- list and get ------------------------------------------------------------------------------
 
 
+def test_list_speaks_kubectl(cli: Cli) -> None:
+    """-o name|wide, --no-headers, -l, --field-selector, --phase, short names, -w."""
+    failed = cli.new_run()
+    cli.set_status(failed, failed_status(iso()))
+    pending = cli.new_run()
+    cli.kubectl("label", "workflowrun", failed, "team=data")
+
+    def names(*args: str) -> list[str]:
+        result = cli("list", *args, "-o", "name")
+        assert result.exit_code == 0, result.output
+        return result.stdout.split()
+
+    ref = "workflowrun.taskforge.io/"
+    assert sorted(names("tfr")) == sorted([ref + failed, ref + pending])
+    assert names("runs", "-l", "team=data") == [ref + failed]
+    assert names("--phase", "Failed") == [ref + failed]
+    assert names("--field-selector", f"metadata.name={pending}") == [ref + pending]
+    assert names("tfw") == ["workflow.taskforge.io/pipeline"]
+    plain = cli("list", "--no-headers").stdout
+    assert "NAME" not in plain and failed in plain
+    wide = cli("list", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-2:] == ["TRIGGER", "PARAMS"] and "manual" in wide[1]
+
+    proc = cli.popen("list", "-w", "--no-headers")
+    try:
+        assert proc.stdout is not None
+        seen = [proc.stdout.readline(), proc.stdout.readline()]
+        assert {ln.split()[0] for ln in seen} == {failed, pending}
+        later = cli.new_run()
+        assert proc.stdout.readline().split()[0] == later
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+
+
+
 def test_list_runs_and_workflows(cli: Cli) -> None:
     done = cli.new_run()
     cli.set_status(done, failed_status(iso()))
@@ -110,9 +146,9 @@ def test_list_runs_and_workflows(cli: Cli) -> None:
     assert rows[pending][1:4] == ["pipeline", "Pending", "-"]
 
     plain = cli.new_run(labelled=False)  # as kubectl or a GitOps tool makes it
-    only = cli("list", "-w", "pipeline")
+    only = cli("list", "--workflow", "pipeline")
     assert {done, pending, plain} <= set(only.stdout.split()) and other not in only.stdout
-    assert cli("list", "-w", "inline-one").stdout.startswith("No runs found")
+    assert cli("list", "--workflow", "inline-one").stdout.startswith("No runs found")
 
     data = json.loads(cli("list", "runs", "-o", "json").stdout)
     assert data["kind"] == "List" and {i["metadata"]["name"] for i in data["items"]} == {

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import typer
-from taskforge.cli import show
+from taskforge.cli.listing import KINDS
 from taskforge.cli.main import COMMANDS, app
 from typer.testing import CliRunner
 
@@ -64,8 +64,8 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_the_crd_short_names_name_the_kinds() -> None:
-    assert show._KINDS["tfw"] == show._KINDS["tfwf"] == show._KINDS["workflows"]
-    assert show._KINDS["tfr"] == show._KINDS["tfrun"] == show._KINDS["runs"]
+    assert KINDS["tfw"] == KINDS["tfwf"] == KINDS["workflows"]
+    assert KINDS["tfr"] == KINDS["tfrun"] == KINDS["runs"]
 
 
 def test_a_closed_pipe_ends_quietly() -> None:

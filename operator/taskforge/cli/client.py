@@ -173,6 +173,53 @@ class Cluster:
         items: list[dict[str, Any]] = _json(response).get("items") or []
         return items
 
+    def watch_list(
+        self, plural: str, *, all_namespaces: bool = False, label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """`(event, object)` for each object listed now, then `("LISTED", {})`, then each
+        change (ADDED, MODIFIED, DELETED) as it happens: what `list --watch` prints. An
+        expired resourceVersion (410) lists again, announcing every object as MODIFIED."""
+        selectors: dict[str, Any] = {k: v for k, v in (("label_selector", label_selector),
+                                       ("field_selector", field_selector)) if v}
+
+        def lister(**kwargs: Any) -> Any:
+            if all_namespaces:
+                return self.custom.list_cluster_custom_object(
+                    GROUP, VERSION, plural, **selectors, **kwargs)
+            return self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, **selectors, **kwargs)
+
+        first = True
+        while True:
+            listed = _json(lister(_preload_content=False, _request_timeout=_TIMEOUT))
+            for obj in listed.get("items") or []:
+                yield ("ADDED" if first else "MODIFIED"), obj
+            if first:
+                yield "LISTED", {}
+                first = False
+            version = (listed.get("metadata") or {}).get("resourceVersion")
+            while version is not None:
+                response: Any = lister(
+                    watch=True, resource_version=version, allow_watch_bookmarks=True,
+                    timeout_seconds=60,
+                    _preload_content=False, _request_timeout=(_TIMEOUT[0], 90.0),
+                )
+                try:
+                    for line in lines(response):
+                        event = json.loads(line)
+                        kind, data = event.get("type"), event.get("object") or {}
+                        if kind == "ERROR":
+                            if data.get("code") != 410:
+                                raise CliError(f"watch failed: {data.get('message', data)}")
+                            version = None  # list again
+                            break
+                        version = data.get("metadata", {}).get("resourceVersion", version)
+                        if kind in ("ADDED", "MODIFIED", "DELETED"):
+                            yield kind, data
+                finally:
+                    response.release_conn()
+
     def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             response = self.custom.create_namespaced_custom_object(

@@ -31,7 +31,7 @@ from taskforge.cli.options import ClusterOptions, ContextOpt, KubeconfigOpt, Nam
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("taskforge.cli.create", "run",
             "Start a run of a Workflow (a WorkflowRun with trigger manual)."),
-    "list": ("taskforge.cli.show", "list_",
+    "list": ("taskforge.cli.listing", "list_",
              "List workflows (steps, schedule, last run, validity) or runs (phase, progress, "
              "age)."),
     "get": ("taskforge.cli.show", "get",
