@@ -90,6 +90,9 @@ def test_invalid_manifest_is_rejected(crds: Cluster, namespace: str, path: Path)
     proc = crds.kubectl("apply", "-n", namespace, "-f", str(path), check=False)
     assert proc.returncode != 0, f"{path.name} was accepted:\n{proc.stdout}"
     assert expected in proc.stderr, f"{path.name}: {expected!r} not in:\n{proc.stderr}"
+    # A CEL rule that fails at run time says "evaluating rule"; users must never see that.
+    assert "evaluating rule" not in proc.stderr and "insert failed" not in proc.stderr, (
+        f"{path.name} leaked a CEL runtime error:\n{proc.stderr}")
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

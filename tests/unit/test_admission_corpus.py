@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from taskforge.api import Workflow, WorkflowRun
 from taskforge.handlers.admission import spec_problems
 
@@ -40,11 +41,22 @@ def test_corpus_covers_every_kind_of_check() -> None:
     assert len(CORPUS) >= 10
 
 
+GRAPH = {"depends-on-unknown-step", "finally-depends-on-unknown-step",
+         "run-inline-depends-on-unknown", "step-names-duplicate-in-finally"}
+"""Graph errors the models also reject (offline `validate` sees them); every other case passes
+the models, hence the CRD schema, and only the webhook can refuse it."""
+
+
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
-def test_the_models_accept_it_and_the_webhook_check_rejects_it(path: Path) -> None:
+def test_the_webhook_check_rejects_it(path: Path) -> None:
     doc = yaml.safe_load(path.read_text())
     assert doc["metadata"]["name"] == path.stem
-    {"Workflow": Workflow, "WorkflowRun": WorkflowRun}[doc["kind"]].model_validate(doc)
+    model = {"Workflow": Workflow, "WorkflowRun": WorkflowRun}[doc["kind"]]
+    if path.stem in GRAPH:
+        with pytest.raises(ValidationError):
+            model.model_validate(doc)
+    else:
+        model.model_validate(doc)
     field, spec = spec_of(doc)
     problems = [f"{field}.{p.removeprefix('spec.')}" for p in spec_problems(spec)]
     assert any(expectation(path) in p for p in problems), problems

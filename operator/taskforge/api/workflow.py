@@ -143,88 +143,14 @@ class History(Model):
     )
 
 
-# CEL cannot index a list by name and Kubernetes offers no cel.bind, so the dependsOn rules build
-# a map of the step names once with a two-variable comprehension (Kubernetes 1.32+) and bind it
-# with `[map].all(names, ...)`. A nested exists() would cost O(steps^2) and exceed the
-# apiserver's cost budget for 2,000 steps. (With two steps of the same name, the map cannot be
-# built: the apiserver then reports that next to the list's own "Duplicate value" error.)
-_STEP_NAMES = "self.steps.transformMapEntry(i, s, {s.name: true})"
-_FINALLY_NAMES = "self.finally.transformMapEntry(i, s, {s.name: true})"
-
-
-def _bind(var: str, value: str, body: str) -> str:
-    """`body` (a bool) with `var` bound to `value`, computed once."""
-    return f"[{value}].all({var}, {body})"
-
-
-def _bind_str(var: str, value: str, body: str) -> str:
-    """`body` (a string) with `var` bound to `value`, computed once."""
-    return f"[{value}].map({var}, {body})[0]"
-
-
-def _deps_rule(steps: str, known: str) -> str:
-    """Every dependsOn entry `d` of every item of `steps` satisfies `known`."""
-    return f"{steps}.all(s, !has(s.dependsOn) || s.dependsOn.all(d, {known}))"
-
-
-def _unknown_dep_message(steps: str, known: str) -> str:
-    """Names the first step with an unknown dependsOn entry, and the entry.
-
-    It indexes `steps` rather than using a filter() result: the cost estimator loses the
-    maxLength of strings that come out of filter(), and then rejects the expression.
-    """
-    bad_step = (
-        f"{steps}.transformList(i, s, has(s.dependsOn) && s.dependsOn.exists(d, !{known}), i)[0]"
-    )
-    bad_dep = f"{steps}[k].dependsOn.transformList(j, d, !{known}, j)[0]"
-    return _bind_str(
-        "k",
-        bad_step,
-        f"'step ' + {steps}[k].name + ' depends on unknown step '"
-        f" + {steps}[k].dependsOn[{bad_dep}]",
-    )
-
-
-_IN_STEPS = "(d in names)"
-_IN_ANY = "(d in names || d in fnames)"
-_CLASH = "(f.name in names)"
-
+# The step graph (unknown dependsOn entries, a finally step named like a step, cycles) is
+# checked by the operator's validating admission webhook, with the engine's own DAG code
+# (engine/validation.py), not by CEL: CEL cannot index a list by name, and a map of the names
+# built with transformMapEntry fails at run time (a leaked "insert failed: key already
+# exists") as soon as a name is used twice, while a duplicate-proof check (sort, distinct,
+# nested exists) is O(n^2) in the cost budget of a 2,000-step workflow. Without the webhook
+# the same problems show in the Workflow's Valid condition. What stays here is per-object.
 _WORKFLOW_SPEC_RULES = [
-    cel_rule(
-        "!has(self.finally) || " + _bind("names", _STEP_NAMES, f"self.finally.all(f, !{_CLASH})"),
-        message_expression=_bind_str(
-            "names",
-            _STEP_NAMES,
-            _bind_str(
-                "k",
-                f"self.finally.transformList(i, f, {_CLASH}, i)[0]",
-                "'finally step ' + self.finally[k].name + ' has the name of a step:"
-                " names must be unique across steps and finally'",
-            ),
-        ),
-        field_path=".finally",
-    ),
-    cel_rule(
-        _bind("names", _STEP_NAMES, _deps_rule("self.steps", _IN_STEPS)),
-        message_expression=_bind_str(
-            "names", _STEP_NAMES, _unknown_dep_message("self.steps", _IN_STEPS)
-        ),
-        field_path=".steps",
-    ),
-    cel_rule(
-        "!has(self.finally) || "
-        + _bind(
-            "names",
-            _STEP_NAMES,
-            _bind("fnames", _FINALLY_NAMES, _deps_rule("self.finally", _IN_ANY)),
-        ),
-        message_expression=_bind_str(
-            "names",
-            _STEP_NAMES,
-            _bind_str("fnames", _FINALLY_NAMES, _unknown_dep_message("self.finally", _IN_ANY)),
-        ),
-        field_path=".finally",
-    ),
     cel_rule(text_budget_rule(), TEXT_BUDGET_MESSAGE, field_path=".steps"),
 ]
 

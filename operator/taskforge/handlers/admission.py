@@ -35,12 +35,14 @@ from pydantic import ValidationError
 
 from taskforge import GROUP, VERSION
 from taskforge.adapters import authz
+from taskforge.api.steps import Step
 from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.authority import (
     CREATOR_ANNOTATION,
     LAST_WRITER_ANNOTATION,
     identity_from_userinfo,
 )
+from taskforge.engine.dag import DagError, build
 from taskforge.engine.sizes import spec_size_problem
 from taskforge.engine.validation import validate_workflow
 from taskforge.handlers.admission_server import AdmissionServer
@@ -90,6 +92,28 @@ def record_workflow_writer(
     _set(patch, body, LAST_WRITER_ANNOTATION, identity.to_annotation() if identity else None)
 
 
+def _pydantic_problem(error: Any) -> str:
+    """`spec.steps.1.name: ...` as `spec.steps[1].name: ...`, without pydantic's prefix."""
+    path = "spec"
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return f"{path}: {str(error['msg']).removeprefix('Value error, ')}"
+
+
+def _graph_problem(spec: Any) -> str | None:
+    """The DAG's own message (it names the field, e.g. `spec.steps[1].dependsOn[0]`) for a
+    spec whose steps parse but whose graph the model rejects; None if that is not the case."""
+    try:
+        steps = [Step.model_validate(s) for s in (spec or {}).get("steps") or []]
+        final = [Step.model_validate(s) for s in (spec or {}).get("finally") or []]
+        build(WorkflowSpec.model_construct(steps=steps, finally_steps=final or None))
+    except DagError as exc:
+        return str(exc)
+    except (ValidationError, AttributeError, TypeError):
+        return None
+    return None
+
+
 def spec_problems(spec: Any) -> list[str]:
     """Why a Workflow spec cannot run, each problem naming its field; [] when it can.
 
@@ -102,8 +126,10 @@ def spec_problems(spec: Any) -> list[str]:
     try:
         parsed = WorkflowSpec.model_validate(spec or {})
     except ValidationError as exc:
-        return [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in exc.errors()[:10]]
+        graph = _graph_problem(spec)
+        if graph is not None and all(not e["loc"] for e in exc.errors()):
+            return [graph]  # the model's graph check, said with the field path
+        return [_pydantic_problem(e) for e in exc.errors()[:10]]
     return validate_workflow(parsed)
 
 
