@@ -4,22 +4,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOCAL := .local
 PYTEST_ARGS ?=
+# The local cluster's node: agent (fast, host processes) or kubelet (real kubelet + containerd).
+NODE ?= agent
 
 .PHONY: help setup cluster cluster-down crds lint types imports unit e2e test demo install \
-        uninstall run bench helm-lint clean
+        uninstall run bench helm-lint clean pythons image e2e-real-node
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-setup: ## Install everything: redis-server (apt), the venv, the control-plane binaries
+setup: ## Install everything: apt packages, the venv, the control-plane and node binaries
 	@hack/setup.sh
 
-cluster: setup ## Start the local control plane, node agent and Redis in the background
-	@$(PY) -m localcluster up --dir $(LOCAL)
+# NODE=kubelet needs the images (pause, busybox, python, taskforge) before the node starts.
+cluster: setup $(if $(filter kubelet,$(NODE)),image) ## Start the local control plane, a node (NODE=agent|kubelet) and Redis in the background
+	@$(PY) -m localcluster up --dir $(LOCAL) --node $(NODE)
 	@echo "use it with:  source $(LOCAL)/env"
 
-cluster-down: ## Stop the local control plane, agent and Redis
+cluster-down: ## Stop the local cluster; a real node leaves no container, mount, veth or rule
 	@$(PY) -m localcluster down --dir $(LOCAL)
+
+image: setup ## Build the images with buildah (Dockerfile on a debootstrap base); load a running real node
+	@sock=$(LOCAL)/cluster/node/containerd/containerd.sock; \
+	 CTR=$$(hack/build-node-bins.sh | tail -n 1)/ctr \
+	 hack/build-images.sh $$([ -S $$sock ] && echo --import $$sock)
 
 crds: ## Regenerate crds/ from the pydantic models
 	@$(PY) -m taskforge.api.crdgen
@@ -33,11 +41,22 @@ types: ## mypy --strict
 imports: ## import-linter layer contracts
 	@$(VENV)/bin/lint-imports
 
+# The other Pythons pyproject declares (requires-python); hack/setup.sh makes a venv for each.
+PYTHONS := 3.12 3.13
+PYTHONS_TEST = for v in $(PYTHONS); do echo "== Python $$v"; .venv-py$$v/bin/pytest -q \
+  -p no:cacheprovider tests/unit tests/engine tests/executor || exit 1; done
+
+pythons: setup ## The unit, engine and executor suites on the other declared Pythons (3.12, 3.13)
+	@$(PYTHONS_TEST)
+
 unit: setup ## Unit and engine tests only (no cluster)
 	@$(VENV)/bin/pytest $(PYTEST_ARGS) tests --ignore=tests/e2e
 
 e2e: setup ## End-to-end tests on the local control plane (or TASKFORGE_E2E_KUBECONFIG)
 	@$(VENV)/bin/pytest $(PYTEST_ARGS) tests/e2e
+
+e2e-real-node: image ## The e2e tests marked real_node or both_nodes, on a real kubelet + containerd node
+	@$(VENV)/bin/pytest $(PYTEST_ARGS) --node=kubelet tests/e2e
 
 test: setup ## Everything CI runs: lint, types, import contracts, the whole pytest suite
 	@$(VENV)/bin/ruff check .
@@ -45,6 +64,8 @@ test: setup ## Everything CI runs: lint, types, import contracts, the whole pyte
 	@$(VENV)/bin/lint-imports
 	@$(PY) -m taskforge.api.crdgen --check
 	@$(VENV)/bin/pytest $(PYTEST_ARGS) tests
+	@$(PYTHONS_TEST)
+	@$(MAKE) --no-print-directory e2e-real-node
 
 demo: setup ## Run Taskforge for real: cluster, Redis, operator, an example workflow, live progress
 	@$(PY) hack/demo.py
