@@ -11,7 +11,9 @@
 #
 # The debootstrap root is cached (keyed by suite and package list); buildah's vfs store
 # keeps the layers, so a rebuild after a source edit only redoes the Dockerfile's last steps.
-# Usage: hack/build-images.sh [--import CONTAINERD_SOCKET] [--skip-app]
+# Usage: hack/build-images.sh [--import CONTAINERD_SOCKET] [--skip-app] [--rootfs-only]
+# (--rootfs-only: just the cached debootstrap tarball; setup.sh runs it beside the Go builds,
+# since it waits on the network while they keep both cores busy.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${TASKFORGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskforge}
@@ -30,8 +32,10 @@ has() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 
 import_to=""
 skip_app=0
+rootfs_only=0
 while [ $# -gt 0 ]; do
   case $1 in
+    --rootfs-only) rootfs_only=1; shift ;;
     --import) import_to=$2; shift 2 ;;
     --skip-app) skip_app=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -66,6 +70,8 @@ if [ ! -f "$rootfs" ]; then
   trap - EXIT
   log "debootstrap done in $(( $(date +%s) - t0 ))s"
 fi
+
+[ $rootfs_only = 1 ] && exit 0
 
 if ! has "$BASE_IMAGE" || [ "$rootfs" -nt "$CACHE/images/.base-$key" ]; then
   c=$("${BUILDAH[@]}" from scratch)

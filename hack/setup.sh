@@ -39,9 +39,40 @@ if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+# localcluster is a dev tool, not in the wheel: the venvs find it on a path file.
+hack_pth() { echo "$root/hack" > "$("$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/taskforge-hack.pth"; }
+hack_pth .venv/bin/python
 
+# Every other Python that pyproject declares gets a venv of its own; `make pythons` runs the
+# unit, engine and executor suites on each. pyenv's interpreters are found by path, as its
+# shims answer only for the selected version.
+for v in 3.12 3.13; do
+  venv=.venv-py$v
+  interp=""
+  if "python$v" -c pass >/dev/null 2>&1; then interp=$(command -v "python$v"); fi
+  [ -n "$interp" ] || interp=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/$v.*/bin/python$v \
+    2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$interp" ]; then log "no python$v here: skipped"; continue; fi
+  if [ ! -x $venv/bin/python ] || [ pyproject.toml -nt $venv/.installed ]; then
+    log "creating $venv with $interp"
+    [ -x $venv/bin/python ] || "$interp" -m venv $venv
+    $venv/bin/pip install -q -e '.[dev]'
+    touch $venv/.installed
+  fi
+  hack_pth $venv/bin/python
+done
+
+# The base image's debootstrap (network-bound, cached) runs beside the Go builds (CPU-bound).
+mkdir -p .local
+hack/build-images.sh --rootfs-only > .local/rootfs.log 2>&1 &
+rootfs_pid=$!
 bin=$(hack/build-bins.sh | tail -n 1)
 node_bin=$(hack/build-node-bins.sh | tail -n 1)
+if ! wait "$rootfs_pid"; then
+  cat .local/rootfs.log >&2
+  log "debootstrap of the base image failed (see above)"
+  exit 1
+fi
 mkdir -p .local
 echo "$bin" > .local/bin-dir
 echo "$node_bin" > .local/node-bin-dir
