@@ -202,6 +202,24 @@ def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     return certfile, keyfile
 
 
+CHART_CERT_DIR = "/etc/taskforge/admission"
+
+
+def _local_certificate(config: OperatorConfig, host: str) -> tuple[Path, Path]:
+    """The local mode's certificate: kept in TASKFORGE_ADMISSION_CERT_DIR when that is set,
+    so an operator restarted (even by kill -9) serves the certificate whose CA the webhook
+    configuration already holds; the API server would otherwise refuse every run until kopf
+    has patched in the new CA. Without it, a fresh one in a temporary directory."""
+    if config.admission_cert_dir == CHART_CERT_DIR:
+        return _self_signed(Path(tempfile.mkdtemp(prefix="taskforge-tls-")), host)
+    directory = Path(config.admission_cert_dir)
+    certfile, keyfile = directory / "tls.crt", directory / "tls.key"
+    if certfile.is_file() and keyfile.is_file():
+        return certfile, keyfile
+    directory.mkdir(parents=True, exist_ok=True)
+    return _self_signed(directory, host)
+
+
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """Set kopf's admission server up for the configured mode."""
     mode = config.admission
@@ -211,7 +229,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
         return
     if mode == "local":
         host = "127.0.0.1"
-        certfile, keyfile = _self_signed(Path(tempfile.mkdtemp(prefix="taskforge-tls-")), host)
+        certfile, keyfile = _local_certificate(config, host)
         settings.admission.server = AdmissionServer(
             addr=host, port=config.admission_port, host=host,
             certfile=str(certfile), pkeyfile=str(keyfile),

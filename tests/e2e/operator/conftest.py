@@ -65,6 +65,8 @@ class OperatorProcess:
             TASKFORGE_HEALTH_PORT=str(self.health_port),
             TASKFORGE_ADMISSION="local",
             TASKFORGE_ADMISSION_PORT=str(self.admission_port),
+            # One certificate across restarts: the webhook configuration keeps trusting it.
+            TASKFORGE_ADMISSION_CERT_DIR=str(self.log_dir / "admission-tls"),
             TASKFORGE_LOG_LEVEL="INFO",
             # Short leases so the kill -9 test sees a lost slot come back within seconds.
             TASKFORGE_SLOT_TTL_SECONDS="4",

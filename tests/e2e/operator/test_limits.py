@@ -126,7 +126,7 @@ def test_dead_letter_ships_to_redis_and_cli_lists_replays_purges(
     run = kube.wait_run(name, lambda r: ((r.get("status") or {}).get("deadLetter") or {})
                         .get("shipped") is True, timeout=60)
     letter = run["status"]["deadLetter"]
-    listed = _cli(redis_server.url, "dlq", "list", "-o", "json")
+    listed = _cli(redis_server.url, "dlq", "list", "-n", kube.namespace, "-o", "json")
     assert listed.returncode == 0, listed.stderr
     entries = [e for e in json.loads(listed.stdout) if e["run"] == name]
     assert len(entries) == 1 and entries[0]["stream_id"] == letter["streamId"]
@@ -143,7 +143,7 @@ def test_dead_letter_ships_to_redis_and_cli_lists_replays_purges(
     assert replayed["spec"]["trigger"]["type"] == "replay"
     purged = _cli(redis_server.url, "dlq", "purge", entry["stream_id"])
     assert purged.returncode == 0, purged.stderr
-    after = json.loads(_cli(redis_server.url, "dlq", "list", "-o", "json").stdout)
+    after = json.loads(_cli(redis_server.url, "dlq", "list", "-A", "-o", "json").stdout)
     assert entry["stream_id"] not in {e["stream_id"] for e in after}
 
 
