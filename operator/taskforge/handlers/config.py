@@ -1,32 +1,116 @@
-"""Operator settings, from the environment (the Helm chart sets them)."""
+"""Operator settings, from the environment (the Helm chart sets them).
+
+`OperatorSettings` is the one place for each variable: its name (spelt out, so that a grep
+for it finds it), type, default and doc. pydantic-settings reads and validates them, so a
+bad value stops the operator at start-up with the variable named (`SettingsError`), instead
+of a hand-written parser's traceback or a silent default. The README's table of them is
+generated from these fields (`python -m taskforge.handlers.config`), and a test
+(tests/unit/test_operator_settings.py) fails when it drifts. `OperatorConfig` is what the rest of
+the operator takes: the same values, shaped for use (JobSettings, a namespace tuple).
+
+Ports and the Job TTL accept `none` or `off` to turn them off, as before.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskforge.adapters.jobs import JobSettings
-
-
-def _int(name: str, default: int | None) -> int | None:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"none", "off"}:
-        return None
-    return int(raw)
-
 
 ADMISSION_MODES = ("off", "local", "service")
 
 
-def _admission_mode() -> str:
-    mode = os.environ.get("TASKFORGE_ADMISSION", "off").strip().lower() or "off"
-    if mode not in ADMISSION_MODES:
-        raise ValueError(
-            f"TASKFORGE_ADMISSION={mode!r}: expected one of {', '.join(ADMISSION_MODES)}"
-        )
-    return mode
+def _off_is_none(value: Any) -> Any:
+    """`none`/`off` turn a port or TTL off; an empty variable means the default."""
+    if isinstance(value, str) and value.strip().lower() in {"none", "off"}:
+        return None
+    return value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Port = Annotated[Annotated[int, Field(ge=1, le=65535)] | None, BeforeValidator(_off_is_none)]
+
+
+class SettingsError(ValueError):
+    """A TASKFORGE_* variable with a value the operator cannot use; the text names it."""
+
+
+class OperatorSettings(BaseSettings):
+    """The operator's environment variables (TASKFORGE_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, frozen=True, extra="ignore")
+
+    executor_image: str = Field(
+        validation_alias="TASKFORGE_EXECUTOR_IMAGE", default=JobSettings.executor_image,
+        description="Image of the step executor (the http, script and log steps).")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        validation_alias="TASKFORGE_IMAGE_PULL_POLICY", default="IfNotPresent",
+        description="imagePullPolicy of the executor's step pods.")
+    job_ttl_seconds: Annotated[Annotated[int, Field(ge=0)] | None,
+                               BeforeValidator(_off_is_none)] = Field(
+        validation_alias="TASKFORGE_JOB_TTL_SECONDS", default=600,
+        description="ttlSecondsAfterFinished of step Jobs; `off` keeps them.")
+    namespaces: str = Field(
+        validation_alias="TASKFORGE_NAMESPACES", default="",
+        description="Comma-separated namespaces to watch; empty: the whole cluster.")
+    workers: int = Field(
+        validation_alias="TASKFORGE_WORKERS", default=8, ge=1,
+        description="kopf's concurrent handler workers.")
+    metrics_port: Port = Field(
+        validation_alias="TASKFORGE_METRICS_PORT", default=8080,
+        description="Prometheus /metrics; `off`: none.")
+    webhook_port: Port = Field(
+        validation_alias="TASKFORGE_WEBHOOK_PORT", default=8081,
+        description="Webhook triggers (POST /hooks/...); `off`: none.")
+    health_port: Port = Field(
+        validation_alias="TASKFORGE_HEALTH_PORT", default=8082,
+        description="/healthz; `off`: none.")
+    step_events: bool = Field(
+        validation_alias="TASKFORGE_STEP_EVENTS", default=True,
+        description="A Kubernetes Event on the run per step start and end.")
+    admission: Annotated[Literal["off", "local", "service"], BeforeValidator(_lower)] = Field(
+        validation_alias="TASKFORGE_ADMISSION", default="off",
+        description="The admission webhook that records run creators: off, local or service.")
+    admission_port: int = Field(
+        validation_alias="TASKFORGE_ADMISSION_PORT", default=9443, ge=1, le=65535,
+        description="Port of the admission webhook's server.")
+    admission_cert_dir: str = Field(
+        validation_alias="TASKFORGE_ADMISSION_CERT_DIR", default="/etc/taskforge/admission",
+        description="Directory of the admission webhook's serving certificate.")
+
+    @classmethod
+    def variables(cls) -> dict[str, tuple[Any, str]]:
+        """Each variable's name, default and doc, for the README check."""
+        return {str(f.validation_alias): (f.default, f.description or "")
+                for f in cls.model_fields.values()}
+
+
+def settings_table() -> str:
+    """The README's markdown table of the operator's variables."""
+    rows = ["| variable | default | what |", "|---|---|---|"]
+    for name, (default, doc) in OperatorSettings.variables().items():
+        shown = "(empty)" if default == "" else str(default).lower() if isinstance(
+            default, bool) else str(default)
+        rows.append(f"| `{name}` | `{shown}` | {doc} |")
+    return "\n".join(rows)
+
+
+def load_settings() -> OperatorSettings:
+    """The settings from the environment; a bad value raises SettingsError naming it."""
+    try:
+        return OperatorSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            f" (got {e.get('input')!r})" for e in exc.errors())
+        raise SettingsError(f"bad operator settings: {problems}") from None
 
 
 @dataclass(frozen=True)
@@ -45,27 +129,24 @@ class OperatorConfig:
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
-        jobs = JobSettings(
-            executor_image=os.environ.get(
-                "TASKFORGE_EXECUTOR_IMAGE", JobSettings.executor_image
-            ),
-            image_pull_policy=os.environ.get("TASKFORGE_IMAGE_PULL_POLICY", "IfNotPresent"),
-            ttl_seconds_after_finished=_int("TASKFORGE_JOB_TTL_SECONDS", 600),
-        )
-        namespaces = tuple(
-            n.strip() for n in os.environ.get("TASKFORGE_NAMESPACES", "").split(",") if n.strip()
-        )
+        s = load_settings()
         return cls(
-            jobs=jobs,
-            namespaces=namespaces,
-            workers=_int("TASKFORGE_WORKERS", 8) or 8,
-            metrics_port=_int("TASKFORGE_METRICS_PORT", 8080),
-            webhook_port=_int("TASKFORGE_WEBHOOK_PORT", 8081),
-            health_port=_int("TASKFORGE_HEALTH_PORT", 8082),
-            step_events=os.environ.get("TASKFORGE_STEP_EVENTS", "true").lower() != "false",
-            admission=_admission_mode(),
-            admission_port=_int("TASKFORGE_ADMISSION_PORT", 9443) or 9443,
-            admission_cert_dir=os.environ.get(
-                "TASKFORGE_ADMISSION_CERT_DIR", "/etc/taskforge/admission"
+            jobs=JobSettings(
+                executor_image=s.executor_image,
+                image_pull_policy=s.image_pull_policy,
+                ttl_seconds_after_finished=s.job_ttl_seconds,
             ),
+            namespaces=tuple(n.strip() for n in s.namespaces.split(",") if n.strip()),
+            workers=s.workers,
+            metrics_port=s.metrics_port,
+            webhook_port=s.webhook_port,
+            health_port=s.health_port,
+            step_events=s.step_events,
+            admission=s.admission,
+            admission_port=s.admission_port,
+            admission_cert_dir=s.admission_cert_dir,
         )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(settings_table())
