@@ -33,7 +33,7 @@ WORKDIR /src
 # Dependencies first (from pyproject's [project.dependencies], never the dev extra), so
 # this layer is rebuilt only when pyproject.toml changes, not on every source edit.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['operator']))" \
         > /tmp/requirements.txt \
     && pip --python /opt/venv/bin/python install -r /tmp/requirements.txt
 
