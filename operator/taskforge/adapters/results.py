@@ -146,9 +146,10 @@ def store_result(run: RunRef, action: StoreResult) -> bool:
     return created
 
 
-def _get(namespace: str, name: str) -> dict[str, Any] | None:
+def _get(namespace: str, name: str, core: Any = None) -> dict[str, Any] | None:
     try:
-        response = _core().read_namespaced_config_map(name, namespace, _preload_content=False)
+        response = (core or _core()).read_namespaced_config_map(name, namespace,
+                                                                  _preload_content=False)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -156,9 +157,11 @@ def _get(namespace: str, name: str) -> dict[str, Any] | None:
     return dict(json.loads(cast(Any, response).data))
 
 
-def load_result(namespace: str, name: str, sha256: str) -> bytes:
-    """The stored result's JSON, checked against its SHA-256 and capped while unzipping."""
-    first = _get(namespace, name)
+def load_result(namespace: str, name: str, sha256: str, core: Any = None) -> bytes:
+    """The stored result's JSON, checked against its SHA-256 and capped while unzipping.
+
+    `core`: a CoreV1Api of another client (the CLI's, with the user's kubeconfig)."""
+    first = _get(namespace, name, core)
     if first is None:
         raise ResultReadError(f"configmap {namespace}/{name} not found")
     annotations = (first.get("metadata") or {}).get("annotations") or {}
@@ -167,7 +170,7 @@ def load_result(namespace: str, name: str, sha256: str) -> bytes:
         raise ResultReadError(f"configmap {namespace}/{name}: bad part count {parts}")
     bodies = [first]
     for index in range(1, parts):
-        body = _get(namespace, _part_name(name, index))
+        body = _get(namespace, _part_name(name, index), core)
         if body is None:
             raise ResultReadError(f"configmap {namespace}/{_part_name(name, index)} not found")
         bodies.append(body)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from taskforge.cli.client import RUNS, connect
+from taskforge.cli.client import RUNS, Cluster, connect
 from taskforge.cli.completion import run_names
+from taskforge.cli.errors import CliError
 from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
 from taskforge.cli.render import (
     console,
@@ -31,12 +33,34 @@ OutputOpt = Annotated[
 ]
 
 
+def with_whole_results(cluster: Cluster, run: dict[str, Any]) -> dict[str, Any]:
+    """The run with each stored result in place of its summary in `outputs`."""
+    from taskforge.adapters.results import ResultReadError, load_result  # noqa: PLC0415
+
+    steps = (run.get("status") or {}).get("steps") or {}
+    for name, step in steps.items():
+        ref = (step or {}).get("result")
+        if not ref:
+            continue
+        try:
+            data = load_result(cluster.namespace, ref["configMap"], ref["sha256"], cluster.core)
+        except ResultReadError as exc:
+            raise CliError(f"step {name!r}: the stored result cannot be read: {exc}") from None
+        step["outputs"] = json.loads(data)
+    return run
+
+
 def get(
     ctx: typer.Context,
     *,
     run: Annotated[str, typer.Argument(help="Name of the WorkflowRun.", show_default=False,
                                        autocompletion=run_names)],
     output: OutputOpt = None,
+    results: Annotated[
+        bool, typer.Option("--results", help="Show stored results whole (results over a"
+                           " step's share of status are kept in a ConfigMap; status holds a"
+                           " summary).")
+    ] = False,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
@@ -44,6 +68,8 @@ def get(
     """Show a run: phase, workflow, params, conditions, and its steps in DAG order."""
     cluster = connect(ctx, namespace, context, kubeconfig)
     obj = cluster.get(RUNS, run)
+    if results:
+        obj = with_whole_results(cluster, obj)
     if output is not None:
         emit(obj, output.value)
         return

@@ -15,6 +15,8 @@ import hashlib
 import json
 
 import pytest
+from taskforge.cli.main import app
+from typer.testing import CliRunner
 
 from tests.e2e.operator.conftest import Kube
 from tests.e2e.operator.stepkit import step_of
@@ -88,6 +90,11 @@ def test_results_up_to_1_mib_reach_later_steps_whole(kube: Kube, size: int) -> N
     data = _stored(kube, ref["configMap"])
     assert json.loads(data) == whole
     assert ref["size"] == len(data) and ref["sha256"] == hashlib.sha256(data).hexdigest()
+    # The CLI shows it whole too, with the user's own kubeconfig.
+    shown = CliRunner().invoke(app, ["--kubeconfig", str(kube.kubeconfig), "-n", kube.namespace,
+                                     "get", name, "--results", "-o", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert step_of(json.loads(shown.stdout), "producer")["outputs"] == whole
 
 
 def test_a_result_over_1_mib_fails_the_step_saying_so(kube: Kube) -> None:
