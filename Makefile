@@ -43,8 +43,13 @@ imports: ## import-linter layer contracts
 
 # The other Pythons pyproject declares (requires-python); hack/setup.sh makes a venv for each.
 PYTHONS := 3.12 3.13
-PYTHONS_TEST = for v in $(PYTHONS); do echo "== Python $$v"; .venv-py$$v/bin/pytest -q \
-  -p no:cacheprovider tests/unit tests/engine tests/executor || exit 1; done
+# Both at once: the suites mostly wait (subprocesses, timeouts), so two take little more
+# wall time than one. Each keeps its log in .local/; a failing one is printed whole.
+PYTHONS_TEST = mkdir -p $(LOCAL); for v in $(PYTHONS); do ( log=$(LOCAL)/pytest-py$$v.log; \
+  .venv-py$$v/bin/pytest -q -p no:cacheprovider --basetemp=$(LOCAL)/pytest-py$$v \
+  tests/unit tests/engine tests/executor >$$log 2>&1; s=$$?; [ $$s = 0 ] || cat $$log; \
+  echo "== Python $$v: $$(tail -n 1 $$log)"; exit $$s ) & done; \
+  rc=0; for v in $(PYTHONS); do wait -n || rc=1; done; exit $$rc
 
 pythons: setup ## The unit, engine and executor suites on the other declared Pythons (3.12, 3.13)
 	@$(PYTHONS_TEST)
