@@ -23,7 +23,7 @@ HEAVY = ("kubernetes", "pydantic", "redis", "yaml", "jinja2", "cel", "taskforge.
 def _imports_after(*argv: str) -> set[str]:
     code = (
         "import sys\n"
-        "from taskforge.cli.main import main\n"
+        "from taskforge.cli import main\n"
         f"sys.argv = ['taskforge', *{list(argv)!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('\\n'.join(sys.modules), file=sys.stderr)\n"
@@ -37,6 +37,12 @@ def _imports_after(*argv: str) -> set[str]:
 def test_help_and_version_import_no_heavy_library(argv: list[str]) -> None:
     loaded = _imports_after(*argv)
     assert not [m for m in loaded if m.split(".")[0] in HEAVY or m.startswith(HEAVY)]
+
+
+def test_version_does_not_even_import_typer() -> None:
+    loaded = _imports_after("--version")
+    assert "typer" not in loaded and "taskforge.cli.main" not in loaded
+    assert "taskforge" in CliRunner().invoke(app, ["--version"]).output
 
 
 def test_root_help_lists_every_command_with_its_own_summary() -> None:
@@ -92,7 +98,7 @@ def test_a_closed_pipe_ends_quietly() -> None:
 def test_completion_offers_command_names_without_a_cluster() -> None:
     env = {"_TASKFORGE_COMPLETE": "complete_bash", "COMP_WORDS": "taskforge l",
            "COMP_CWORD": "1", "PATH": "", "KUBECONFIG": "/nonexistent"}
-    code = "from taskforge.cli.main import main; main()"
+    code = "from taskforge.cli import main; main()"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=False)
     assert out.stdout.split() == ["list", "logs"], out

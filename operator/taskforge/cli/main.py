@@ -112,12 +112,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 (lazy)
+        from taskforge.cli import version  # noqa: PLC0415
 
-        try:
-            print(f"taskforge {version('taskforge')}")
-        except PackageNotFoundError:
-            print("taskforge (not installed)")
+        print(version())
         raise typer.Exit(0)
 
 
