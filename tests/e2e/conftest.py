@@ -124,7 +124,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.e2e)
         on_real = item.get_closest_marker("real_node") is not None
         on_both = item.get_closest_marker("both_nodes") is not None
-        if (real and not (on_real or on_both)) or (not real and on_real and not foreign):
+        # real_node tests read the local node's containerd and image archives: never foreign
+        if (real and not (on_real or on_both)) or (not real and on_real):
             dropped.append(item)
             continue
         if foreign and item.get_closest_marker("local_agent") is not None:
