@@ -14,22 +14,31 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_burst_then_exact_retry_after(conn: RedisConnection) -> None:
+    """A burst of 5, then a denial that names the exact time of the next token. Bounds
+    come from clock readings around the calls (issue 20), so a slow machine widens them by
+    its own delays; "a moment before it is still denied" is only asserted when the clock
+    shows the call really came before that time."""
     limiter = RateLimiter(conn)
+    eps = 0.002
+    start = time.monotonic()
     got = [await limiter.acquire("burst", 5, 1.0) for _ in range(5)]
     assert all(a.allowed and a.retry_after == 0 for a in got)
     assert [a.remaining for a in got] == [4, 3, 2, 1, 0]
     denied = await limiter.acquire("burst", 5, 1.0)
+    told = time.monotonic()
     assert not denied.allowed and not denied.degraded
-    # One token every 200 ms; a few ms went by while the burst was taken.
-    assert 0.17 < denied.retry_after <= 0.2
-    # Exact: a moment before it is still denied, at it the token is there.
-    await asyncio.sleep(denied.retry_after - 0.1)
+    # One token every 200 ms, counted from the first call; the time the calls took is gone.
+    assert 0.2 - (told - start) - eps <= denied.retry_after <= 0.2
+    await asyncio.sleep(max(0.0, denied.retry_after - 0.1))
     early = await limiter.acquire("burst", 5, 1.0)
-    assert not early.allowed and 0 < early.retry_after <= 0.1
-    await asyncio.sleep(early.retry_after)
-    assert (await limiter.acquire("burst", 5, 1.0)).allowed
+    if time.monotonic() - told < denied.retry_after - eps:  # surely before the token
+        assert not early.allowed and 0 < early.retry_after <= 0.1 + eps
+    if not early.allowed:
+        await asyncio.sleep(early.retry_after)
+        assert (await limiter.acquire("burst", 5, 1.0)).allowed
     again = await limiter.acquire("burst", 5, 1.0)
-    assert not again.allowed and 0.19 < again.retry_after <= 0.2
+    if not again.allowed:  # (a late wake-up may have left a second token to take)
+        assert 0 < again.retry_after <= 0.2 + eps  # never more than one interval away
 
 
 async def test_burst_one_spaces_every_start(conn: RedisConnection) -> None:
