@@ -215,22 +215,41 @@ async def test_leave_frees_the_place_at_once(conn: RedisConnection) -> None:
 
 
 async def test_the_queue_never_admits_more_than_the_limit(conn: RedisConnection) -> None:
-    """Twelve eager callers, some named, some not, for 2 s at 10/s with burst 3."""
+    """Twelve eager callers, some named, some not, for 2 s at 10/s with burst 3.
+
+    Bounds from measured time (issue 20): never more than the burst plus 10/s over the
+    window from the first call to the end of the last one; and no fewer than that less what
+    the waiter at the head of the line lost by coming back late (its time was due, nobody
+    else may take the token meanwhile), which an idle machine keeps near zero."""
     limiter = RateLimiter(conn)
     admitted: list[float] = []
-    end = time.monotonic() + 2.0
+    head_late = 0.0
+    last_done = start = time.monotonic()
+    end = start + 2.0
 
     async def caller(i: int) -> None:
+        nonlocal head_late, last_done
+        named = bool(i % 3)
+        due: float | None = None
         while time.monotonic() < end:
-            a = await limiter.acquire("many", 10, 1.0, burst=3, waiter=f"w{i}" if i % 3 else None)
+            a = await limiter.acquire("many", 10, 1.0, burst=3, waiter=f"w{i}" if named else None)
+            now = last_done = max(last_done, time.monotonic())
+            if due is not None:
+                head_late += max(0.0, time.monotonic() - due)
+                due = None
             if a.allowed:
-                admitted.append(time.monotonic())
-            else:
-                await asyncio.sleep(min(a.retry_after, 0.05) if i % 3 == 0 else a.retry_after)
+                admitted.append(now)
+                continue
+            wait = a.retry_after if named else min(a.retry_after, 0.05)
+            if named and a.ahead == 0:
+                due = time.monotonic() + a.retry_after
+            await asyncio.sleep(wait)
 
     await asyncio.gather(*(caller(i) for i in range(12)))
-    assert len(admitted) <= 3 + 20 + 1
-    assert len(admitted) >= 3 + 20 - 3  # named waiters keep the key busy: little capacity lost
+    window = last_done - start
+    print(f"{len(admitted)} admitted in {window:.2f} s; head waiters late {head_late:.3f} s")
+    assert len(admitted) <= 3 + int(10 * window) + 1
+    assert len(admitted) >= 3 + int(10 * min(window, 2.0)) - 3 - int(10 * head_late) - 1
 
 
 async def test_redis_time_not_local_time(conn: RedisConnection) -> None:
