@@ -18,11 +18,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from taskforge.api.resultlog import MAX_RESULT_BYTES
 
 from taskforge_executor.outcome import CUT_MARKER, StepError, permanent, retryable
 
-MAX_BODY_BYTES = 1024 * 1024
-"""Read at most this much of a response; the termination message is 4 KiB anyway."""
+MAX_BODY_BYTES = MAX_RESULT_BYTES - 64 * 1024
+"""Read at most this much of a response: a step's whole result may be 1 MiB as JSON
+(taskforge.api.resultlog), and the status, the kept headers and JSON escapes need room."""
 RETRYABLE_STATUS = frozenset({408, 429})
 USER_AGENT = "taskforge-executor"
 

@@ -251,6 +251,8 @@ OPERATOR_NEEDS = [
     ("get", "pods", "log"),
     ("create", "events", None),
     ("create", "events.events.k8s.io", None),
+    ("create", "configmaps", None),  # stored step results (owned by their run)
+    ("get", "configmaps", None),
 ]
 # What it must not be able to do (also proves that can-i can say no).
 OPERATOR_MUST_NOT = [
@@ -260,7 +262,6 @@ OPERATOR_MUST_NOT = [
     ("delete", "pods", None),
     ("update", "jobs.batch", None),
     ("create", "deployments.apps", None),
-    ("get", "configmaps", None),
     ("create", "rolebindings.rbac.authorization.k8s.io", None),
 ]
 

@@ -8,6 +8,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from taskforge.api.resultlog import KEY_RESULT_LOG, MAX_RESULT_BYTES, parse_log
 from taskforge_executor.httpcall import retry_after_seconds
 from taskforge_executor.outcome import CUT_MARKER
 
@@ -215,30 +216,31 @@ def test_secret_header_not_wired_is_permanent(
 
 
 @pytest.mark.parametrize("kib", [200, 1100])
-def test_big_body_is_truncated_with_a_marker(
+def test_big_body_is_kept_whole_up_to_the_read_bound(
     run_executor: RunExecutor, http_server: HttpServer, kib: int
 ) -> None:
+    """A body bigger than the termination message travels in the log (the operator stores
+    it whole); one beyond the read bound is cut there, with a marker, and still fits the
+    1 MiB result limit rather than failing the step."""
     result = run_executor(
         "http", {"url": f"{http_server.url}/big?kib={kib}", "responseHeaders": ["Content-Type"]}
     )
 
-    assert result.code == 0
+    assert result.code == 0, result.termination
     assert len(result.termination) <= 4096
-    message = result.message
-    assert message["truncated"] is True
-    outputs = message["outputs"]
+    ref = result.message[KEY_RESULT_LOG]
+    data = parse_log(result.stdout.encode(), size=ref["size"], sha256=ref["sha256"],
+                     lines=ref["lines"])
+    outputs = json.loads(data)
     assert outputs["status"] == 200
     assert outputs["headers"] == {"Content-Type": "application/json"}
     body: Any = outputs["body"]
-    if kib < 1024:  # parsed, then its big string cut: the structure survives
-        assert set(body) == {"data"}
-        text = body["data"]
-        assert text.startswith("xxx")
-    else:  # beyond the 1 MiB read bound: not parseable, kept as cut text
-        text = body
-        assert text.startswith('{"data": "xxx')
-    assert text.endswith(CUT_MARKER)
-    assert len(text) > 2000
+    if kib < 1024:  # whole, parsed
+        assert body == {"data": "x" * (kib * 1024)}
+        assert not str(body["data"]).endswith(CUT_MARKER)
+    else:  # beyond the read bound: not parseable, kept as cut text
+        assert body.startswith('{"data": "xxx') and body.endswith(CUT_MARKER)
+        assert len(data) <= MAX_RESULT_BYTES
 
 
 def test_tls_verification_failure_is_permanent(
