@@ -3,8 +3,8 @@
 Steps that talk to a server (http, slack, email) are pointed at one the test starts on
 127.0.0.1, which only pods of the local node agent (host processes) can reach (on the real
 node, pods reach this machine at `cluster.host_ip`): those tests are marked ``local_agent``.
-Secrets are created in the test namespace and each test checks that their values never reach the run (status and all), the Events, the Job or the pod log
-(`assert_never_leaked`).
+Secrets are created in the test namespace and each test checks that their values never reach
+the run (status and all), the Events, the Job or the pod log (`assert_never_leaked`).
 
 Not a test module: pytest collects nothing here. A module that needs the stub HTTP server
 defines its own `stub` fixture (start, yield, stop).
