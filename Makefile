@@ -25,7 +25,7 @@ cluster-down: ## Stop the local cluster; a real node leaves no container, mount,
 	@$(PY) -m localcluster down --dir $(LOCAL)
 
 image: setup ## Build the images with buildah (Dockerfile on a debootstrap base); load a running real node
-	@sock=$(LOCAL)/cluster/node/containerd/containerd.sock; \
+	@sock=$(abspath $(LOCAL))/cluster/node/containerd/containerd.sock; \
 	 CTR=$$(hack/build-node-bins.sh | tail -n 1)/ctr \
 	 hack/build-images.sh $$([ -S $$sock ] && echo --import $$sock)
 
