@@ -159,3 +159,17 @@ def test_a_refused_run_fails_forbidden_before_any_job() -> None:
 def test_an_allowed_run_starts(authorization: RunAuthorization | None) -> None:
     p = plan(replace(facts(SPEC), authorization=authorization))
     assert p.status.phase == "Running" and created(p) == [("s", 1)]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [("inline", (SPEC, None)), ("ref", (SPEC, "wf")), ("missing", None), ("started", None)],
+)
+def test_spec_to_start_is_what_the_gates_check(case: str, expected: Any) -> None:
+    """Authorization and limits look at the spec a run would pin, only before it starts."""
+    f = facts(SPEC, inline=case == "inline")
+    if case == "missing":
+        f = replace(f, workflow=None)
+    if case == "started":
+        f = replace(f, status=plan(f).status)
+    assert f.spec_to_start() == expected

@@ -107,5 +107,19 @@ class RunFacts:
     now: datetime
     admission: RunAdmission | None = None
     authorization: RunAuthorization | None = None
+
+    def spec_to_start(self) -> tuple[WorkflowSpec, str | None] | None:
+        """The spec this run would pin if it started now, and the Workflow it comes from (None
+        for an inline spec); None once it has started, or while its Workflow is missing.
+
+        What the gates before a start (authorization, limits) look at, in one place.
+        """
+        if self.status is not None and self.status.started_at is not None:
+            return None
+        if self.spec.workflow_spec is not None:
+            return self.spec.workflow_spec, None
+        if self.workflow is not None:
+            return self.workflow.spec, self.workflow.name
+        return None
     results: Mapping[str, LoadedResult] = field(default_factory=dict)
     """Stored results of the steps `stored.wanted_results` names, by step."""

@@ -53,15 +53,10 @@ class RunAuthorizer:
         RunAuthorization | None
     ):
         """None when there is nothing to check (started already, no spec yet, no references)."""
-        if facts.status is not None and facts.status.started_at is not None:
+        to_start = facts.spec_to_start()
+        if to_start is None:
             return None
-        workflow_name: str | None = None
-        if facts.spec.workflow_spec is not None:
-            spec = facts.spec.workflow_spec
-        elif facts.workflow is not None:
-            spec, workflow_name = facts.workflow.spec, facts.workflow.name
-        else:
-            return None
+        spec, workflow_name = to_start
         refs = references(spec)
         if not refs:
             return None

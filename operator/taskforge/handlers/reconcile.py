@@ -23,10 +23,10 @@ from taskforge.adapters.patch import merge_patch
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, WorkflowSpec
 from taskforge.api.durations import parse_timestamp
 from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan, StoreResult
-from taskforge.engine.facts import RunAdmission, RunFacts, WorkflowFacts
-from taskforge.engine.limits import Waiter
+from taskforge.engine.facts import RunFacts, WorkflowFacts
 from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.sizes import check_job_size, check_run_size
+from taskforge.handlers.admit import RunAdmitter
 from taskforge.handlers.authorization import RunAuthorizer
 from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.failures import (
@@ -90,6 +90,7 @@ class RunReconciler(RunFailures):
         self.results = Results(store)
         self.store = store
         self.authorizer = RunAuthorizer(store)
+        self.admitter = RunAdmitter(store, self.limits)
         self.queue = queue
         self.config = config
         self.on_finished = on_finished
@@ -199,9 +200,11 @@ class RunReconciler(RunFailures):
         if authorization is not None:
             facts = replace(facts, authorization=authorization)
         if authorization is None or not authorization.denied:  # a refused run takes no token
-            admission = await self._admission(key, facts)
-            if admission is not None:
-                facts = replace(facts, admission=admission)
+            gate = await self.admitter.admit(key, facts)
+            if gate is not None:
+                facts = replace(facts, admission=gate.admission)
+                if gate.not_applied is not None:
+                    self._post_in_background(body, gate.not_applied, now)
         facts = await self.results.enrich(key, facts)  # large results: logs, ConfigMaps
         result = await self.planner.plan(facts)
         if result is None:  # its templates need the workers, and they are all taken
@@ -264,43 +267,6 @@ class RunReconciler(RunFailures):
             await self._fail_oversize(key, body, exc.oversize, now, status.workflow_spec)
             return None
         return status, new_status
-
-    async def _admission(self, key: Key, facts: RunFacts) -> RunAdmission | None:
-        """Ask Redis whether a run that has not started may start (None: no limits apply)."""
-        if not self.limits.enabled or (facts.status and facts.status.started_at):
-            return None
-        if facts.spec.workflow_spec is not None:
-            spec, workflow = facts.spec.workflow_spec, key[1]
-        elif facts.workflow is not None:
-            spec, workflow = facts.workflow.spec, facts.workflow.name
-        else:
-            return None
-        if spec.rate_limit is None and spec.concurrency is None:
-            return None
-        waiting = [
-            Waiter(_parse_time(r["metadata"].get("creationTimestamp")), r["metadata"]["name"])
-            for r in self.store.runs_of_workflow(key[0], workflow)
-            if not (r.get("status") or {}).get("startedAt")
-            and (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES
-        ]
-        # No field a user sets skips a limit: trigger.type is not trusted; a reservation is
-        # only a claim that Limits checks in Redis (see adapters/reservations.py).
-        gate = await self.limits.admit_run(
-            spec,
-            namespace=key[0],
-            workflow=workflow,
-            uid=facts.uid,
-            me=Waiter(facts.created_at, key[1]),
-            waiting=waiting,
-            now=facts.now,
-            reservation=facts.spec.trigger.reservation if facts.spec.trigger else None,
-        )
-        if gate is None:
-            return None
-        body = self.store.run(key)
-        if gate.not_applied is not None and body is not None:
-            self._post_in_background(body, gate.not_applied, facts.now)
-        return gate.admission
 
     async def _apply(
         self, key: Key, body: dict[str, Any], result: Plan, now: datetime
