@@ -50,5 +50,11 @@ LIMITS_SKIPPED = Counter(
 )
 
 
+LEADER = Gauge(
+    "taskforge_leader",
+    "1 while this replica holds the leader Lease (or runs without leader election), else 0.",
+)
+
+
 def serve(port: int) -> None:
     start_http_server(port, addr="0.0.0.0")
