@@ -8,7 +8,6 @@ going (as a pod that already mounted a Secret would).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
@@ -57,7 +56,7 @@ def allowed(identity: Identity, namespace: str, verb: str, resource: str, name: 
     }
     api: Any = client.AuthorizationV1Api(kube.api_client())
     response = api.create_subject_access_review(review, _preload_content=False)
-    answer: dict[str, Any] = json.loads(response.data)
+    answer: dict[str, Any] = kube.read_body(response)
     ok = bool((answer.get("status") or {}).get("allowed"))
     with _lock:
         if len(_cache) >= _MAX_ENTRIES:
@@ -75,7 +74,7 @@ def whoami() -> str | None:
     api: Any = client.AuthenticationV1Api(kube.api_client())
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     response = api.create_self_subject_review(review, _preload_content=False)
-    answer: dict[str, Any] = json.loads(response.data)
+    answer: dict[str, Any] = kube.read_body(response)
     name = ((answer.get("status") or {}).get("userInfo") or {}).get("username")
     return str(name) if name else None
 
@@ -86,7 +85,7 @@ def delete_webhook_configurations(name: str) -> None:
     for delete in (api.delete_mutating_webhook_configuration,
                    api.delete_validating_webhook_configuration):
         try:
-            delete(name, _preload_content=False).read()
+            kube.discard(delete(name, _preload_content=False))
         except Exception as exc:
             if not kube.is_status(exc, 404):
                 raise

@@ -9,7 +9,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from taskforge.adapters.kube import api_client
+from taskforge.adapters.kube import api_client, discard
 
 COMPONENT = "taskforge-operator"
 
@@ -52,9 +52,10 @@ def post_event(
         "count": 1,
     }
     try:
-        client.CoreV1Api(api_client()).create_namespaced_event(
+        # Drained, or its connection never goes back to the pool (adapters/kube.py).
+        discard(client.CoreV1Api(api_client()).create_namespaced_event(
             namespace, cast(Any, body), _preload_content=False
-        )
+        ))
     except ApiException as exc:
         if exc.status not in (409, 404):
             raise

@@ -3,6 +3,21 @@
 Calls use `_preload_content=False` and plain JSON: the client's model
 deserialisation costs more than the request itself on the hot path, and the
 engine works on plain data anyway.
+
+Every response is read to its end (`read_body`) or drained (`discard`): urllib3 puts a
+connection back into its pool only then. An unread response leaves its connection
+checked out for good, so each write opened a new TLS connection (13-19 a second in a
+burst; a third of the operator's CPU went into TLS handshakes, issue 14).
+tests/e2e/operator/test_api_connections.py holds 200 Job creates to a handful.
+
+Why the sync client in threads and not one async client for everything (measured,
+bench/RESULTS.md, 2026-11-30 "API client"): with keep-alive connections a Job create
+costs the same wall time either way, and the thread hop of `asyncio.to_thread` is tens
+of microseconds against milliseconds of request; the sync client is what every adapter,
+the CLI and the tests already share (authz, results, dead letters, webhooks), while an
+async one would be a second client library (kubernetes_asyncio) or hand-written REST
+calls on kopf's aiohttp session, for every call site. kopf keeps its own aiohttp
+session for the watches; that is one more connection, not churn.
 """
 
 from __future__ import annotations
@@ -41,9 +56,23 @@ def api_client() -> client.ApiClient:
         return _api_client
 
 
-def _body(response: Any) -> dict[str, Any]:
-    data = response.data
+def read_body(response: Any) -> dict[str, Any]:
+    """The JSON body of a response; reading it whole returns its connection to the pool."""
+    try:
+        data = response.data
+    finally:
+        response.release_conn()
     return dict(json.loads(data)) if data else {}
+
+
+def discard(response: Any) -> None:
+    """Discard a response's body (without parsing it) and return its connection to the pool.
+
+    Never skip this for a `_preload_content=False` call: see the module's docstring."""
+    try:
+        response.drain_conn()
+    finally:
+        response.release_conn()
 
 
 def is_status(exc: BaseException, *codes: int) -> bool:
@@ -98,13 +127,13 @@ def create_job(namespace: str, manifest: dict[str, Any]) -> bool:
     deterministic). A 409 for someone else's Job is an error, never silent adoption."""
     batch = client.BatchV1Api(api_client())
     try:
-        batch.create_namespaced_job(namespace, cast(Any, manifest), field_manager=FIELD_MANAGER,
-                                    _preload_content=False)
+        discard(batch.create_namespaced_job(namespace, cast(Any, manifest),
+                                          field_manager=FIELD_MANAGER, _preload_content=False))
     except ApiException as exc:
         if exc.status != 409:
             raise
         name = manifest["metadata"]["name"]
-        existing = _body(batch.read_namespaced_job(name, namespace, _preload_content=False))
+        existing = read_body(batch.read_namespaced_job(name, namespace, _preload_content=False))
         mine = manifest["metadata"]["labels"]
         theirs = (existing.get("metadata") or {}).get("labels") or {}
         keys = ("taskforge.io/run", "taskforge.io/step", "taskforge.io/attempt")
@@ -120,12 +149,12 @@ def create_job(namespace: str, manifest: dict[str, Any]) -> bool:
 def delete_job(namespace: str, name: str) -> None:
     """Delete a Job and, through the garbage collector, its pods; a missing Job is fine."""
     try:
-        client.BatchV1Api(api_client()).delete_namespaced_job(
+        discard(client.BatchV1Api(api_client()).delete_namespaced_job(
             name,
             namespace,
             propagation_policy="Background",
             _preload_content=False,
-        )
+        ))
     except ApiException as exc:
         if exc.status != 404:
             raise
@@ -146,7 +175,7 @@ def patch_status(
         _content_type=MERGE_PATCH,
         _preload_content=False,
     )
-    return _body(response)
+    return read_body(response)
 
 
 def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -158,21 +187,21 @@ def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         if exc.status == 404:
             return None
         raise
-    return _body(response)
+    return read_body(response)
 
 
 def create_object(plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
     response = client.CustomObjectsApi(api_client()).create_namespaced_custom_object(
         GROUP, VERSION, namespace, plural, body, _preload_content=False
     )
-    return _body(response)
+    return read_body(response)
 
 
 def delete_object(plural: str, namespace: str, name: str) -> None:
     try:
-        client.CustomObjectsApi(api_client()).delete_namespaced_custom_object(
+        discard(client.CustomObjectsApi(api_client()).delete_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, name, _preload_content=False
-        )
+        ))
     except ApiException as exc:
         if exc.status != 404:
             raise
@@ -188,7 +217,7 @@ def read_secret_key(namespace: str, name: str, key: str) -> bytes | None:
         if exc.status == 404:
             return None
         raise
-    data = _body(secret).get("data") or {}
+    data = read_body(secret).get("data") or {}
     value = data.get(key)
     return base64.b64decode(value) if value is not None else None
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
 import threading
 import zlib
 from collections import OrderedDict
@@ -129,9 +128,9 @@ def store_result(run: RunRef, action: StoreResult) -> bool:
     for index in reversed(range(len(parts))):
         body = _manifest(run, action, index, parts)
         try:
-            _core().create_namespaced_config_map(run.namespace, cast(Any, body),
-                                                 _preload_content=False,
-                                                 field_manager=kube.FIELD_MANAGER)
+            kube.discard(_core().create_namespaced_config_map(
+                run.namespace, cast(Any, body), _preload_content=False,
+                field_manager=kube.FIELD_MANAGER))
             created = True
         except ApiException as exc:
             if exc.status != 409:
@@ -154,7 +153,7 @@ def _get(namespace: str, name: str, core: Any = None) -> dict[str, Any] | None:
         if exc.status == 404:
             return None
         raise
-    return dict(json.loads(cast(Any, response).data))
+    return kube.read_body(response)
 
 
 def load_result(namespace: str, name: str, sha256: str, core: Any = None) -> bytes:
