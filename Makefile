@@ -29,7 +29,7 @@ image: setup ## Build the images with buildah (Dockerfile on a debootstrap base)
 	 CTR=$$(hack/build-node-bins.sh | tail -n 1)/ctr \
 	 hack/build-images.sh $$([ -S $$sock ] && echo --import $$sock)
 
-crds: ## Regenerate crds/ from the pydantic models
+crds: ## Regenerate crds/ and the chart's CRD templates from the pydantic models
 	@$(PY) -m taskforge.api.crdgen
 
 lint: ## ruff

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helm_kit import (
-    CHART,
     CRD_NAMES,
     NAMESPACED_VALUES,
+    ROOT,
     Cluster,
     Manifest,
     by_kind,
@@ -52,8 +52,8 @@ def _release() -> str:
 
 @pytest.fixture(scope="module")
 def crds(cluster: Cluster) -> Cluster:
-    """The chart's CRDs, installed (or updated) and established."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    """The CRDs (the chart's templates render the same objects), installed and established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     wait_established(cluster, CRD_NAMES)
     return cluster
 
@@ -86,8 +86,10 @@ def dry_run(cluster: Cluster, manifests: list[Manifest]) -> subprocess.Completed
 def test_default_manifests_pass_server_dry_run(
     crds: Cluster, helm: Path, namespace: str, server_version: str
 ) -> None:
-    manifests = render(helm, "--set", "redis.url=redis://redis:6379/0", release=_release(),
-                       namespace=namespace, kube_version=server_version)
+    # The CRDs are the `crds` fixture's, applied server-side (test_helm_install.py upgrades them).
+    manifests = render(helm, "--set", "redis.url=redis://redis:6379/0", "--set",
+                       "crds.install=false", release=_release(), namespace=namespace,
+                       kube_version=server_version)
     proc = dry_run(crds, manifests)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("(server dry run)") == len(manifests), proc.stdout
@@ -98,7 +100,7 @@ def test_namespaced_manifests_pass_server_dry_run(
     crds: Cluster, helm: Path, namespace: str, extra_namespaces: list[str], server_version: str
 ) -> None:
     watched = ",".join(extra_namespaces)
-    manifests = render(helm, "--values", str(NAMESPACED_VALUES),
+    manifests = render(helm, "--values", str(NAMESPACED_VALUES), "--set", "crds.install=false",
                        "--set", f"watchNamespaces={{{watched}}}", release=_release(),
                        namespace=namespace, kube_version=server_version)
     assert {m["kind"] for m in manifests} >= {"Role", "RoleBinding", "Ingress"}

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from taskforge.api import crdgen
 
 from tests.e2e.helm_kit import (
     CHART,
@@ -50,8 +51,10 @@ def test_helm_lint_strict(helm: Path, values: Path | None) -> None:
 def test_render_defaults(helm: Path) -> None:
     manifests = render(helm)
     kinds = sorted(m["kind"] for m in manifests)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment",
-                     "MutatingWebhookConfiguration", "Secret", "Service", "ServiceAccount",
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                     "CustomResourceDefinition", "Deployment",
+                     "MutatingWebhookConfiguration", "PodDisruptionBudget", "Role",
+                     "RoleBinding", "Secret", "Service", "ServiceAccount",
                      "ValidatingWebhookConfiguration"]
     for m in manifests:
         labels = m["metadata"]["labels"]
@@ -62,8 +65,9 @@ def test_render_defaults(helm: Path) -> None:
 
     deployment = one(manifests, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2  # leader election: tests/e2e/test_helm_ha.py
+    assert spec["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
@@ -92,6 +96,13 @@ def test_render_defaults(helm: Path) -> None:
         "TASKFORGE_METRICS_PORT": "8080",
         "TASKFORGE_WEBHOOK_PORT": "8081",
         "TASKFORGE_HEALTH_PORT": "8082",
+        "TASKFORGE_LEADER_ELECTION": "true",
+        "TASKFORGE_LEASE_NAME": "taskforge",
+        "TASKFORGE_LEASE_NAMESPACE": "taskforge-system",
+        "TASKFORGE_LEASE_IDENTITY": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "TASKFORGE_LEASE_DURATION_SECONDS": "10",
+        "TASKFORGE_LEASE_RENEW_DEADLINE_SECONDS": "7",
+        "TASKFORGE_LEASE_RETRY_PERIOD_SECONDS": "2",
         "TASKFORGE_STEP_EVENTS": "true",
         "TASKFORGE_LOG_LEVEL": "INFO",
         "TASKFORGE_RATE_LIMIT_POLICY": "open",
@@ -137,8 +148,9 @@ def test_render_namespaced_values(helm: Path) -> None:
     # redis.existingSecret is used as it is; only the admission certificate is made
     assert [m["metadata"]["name"] for m in by_kind(manifests, "Secret")] == [
         "tf-taskforge-admission-tls"]
-    roles = by_kind(manifests, "Role")
-    bindings = by_kind(manifests, "RoleBinding")
+    lease = "tf-taskforge-leader-election"  # the Lease's Role: test_helm_ha.py
+    roles = [r for r in by_kind(manifests, "Role") if r["metadata"]["name"] != lease]
+    bindings = [b for b in by_kind(manifests, "RoleBinding") if b["metadata"]["name"] != lease]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
@@ -268,3 +280,18 @@ def test_admission_webhook_points_at_the_service_with_the_secrets_ca(helm: Path)
     assert not by_kind(off, "ValidatingWebhookConfiguration")
     assert container_env(one(off, "Deployment"))["TASKFORGE_ADMISSION"] == "off"
 
+
+
+def test_crds_are_templates_gated_by_install_and_keep(helm: Path) -> None:
+    """The rendered CRDs are crdgen's objects (escaped `{{` included) with the chart's labels;
+    `crds.keep` sets the resource policy, `crds.install=false` leaves them out."""
+    want = {f"{r.plural}.{crdgen.GROUP}": crdgen.crd(r) for r in crdgen.RESOURCES}
+    rendered = {m["metadata"]["name"]: m for m in by_kind(render(helm), "CustomResourceDefinition")}
+    assert set(rendered) == set(want)
+    for name, crd in rendered.items():
+        assert crd["spec"] == want[name]["spec"], f"{name}: the template renders another schema"
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    unkept = by_kind(render(helm, "--set", "crds.keep=false"), "CustomResourceDefinition")
+    assert len(unkept) == 2 and all("annotations" not in m["metadata"] for m in unkept)
+    assert not by_kind(render(helm, "--set", "crds.install=false"), "CustomResourceDefinition")

@@ -1,51 +1,73 @@
-"""The Helm chart's CRDs are copies of the generated ones in crds/.
+"""The Helm chart's CRDs are templates generated with crds/ (taskforge.api.crdgen).
 
-Helm installs the files of a chart's crds/ folder verbatim. They are copies (symlinks out
-of the chart break `helm package` and some GitOps tools), so this test fails as soon as
-`make crds` changes crds/ without `hack/sync-chart-crds.sh` being run.
+Helm installs a chart's crds/ folder once and never upgrades it, so the chart has none: its
+CRDs are templates under templates/crds/, gated by `crds.install` and `crds.keep`. Rendered
+with helm they must equal the generated CRDs (tests/e2e/test_helm_render.py); here, without
+helm, their text must be what crdgen writes, and their escaping must round-trip.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import re
 import tomllib
 from pathlib import Path
 
 import yaml
+from taskforge.api import crdchart, crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
-REPO_CRDS = ROOT / "crds"
 CHART = ROOT / "charts" / "taskforge"
-CHART_CRDS = CHART / "crds"
-SYNC = ROOT / "hack" / "sync-chart-crds.sh"
-FIX = "run hack/sync-chart-crds.sh"
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.yaml"))}
+def test_the_chart_has_no_crds_folder() -> None:
+    """Helm would install such files unmanaged, and never upgrade them."""
+    assert not (CHART / "crds").exists(), "charts/taskforge/crds: the CRDs are templates now"
 
 
-def test_chart_crds_are_the_generated_crds() -> None:
-    repo, chart = _files(REPO_CRDS), _files(CHART_CRDS)
-    assert repo, "crds/ holds no CRDs (make crds)"
-    assert sorted(chart) == sorted(repo), f"the chart's CRD files differ from crds/: {FIX}"
-    stale = [name for name in repo if chart[name] != repo[name]]
-    assert not stale, f"stale CRDs in charts/taskforge/crds: {stale}: {FIX}"
-    for path in CHART_CRDS.iterdir():
-        assert not path.is_symlink(), f"{path.name}: copy it, do not link it: {FIX}"
-        assert path.suffix == ".yaml", f"{path.name}: only CRD manifests belong there"
+def test_chart_templates_are_the_generated_ones() -> None:
+    assert crdgen.CHART_CRD_DIR == CHART / "templates" / "crds"
+    have = {p.name: p.read_text() for p in sorted(crdgen.CHART_CRD_DIR.iterdir())}
+    assert have == crdgen.generate_chart(), "run `python -m taskforge.api.crdgen`"
 
 
-def test_chart_crds_are_crds_of_taskforge() -> None:
-    kinds = set()
-    for path in CHART_CRDS.glob("*.yaml"):
-        for doc in yaml.safe_load_all(path.read_text()):
-            assert doc["apiVersion"] == "apiextensions.k8s.io/v1", path.name
-            assert doc["kind"] == "CustomResourceDefinition", path.name
-            assert doc["spec"]["group"] == "taskforge.io", path.name
-            kinds.add(doc["spec"]["names"]["kind"])
-    assert {"Workflow", "WorkflowRun"} <= kinds
+def test_check_mode_reports_chart_drift_and_strays(tmp_path: Path) -> None:
+    plain, chart = tmp_path / "crds", tmp_path / "chart"
+    assert crdgen.main(["--out", str(plain), "--chart-out", str(chart)]) == 0
+    assert crdgen.main(["--check", "--out", str(plain), "--chart-out", str(chart)]) == 0
+    victim = chart / crdgen.file_name(crdgen.RESOURCES[1])
+    victim.write_text(victim.read_text().replace("helm.sh/resource-policy: keep", ""))
+    assert crdgen.main(["--check", "--out", str(plain), "--chart-out", str(chart)]) == 1
+    crdgen.main(["--out", str(plain), "--chart-out", str(chart)])
+    (chart / "old.yaml").write_text("kind: CustomResourceDefinition\n")
+    assert "old.yaml" in crdgen.drift(plain, chart)
+
+
+def _unescape(text: str) -> str:
+    """What Helm makes of the escaped text, for the only action the generator writes."""
+    return text.replace('{{ "{{" }}', "{{")
+
+
+def test_template_body_is_the_crd_with_braces_escaped() -> None:
+    for res in crdgen.RESOURCES:
+        text = crdchart.chart_template(crdgen.crd(res))
+        head, _, body = text.partition("\nspec:\n")
+        assert body.endswith("{{- end }}\n")
+        body = body.removesuffix("{{- end }}\n")
+        # Every action left in the body is the escape itself: nothing else would execute.
+        actions = re.findall(r"\{\{.*?\}\}", body)
+        assert set(actions) <= {'{{ "{{" }}'}, set(actions)
+        spec = yaml.safe_load(_unescape("spec:\n" + body))["spec"]
+        assert spec == crdgen.crd(res)["spec"]
+        assert "{{- if .Values.crds.install }}" in head
+        assert "{{- if .Values.crds.keep }}" in head
+        assert f"name: {res.plural}.{crdgen.GROUP}" in head
+
+
+def test_descriptions_with_step_templates_survive() -> None:
+    """The CRDs quote `{{ params.x }}` in descriptions: the generator must escape them."""
+    texts = "".join(crdgen.generate().values())
+    assert "{{ params." in texts
+    assert crdchart.escape("a {{ b }} c") == 'a {{ "{{" }} b }} c'
 
 
 def test_chart_app_version_is_the_project_version() -> None:
@@ -53,25 +75,3 @@ def test_chart_app_version_is_the_project_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
     assert chart["appVersion"] == project["version"]
-
-
-def test_sync_script_copies_and_prunes(tmp_path: Path) -> None:
-    """The script on a scratch tree: a changed CRD is copied, a removed one pruned."""
-    (tmp_path / "hack").mkdir()
-    shutil.copy2(SYNC, tmp_path / "hack" / SYNC.name)
-    src = tmp_path / "crds"
-    dst = tmp_path / "charts" / "taskforge" / "crds"
-    src.mkdir()
-    dst.mkdir(parents=True)
-    (src / "a.yaml").write_text("kind: A\n")
-    (src / "b.yaml").write_text("kind: B (new)\n")
-    (dst / "b.yaml").write_text("kind: B (old)\n")
-    (dst / "gone.yaml").write_text("kind: Gone\n")
-
-    proc = subprocess.run(["bash", str(tmp_path / "hack" / SYNC.name)], capture_output=True,
-                          text=True, timeout=30, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert _files(dst) == _files(src)
-    again = subprocess.run(["bash", str(tmp_path / "hack" / SYNC.name)], capture_output=True,
-                           text=True, timeout=30, check=True)
-    assert again.stdout == "", "a second run has nothing to do"
