@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from localcluster.testing import ClusterUnderTest
+from taskforge import GROUP
 from taskforge.cli.main import app
 from typer.testing import CliRunner
 
@@ -223,6 +224,17 @@ def test_get_shows_steps_in_dag_order_with_details(cli: Cli) -> None:
     data = yaml.safe_load(cli("get", name, "-o", "yaml").stdout)
     assert data["status"]["steps"]["transform"]["attempts"] == 2
     assert json.loads(cli("get", name, "-o", "json").stdout)["metadata"]["name"] == name
+    assert cli("get", name, "-o", "name").stdout == f"workflowrun.{GROUP}/{name}\n"
+
+    # -o wide: each step's Job and exact times; --no-headers: the step lines alone
+    cli.set_status(name, {"steps": {"fetch": {"jobName": f"{name}-fetch-1"}}})
+    wide = cli("get", name, "-o", "wide").stdout
+    fetch = next(ln for ln in wide.splitlines() if "✓ fetch" in ln)
+    assert f"job {name}-fetch-1" in fetch and "started " in fetch and "finished " in fetch, wide
+    assert "Run " in wide  # still the whole view
+    bare = cli("get", name, "--no-headers").stdout.splitlines()
+    assert [ln.split()[1] for ln in bare] == ["fetch", "transform", "report", "cleanup"], bare
+    assert not any(ln.startswith(("Run", "Steps", "Workflow")) for ln in bare), bare
 
 
 # --- cancel, retry ---------------------------------------------------------------------------

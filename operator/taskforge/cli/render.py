@@ -239,7 +239,8 @@ def workflows_table(
 
 
 def _step_line(
-    name: str, st: dict[str, Any], deps: list[str], now: datetime, width: int
+    name: str, st: dict[str, Any], deps: list[str], now: datetime, width: int,
+    *, wide: bool = False,
 ) -> Text:
     phase = st.get("phase") or "Pending"
     line = Text(f"{PHASE_ICON.get(phase, '?')} ", style=PHASE_STYLE.get(phase, ""))
@@ -260,7 +261,15 @@ def _step_line(
         line.append("  (reused)", style="dim")
     if deps:
         line.append(f"  after {', '.join(deps)}", style="dim")
+    if wide:  # -o wide: where to look next (the Job) and the exact times
+        started, finished = parse_time(st.get("startedAt")), parse_time(st.get("finishedAt"))
+        line.append(f"  job {st.get('jobName') or '-'}", style="dim")
+        line.append(f"  started {_clock(started)}  finished {_clock(finished)}", style="dim")
     return line
+
+
+def _clock(when: datetime | None) -> str:
+    return f"{when:%H:%M:%S.%f}"[:-3] if when else "-"
 
 
 def _step_details(st: dict[str, Any], now: datetime) -> list[Text]:
@@ -361,11 +370,16 @@ def run_view(
     finally_steps: list[str],
     deps: dict[str, list[str]],
     now: datetime,
+    *,
+    wide: bool = False,
+    headers: bool = True,
 ) -> RenderableType:
     """Header, then the steps in DAG order with finally steps on a branch of their own.
 
     Steps the status has but the spec does not (spec unknown) are listed in status order,
-    so nothing the operator reports is hidden.
+    so nothing the operator reports is hidden. `wide` adds each step's Job and exact
+    times; without `headers` only the step lines are printed (no run header, no titles),
+    for grep and scripts, as kubectl's --no-headers leaves only the rows.
     """
     steps: dict[str, Any] = (run.get("status") or {}).get("steps") or {}
     main = [n for n in order if n not in finally_steps]
@@ -376,10 +390,14 @@ def run_view(
     def add(branch: Tree, name: str) -> None:
         st = steps.get(name) or {}
         indent = 4 if name in finally_steps else 0  # one tree level deeper, keep columns
-        node = branch.add(_step_line(name, st, deps.get(name, []), now, width - indent))
+        node = branch.add(_step_line(name, st, deps.get(name, []), now, width - indent,
+                                     wide=wide))
         for detail in _step_details(st, now):
             node.add(detail)
 
+    if not headers:
+        return Group(*(_step_line(n, steps.get(n) or {}, deps.get(n, []), now, width, wide=wide)
+                       for n in [*main, *finally_steps]))
     for name in main:
         add(tree, name)
     if finally_steps:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from taskforge import GROUP
 from taskforge.cli.client import RUNS, Cluster, connect
 from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError
@@ -26,10 +27,21 @@ class DataOutput(StrEnum):
     yaml = "yaml"
 
 
+class GetOutput(StrEnum):
+    json = "json"
+    yaml = "yaml"
+    wide = "wide"
+    name = "name"
+
+
 OutputOpt = Annotated[
-    DataOutput | None,
-    typer.Option("--output", "-o", help="Print the data as json or yaml instead of a view.",
+    GetOutput | None,
+    typer.Option("--output", "-o", help="json or yaml (the object), name (kind/name, as"
+                 " kubectl prints it), or wide (the view plus each step's Job and times).",
                  show_default=False),
+]
+NoHeadersOpt = Annotated[
+    bool, typer.Option("--no-headers", help="Print the step lines only (no run header).")
 ]
 
 
@@ -56,6 +68,7 @@ def get(
     run: Annotated[str, typer.Argument(help="Name of the WorkflowRun.", show_default=False,
                                        autocompletion=run_names)],
     output: OutputOpt = None,
+    no_headers: NoHeadersOpt = False,
     results: Annotated[
         bool, typer.Option("--results", help="Show stored results whole (results over a"
                            " step's share of status are kept in a ConfigMap; status holds a"
@@ -70,8 +83,13 @@ def get(
     obj = cluster.get(RUNS, run)
     if results:
         obj = with_whole_results(cluster, obj)
-    if output is not None:
+    if output is GetOutput.name:
+        print(f"workflowrun.{GROUP}/{obj['metadata']['name']}")
+        return
+    if output in (GetOutput.json, GetOutput.yaml):
+        assert output is not None
         emit(obj, output.value)
         return
     lay = layout(spec_of(cluster, obj))
-    console().print(run_view(obj, lay.order, lay.finally_steps, lay.deps, datetime.now(UTC)))
+    console().print(run_view(obj, lay.order, lay.finally_steps, lay.deps, datetime.now(UTC),
+                             wide=output is GetOutput.wide, headers=not no_headers))
