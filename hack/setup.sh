@@ -68,6 +68,8 @@ hack/build-images.sh --rootfs-only > .local/rootfs.log 2>&1 &
 rootfs_pid=$!
 bin=$(hack/build-bins.sh | tail -n 1)
 node_bin=$(hack/build-node-bins.sh | tail -n 1)
+# kstatus (sigs.k8s.io/cli-utils) for tests/gitops: one small package, about a minute cold.
+hack/build-kstatus.sh > /dev/null
 if ! wait "$rootfs_pid"; then
   cat .local/rootfs.log >&2
   log "debootstrap of the base image failed (see above)"

@@ -29,6 +29,7 @@ from taskforge.engine.actions import Action, CreateJob, DeleteJob, Plan
 from taskforge.engine.conditions import WhenError, evaluate_when
 from taskforge.engine.dag import Dag, DagError, build_cached
 from taskforge.engine.facts import ObservedJob, RunFacts
+from taskforge.engine.health import run_health
 from taskforge.engine.naming import job_labels, job_name
 from taskforge.engine.observe import adopt, failed, fold
 from taskforge.engine.results import bound_message
@@ -53,7 +54,16 @@ def plan(facts: RunFacts, render: Renderer = render_in_process) -> Plan:
 
     `render` renders the step configs that need real Jinja (see engine.templating): the
     in-process default for tests; the operator injects one backed by worker processes.
+    Every plan's status carries the kstatus conditions derived from its phase (engine/health.py).
     """
+    result = _plan(facts, render)
+    healthy = run_health(result.status, facts.generation, to_millis(facts.now))
+    if healthy is result.status:
+        return result
+    return Plan(actions=result.actions, status=healthy, requeue_after=result.requeue_after)
+
+
+def _plan(facts: RunFacts, render: Renderer) -> Plan:
     status = facts.status
     if status is not None and status.phase in TERMINAL_RUN_PHASES:
         deletes = delete_active(facts.jobs, status.steps or {}, set())

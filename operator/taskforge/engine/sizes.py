@@ -23,6 +23,7 @@ from typing import Any
 
 from taskforge.api.durations import format_duration, format_timestamp, parse_timestamp
 from taskforge.engine.conditions import SUCCEEDED
+from taskforge.engine.health import run_health_wire
 
 ETCD_LIMIT_BYTES = 1_572_864
 """etcd's default `--max-request-bytes` (1.5 MiB): the largest object it stores."""
@@ -176,7 +177,7 @@ def oversize_patch(
     patch: dict[str, Any] = {
         "phase": "Failed",
         "message": oversize.message,
-        "conditions": [*others, condition],
+        "conditions": run_health_wire("Failed", [*others, condition], generation, now),
         "startedAt": started,
         "finishedAt": moment,
         "duration": format_duration((now - begun).total_seconds() if begun else 0),

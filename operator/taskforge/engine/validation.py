@@ -17,8 +17,9 @@ from typing import Any
 
 from taskforge.api.common import Condition
 from taskforge.api.workflow import WorkflowSpec
-from taskforge.engine.conditions import check_when, set_condition
+from taskforge.engine.conditions import check_when, get_condition, set_condition
 from taskforge.engine.dag import DagError, build
+from taskforge.engine.health import workflow_health
 from taskforge.engine.limits import wants_limits
 from taskforge.engine.params import ParamsError, check_defaults
 from taskforge.engine.schedule import ScheduleError, SchedulePlan, compile_schedule
@@ -105,6 +106,10 @@ def workflow_status(
             conditions, type_="Valid", status="True", reason="Valid",
             message="the workflow is valid", now=now, observed_generation=generation,
         )
+    valid = get_condition(conditions, "Valid")
+    assert valid is not None  # set just above
+    conditions = workflow_health(conditions, valid=valid.status == "True", reason=valid.reason,
+                                 message=valid.message, now=now, generation=generation)
     conditions = _limits_condition(conditions, spec, redis_configured, generation, now,
                                    redis_outage=redis_outage)
     status = dict(old_status)
