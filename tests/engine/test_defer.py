@@ -8,7 +8,7 @@ from taskforge.engine.planner import plan
 
 
 def test_held_back_first_attempt_waits_and_is_offered_again() -> None:
-    spec = workflow(step("a"), step("b"))
+    spec = workflow(step("a"), step("b"), step_events="all")
     p = plan(facts(spec))
     held = hold_back(p, step="a", run_name="run1", until=at(30), now=T0,
                      reason="rate limit github-api: 30 per 1m")

@@ -129,20 +129,37 @@ def test_a_retry_is_never_launched_under_a_new_attempt_twice() -> None:
     assert created(again) == [("a", 2)] and st(again, "a").attempts == 2
 
 
-def test_events_follow_transitions() -> None:
-    spec = workflow(step("a", retry=retry(1, delay="0s")), step("b", "a"),
-                    step("s", when="false"), final=[step("f")])
-    c = Cluster(facts(spec), outcome=lambda s, n: fail(s, n) if s == "a" else ok(s, n))
-    c.run()
-    seen = [e for p in c.plans for e in events(p)]
-    assert seen == [
+@pytest.mark.parametrize(("step_events", "expected"), [
+    # the default: retries, failures and the run's end; a step's start and success are in
+    # status only (each Event is an API write)
+    ("default", [("StepRetrying", "a"), ("StepFailed", "a"), ("RunFailed", None)]),
+    ("all", [
         ("StepStarted", "a"), ("StepSkipped", "s"),
         ("StepRetrying", "a"), ("StepStarted", "a"),
         ("StepFailed", "a"), ("StepSkipped", "b"), ("StepStarted", "f"),
         ("StepSucceeded", "f"), ("RunFailed", None),
-    ]
+    ]),
+])
+def test_events_follow_transitions(
+    step_events: str, expected: list[tuple[str, str | None]]
+) -> None:
+    spec = workflow(step("a", retry=retry(1, delay="0s")), step("b", "a"),
+                    step("s", when="false"), final=[step("f")], step_events=step_events)
+    c = Cluster(facts(spec), outcome=lambda s, n: fail(s, n) if s == "a" else ok(s, n))
+    c.run()
+    seen = [e for p in c.plans for e in events(p)]
+    assert seen == expected
     kinds = {(e.reason, e.type) for q in c.plans for e in q.actions if isinstance(e, EmitEvent)}
-    assert ("StepFailed", "Warning") in kinds and ("StepStarted", "Normal") in kinds
+    assert ("StepFailed", "Warning") in kinds
+    assert (("StepStarted", "Normal") in kinds) == (step_events == "all")
+
+
+def test_a_successful_chain_posts_one_event_by_default() -> None:
+    """At most one Event per step by default: here one for the whole 3-step run, its end."""
+    spec = workflow(step("a"), step("b", "a"), step("c", "b"))
+    c = Cluster(facts(spec), outcome=ok)
+    c.run()
+    assert [e for p in c.plans for e in events(p)] == [("RunSucceeded", None)]
 
 
 def test_idle_replan_keeps_status_equal_and_does_nothing() -> None:

@@ -82,12 +82,18 @@ def test_retry_after_hint_is_a_lower_bound() -> None:
     assert st(p, "a").message == "attempt 1 failed: 429; attempt 2 in 45s"
 
 
-def test_zero_delay_retry_starts_in_the_same_reconcile() -> None:
-    spec = workflow(step("a", retry=retry(2, delay="0s")))
+@pytest.mark.parametrize(("step_events", "expected"), [
+    ("default", [("StepRetrying", "a")]),
+    ("all", [("StepRetrying", "a"), ("StepStarted", "a")]),
+])
+def test_zero_delay_retry_starts_in_the_same_reconcile(
+    step_events: str, expected: list[tuple[str, str]]
+) -> None:
+    spec = workflow(step("a", retry=retry(2, delay="0s")), step_events=step_events)
     first = started(spec)
     p = plan(facts(spec, first.status, [fail("a")], now=at(3)))
     assert created(p) == [("a", 2)]
-    assert events(p) == [("StepRetrying", "a"), ("StepStarted", "a")]
+    assert events(p) == expected
 
 
 def test_requeue_is_the_earliest_of_retry_and_deadline() -> None:

@@ -202,6 +202,12 @@ class WorkflowSpec(Model):
     history: History | None = Field(
         default=None, description="How many finished runs to keep (default 10 of each)."
     )
+    step_events: Literal["default", "all"] = Field(
+        default="default",
+        description="Which Kubernetes Events a run posts. default: retries, failures and the"
+        " run's end (a step's start and success show in status; each Event is an API write)."
+        " all: also StepStarted, StepSucceeded and StepSkipped for every step.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> WorkflowSpec:

@@ -127,6 +127,11 @@ class Work:
         message: str,
         step: str | None = None,
     ) -> None:
+        """Emit an Event, unless it is a step's routine news (Normal: started, succeeded,
+        skipped) and the workflow keeps `stepEvents: default`. Each Event is an API write
+        (two a step doubled the operator's writes, issue 14); status already shows them."""
+        if kind == "Normal" and step is not None and self.spec.step_events != "all":
+            return
         self.actions.append(EmitEvent(type=kind, reason=reason, message=message, step=step))
 
     @property

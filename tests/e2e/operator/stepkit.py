@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -272,7 +273,11 @@ def assert_never_leaked(
 ) -> None:
     """No secret value in the run (whole object), any Event of the namespace, any Job or pod
     spec of the run, any step pod's log, or (optionally) the operator's log."""
-    kube.event_reasons(run, {"StepSucceeded"}, timeout=5)  # Events are posted asynchronously
+    deadline = time.monotonic() + 5  # Events are posted asynchronously: wait for the run's end
+    while not kube.event_reasons(run, set()) & {"RunSucceeded", "RunFailed"}:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     places: dict[str, str] = {"run": json.dumps(kube.run(run))}
     events = kube.core.list_namespaced_event(kube.namespace).items
     places["events"] = serialize(kube, events)

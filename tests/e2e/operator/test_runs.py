@@ -29,6 +29,7 @@ def test_hello_world_and_kubectl_wait(kube: Kube, cluster: Any) -> None:
         {
             "steps": [log_step("say", "hello {{ params.who }}")],
             "params": [{"name": "who", "default": "world"}],
+            "stepEvents": "all",
         },
     )
     name = kube.start_run("hello")
@@ -89,6 +90,9 @@ def test_diamond_dag_passes_outputs(kube: Kube) -> None:
     run = kube.wait_run(kube.start_run("diamond"))
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert run["status"]["steps"]["d"]["outputs"]["message"] == "sum=61"
+    # stepEvents: default: a step's start and success are in status only; the run's end posts
+    reasons = kube.event_reasons(run["metadata"]["name"], {"RunSucceeded"})
+    assert "RunSucceeded" in reasons and not reasons & {"StepStarted", "StepSucceeded"}
     steps = run["status"]["steps"]
     def at(text: str) -> datetime:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
