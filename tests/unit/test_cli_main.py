@@ -10,6 +10,7 @@ import importlib
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -17,6 +18,8 @@ from taskforge.cli.listing import KINDS
 from taskforge.cli.main import COMMANDS, app
 from typer.testing import CliRunner
 
+ROOT_HELP_FILE = Path(importlib.import_module("taskforge.cli").__file__ or "").with_name(
+    "_roothelp.py")
 HEAVY = ("kubernetes", "pydantic", "redis", "yaml", "jinja2", "cel", "taskforge.api")
 
 
@@ -43,6 +46,42 @@ def test_version_does_not_even_import_typer() -> None:
     loaded = _imports_after("--version")
     assert "typer" not in loaded and "taskforge.cli.main" not in loaded
     assert "taskforge" in CliRunner().invoke(app, ["--version"]).output
+
+
+def test_help_at_80_columns_does_not_even_import_typer() -> None:
+    assert "typer" not in _imports_after("--help") and "typer" not in _imports_after("-h")
+
+
+def test_the_kept_root_help_is_typers_own() -> None:
+    """_roothelp.py is generated from the app; a command, option or summary changed without
+    regenerating it fails here (`python -m taskforge.cli.roothelp` rewrites it)."""
+    from taskforge.cli._roothelp import HELP  # noqa: PLC0415
+    from taskforge.cli.roothelp import PROGS, render, source  # noqa: PLC0415
+
+    assert set(HELP) == set(PROGS)
+    for prog in PROGS:
+        assert HELP[prog] == render(prog), "run: python -m taskforge.cli.roothelp"
+    assert ROOT_HELP_FILE.read_text() == source()
+
+
+@pytest.mark.parametrize(("columns", "fast"), [("80", True), ("200", True), ("79", False),
+                                               ("50", False)])
+@pytest.mark.parametrize("prog", ["taskforge", "kubectl-taskforge"])
+def test_root_help_is_the_same_with_or_without_typer(columns: str, fast: bool,
+                                                     prog: str) -> None:
+    """What `--help` prints before typer is imported is what typer prints, at each width
+    (narrower than 80 columns typer answers, as click wraps there)."""
+    code = ("import sys\nfrom taskforge.cli import main\n"
+            f"sys.argv = [{prog!r}, *sys.argv[1:]]\n"
+            "try:\n    main()\nfinally:\n    print('typer' in sys.modules, file=sys.stderr)")
+    env = {"COLUMNS": columns, "PATH": ""}
+    quick = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True,
+                           text=True, check=True, env=env)
+    assert quick.stderr.split() == [str(not fast)], quick.stderr
+    name = "kubectl taskforge" if prog.startswith("kubectl-") else "taskforge"
+    typers = CliRunner().invoke(app, ["--help"], prog_name=name, env={"COLUMNS": columns},
+                                terminal_width=max(min(int(columns), 80) - 2, 50))
+    assert quick.stdout == typers.stdout
 
 
 def test_root_help_lists_every_command_with_its_own_summary() -> None:

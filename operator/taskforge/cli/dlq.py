@@ -39,7 +39,7 @@ T = TypeVar("T")
 LABEL_REPLAY_OF = "taskforge.io/replay-of"
 
 app = typer.Typer(help="The dead-letter stream: steps that failed for good.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None)
 
 RedisUrlOpt = Annotated[
     str | None,

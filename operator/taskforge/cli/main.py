@@ -1,10 +1,12 @@
 """The `taskforge` command (also installed as `kubectl-taskforge`, a kubectl plugin).
 
 This module only assembles the app: the global cluster options, the commands, and the error
-handling of `errors.Group`. The commands are loaded lazily: `taskforge --help` and
-`--version` import typer and nothing else (no kubernetes client, no pydantic models), so
-they start in a tenth of the time; a command's module is imported when that command runs,
-when its own help is asked for, or when the shell completes its arguments. The root help
+handling of `errors.Group`. The commands are loaded lazily: the root help imports typer and
+nothing else (no kubernetes client, no pydantic models, and no rich: help is click's plain
+text, as `rich_markup_mode=None` keeps typer's rich formatter, ~200 ms of imports, out); a
+command's module is imported when that command runs, when its own help is asked for, or
+when the shell completes its arguments. `taskforge --version` and, at 80 columns or more,
+`taskforge --help` are answered before typer is imported (see __init__.py). The root help
 lists the commands from `COMMANDS` (a test checks each summary against the command's
 docstring).
 
@@ -16,14 +18,13 @@ closed pipe (`taskforge logs RUN | head`) ends quietly with 0 (see `errors.Group
 from __future__ import annotations
 
 import importlib
-import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 from typer.models import CommandInfo
 
+from taskforge.cli import prog_name
 from taskforge.cli.errors import Group
 from taskforge.cli.options import ClusterOptions, ContextOpt, KubeconfigOpt, NamespaceOpt
 
@@ -105,6 +106,7 @@ app = typer.Typer(
     epilog=EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: rich's help formatter costs ~200 ms a start
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -135,8 +137,7 @@ def _global(
 
 def main() -> None:
     """Console-script entry point; as `kubectl-taskforge`, help reads `kubectl taskforge`."""
-    prog = Path(sys.argv[0]).name
-    app(prog_name="kubectl taskforge" if prog.startswith("kubectl-") else "taskforge")
+    app(prog_name=prog_name())
 
 
 if __name__ == "__main__":  # pragma: no cover
