@@ -29,6 +29,8 @@ CLONE_NEWNS = 0x00020000
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_REMOUNT = 32
+MS_RDONLY = 1
 
 
 def _libc() -> ctypes.CDLL:
@@ -41,9 +43,27 @@ def _check(rc: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def bind_termination_file(libc: ctypes.CDLL, src: str, dst: str) -> None:
+def private_namespace(libc: ctypes.CDLL) -> None:
     _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+
+
+def bind_volume(libc: ctypes.CDLL, mount: dict) -> None:  # type: ignore[type-arg]
+    """A pod volume's directory (or file, with subPath) over its mountPath (volumes.py)."""
+    src, dst = mount["src"], mount["dst"]
+    if os.path.isdir(src):
+        os.makedirs(dst, exist_ok=True)
+    elif not os.path.exists(dst):
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with open(dst, "a"):
+            pass
+    _check(libc.mount(src.encode(), dst.encode(), None, MS_BIND, None), f"bind {dst}")
+    if mount.get("readOnly"):
+        _check(libc.mount(None, dst.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None),
+               f"remount {dst} read-only")
+
+
+def bind_termination_file(libc: ctypes.CDLL, src: str, dst: str) -> None:
     parent = os.path.dirname(dst)
     if parent:
         os.makedirs(parent, exist_ok=True)
@@ -58,6 +78,7 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     libc = _libc()
     if spec.get("probe"):
+        private_namespace(libc)
         bind_termination_file(libc, spec["tm_src"], spec["tm_dst"])
         with open(spec["tm_dst"]) as f:
             sys.exit(0 if f.read() == spec["expect"] else 3)
@@ -66,9 +87,17 @@ def main() -> None:
         sys.exit(137)  # the agent died before prctl took effect
     if spec.get("tm_dst"):
         try:
+            private_namespace(libc)
             bind_termination_file(libc, spec["tm_src"], spec["tm_dst"])
         except OSError as exc:
             sys.stderr.write(f"local-agent: termination-message bind mount failed: {exc}\n")
+    try:
+        for mount in spec.get("mounts") or ():
+            bind_volume(libc, mount)
+    except OSError as exc:
+        with open(spec["start_error_file"], "w") as f:
+            f.write(f"volume mount failed: {exc}")
+        sys.exit(128)
     argv = spec["argv"]
     try:
         os.makedirs(spec["cwd"], exist_ok=True)

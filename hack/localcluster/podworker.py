@@ -32,6 +32,7 @@ from localcluster.images import CANNOT_RUN_REASON, CannotRunImageError, ImageMap
 from localcluster.kubeapi import ApiError, KubeAPI, pod_path
 from localcluster.logserver import LogStore, pump
 from localcluster.podstatus import ContainerStatus, PodStatusModel
+from localcluster.volumes import VolumeError, container_mounts
 
 log = logging.getLogger("localcluster.agent")
 JSON = dict[str, Any]
@@ -183,7 +184,9 @@ class PodWorker:
         while not self._stopping.is_set():
             try:
                 env = container_env(self.pod, container, self.ctx.objects, self.ctx.allocatable)
-            except EnvError as exc:
+                mounts = container_mounts(self.pod, container, self.ctx.objects, self.dir,
+                                          mount_namespaces=self.ctx.mount_namespaces)
+            except (EnvError, VolumeError) as exc:
                 cstatus.set_waiting("CreateContainerConfigError", str(exc))
                 self._report()
                 self._stopping.wait(2.0)
@@ -207,6 +210,7 @@ class PodWorker:
                 exit_code = self._run_process(
                     container, cstatus=cstatus, argv=list(launch.argv), env=env,
                     rule_env=dict(launch.rule.env), path_prepend=launch.rule.path_prepend,
+                    mounts=mounts,
                 )
             if exit_code is None:
                 return None
@@ -231,6 +235,7 @@ class PodWorker:
         env: dict[str, str],
         rule_env: dict[str, str],
         path_prepend: tuple[str, ...],
+        mounts: list[JSON],
     ) -> int | None:
         name = container["name"]
         cdir = self.dir / name
@@ -249,6 +254,7 @@ class PodWorker:
             "tm_src": str(tm_file),
             "tm_dst": tm_path if self.ctx.mount_namespaces else None,
             "start_error_file": str(start_error),
+            "mounts": mounts,
         }
         with self._lock:
             if self._stopping.is_set():

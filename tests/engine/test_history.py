@@ -51,3 +51,44 @@ def test_plan_cleanup(
     result = plan_cleanup(finished, policy, T0 + timedelta(seconds=now_s))
     assert result.delete == deleted
     assert result.requeue_after == requeue
+
+
+def applied(name: str, phase: str, s: int) -> FinishedRun:
+    """A run applied by kubectl, Helm or a GitOps tool: no spec.trigger."""
+    return FinishedRun(name, phase, T0 + timedelta(seconds=s), created_by_taskforge=False)
+
+
+APPLIED_CASES = [
+    ("applied runs are never deleted by the limits",
+     [applied("g1", "Succeeded", 1), applied("g2", "Succeeded", 2), *runs(("t", "Succeeded", 3))],
+     History(successful_runs=0), 10, ("t",), None),
+    ("applied runs do not count toward the limits",
+     [applied("g1", "Failed", 5), *runs(("t1", "Failed", 1), ("t2", "Failed", 2))],
+     History(failed_runs=2), 10, (), None),
+    ("applied runs outlive the TTL",
+     [applied("g", "Succeeded", 0), *runs(("t", "Succeeded", 0))],
+     History(ttl_seconds_after_finished=5), 10, ("t",), None),
+    ("includeApplied: they count and go like the others",
+     [applied("g1", "Succeeded", 1), applied("g2", "Succeeded", 2), *runs(("t", "Succeeded", 3))],
+     History(successful_runs=1, include_applied=True), 10, ("g1", "g2"), None),
+    ("includeApplied with a TTL",
+     [applied("g", "Succeeded", 0)],
+     History(ttl_seconds_after_finished=5, include_applied=True), 10, ("g",), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("finished", "policy", "now_s", "deleted", "requeue"),
+    [c[1:] for c in APPLIED_CASES],
+    ids=[c[0] for c in APPLIED_CASES],
+)
+def test_only_runs_taskforge_created_are_deleted_unless_opted_in(
+    finished: list[FinishedRun],
+    policy: History | None,
+    now_s: int,
+    deleted: tuple[str, ...],
+    requeue: float | None,
+) -> None:
+    result = plan_cleanup(finished, policy, T0 + timedelta(seconds=now_s))
+    assert result.delete == deleted
+    assert result.requeue_after == requeue

@@ -20,39 +20,33 @@ from taskforge.engine.authority import Identity
 TTL_SECONDS = 10.0
 _MAX_ENTRIES = 10_000
 
-_CacheKey = tuple[str, str, str, str, str]
+_CacheKey = tuple[str, str, str, str, str, str]
 _cache: dict[_CacheKey, tuple[float, bool]] = {}
 _lock = threading.Lock()
 
 
-def _key(identity: Identity, namespace: str, verb: str, resource: str, name: str) -> _CacheKey:
-    return (identity.to_annotation(), namespace, verb, resource, name)
-
-
-def allowed(identity: Identity, namespace: str, verb: str, resource: str, name: str) -> bool:
-    """Whether `identity` may `verb` the core-group `resource` named `name` in `namespace`.
+def allowed(identity: Identity, namespace: str, verb: str, resource: str, name: str, *,
+            subresource: str = "") -> bool:
+    """Whether `identity` may `verb` the core-group `resource` named `name` in `namespace`
+    (any name when empty; a subresource such as serviceaccounts' `token` when given).
 
     Blocking (the client is synchronous): call it in a worker thread.
     """
-    key = _key(identity, namespace, verb, resource, name)
+    key: _CacheKey = (identity.to_annotation(), namespace, verb, resource, name, subresource)
     now = time.monotonic()
     with _lock:
         hit = _cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
+    attributes = {"namespace": namespace, "verb": verb, "group": "", "resource": resource}
+    if name:
+        attributes["name"] = name
+    if subresource:
+        attributes["subresource"] = subresource
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
-        "spec": {
-            **identity.review_fields(),
-            "resourceAttributes": {
-                "namespace": namespace,
-                "verb": verb,
-                "group": "",
-                "resource": resource,
-                "name": name,
-            },
-        },
+        "spec": {**identity.review_fields(), "resourceAttributes": attributes},
     }
     api: Any = client.AuthorizationV1Api(kube.api_client())
     response = api.create_subject_access_review(review, _preload_content=False)

@@ -17,6 +17,7 @@ from taskforge.api.common import (
     k8s_validations,
 )
 from taskforge.api.durations import DURATION_PATTERN
+from taskforge.api.pod import PodSettings
 
 Duration = Annotated[str, StringConstraints(max_length=32)]
 FailureKind = Literal["Failed", "TimedOut", "PodFailure"]
@@ -332,6 +333,11 @@ class Step(Model):
     container: ContainerStep | None = Field(default=None, description="Run any container image.")
     slack: SlackStep | None = Field(default=None, description="Post to a Slack incoming webhook.")
     email: EmailStep | None = Field(default=None, description="Send an e-mail over SMTP.")
+    pod: PodSettings | None = Field(
+        default=None,
+        description="Pod settings of this step (service account, pull secrets, scheduling,"
+        " resources, labels, volumes); merged over the workflow's spec.pod, this step's win.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_type(self) -> Step:

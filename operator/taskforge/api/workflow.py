@@ -18,6 +18,7 @@ from taskforge.api.common import (
     list_map,
 )
 from taskforge.api.durations import DURATION_PATTERN
+from taskforge.api.pod import PodSettings, unmounted_names
 from taskforge.api.sizes import (
     SPEC_TEXT_MAX_CHARS,
     TEXT_BUDGET_MESSAGE,
@@ -130,7 +131,12 @@ class RunRateLimit(Model):
 
 
 class History(Model):
-    """How many finished WorkflowRuns are kept; older ones are deleted."""
+    """How many finished WorkflowRuns are kept; older ones are deleted.
+
+    Only runs Taskforge created (spec.trigger set: cron, webhook, the CLI, retry, replay) are
+    deleted, unless includeApplied is true: a run applied from git by a GitOps tool would be
+    applied again, and run again, as soon as it was deleted.
+    """
 
     successful_runs: int = Field(
         default=10, ge=0, le=1000, description="Succeeded runs kept, 0 to 1000."
@@ -140,6 +146,12 @@ class History(Model):
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, description="Delete a finished run after this many seconds."
+    )
+    include_applied: bool = Field(
+        default=False,
+        description="Also delete runs that Taskforge did not create (no spec.trigger: applied"
+        " with kubectl, Helm or a GitOps tool). Off by default: a GitOps tool re-creates a"
+        " deleted run from git, and it runs again.",
     )
 
 
@@ -202,6 +214,11 @@ class WorkflowSpec(Model):
     history: History | None = Field(
         default=None, description="How many finished runs to keep (default 10 of each)."
     )
+    pod: PodSettings | None = Field(
+        default=None,
+        description="Pod settings of every step (service account, pull secrets, scheduling,"
+        " resources, labels, volumes), over the chart's stepPodDefaults; a step's pod wins.",
+    )
     step_events: Literal["default", "all"] = Field(
         default="default",
         description="Which Kubernetes Events a run posts. default: retries, failures and the"
@@ -225,6 +242,16 @@ class WorkflowSpec(Model):
             for dep in step.dependencies:
                 if dep not in seen:
                     raise ValueError(f"finally step {step.name!r} depends on unknown step {dep!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _mounts_name_volumes(self) -> WorkflowSpec:
+        for field, group in (("steps", self.steps), ("finally", self.finally_steps or [])):
+            for i, step in enumerate(group):
+                missing = unmounted_names(self.pod, step.pod)
+                if missing:
+                    raise ValueError(f"{field}[{i}].pod.volumeMounts: no volume named"
+                                     f" {missing[0]!r} in spec.pod.volumes or the step's")
         return self
 
     @model_validator(mode="after")

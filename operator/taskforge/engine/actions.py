@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from taskforge.api.pod import PodSettings
 from taskforge.api.run import WorkflowRunStatus
 
 
@@ -31,6 +32,9 @@ class CreateJob:
     is_new: bool = True
     """False when repeated for a Running step whose Job is not observed yet: the Job most
     likely exists, so rate and concurrency limits must gate only new launches."""
+    pod: PodSettings | None = None
+    """The workflow's spec.pod merged with the step's pod (engine/podsettings.py); the Job
+    builder merges the chart's defaults under it."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from taskforge.api.common import EnvVar
+from taskforge.api.pod import PodSettings
 from taskforge.api.steps import Step
 from taskforge.api.workflow import WorkflowSpec
 
@@ -31,7 +32,7 @@ MAX_GROUPS = 64
 MAX_EXTRA_VALUES = 16
 MAX_ANNOTATION_BYTES = 16 * 1024
 
-Resource = Literal["secrets", "configmaps"]
+Resource = Literal["secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts", "pods"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,18 @@ def identity_from_annotation(value: str | None) -> Identity | None:
 
 @dataclass(frozen=True)
 class Reference:
-    """An object a step's pod reads with the operator's rights, and the field that names it."""
+    """What a step's pod does with the operator's rights, and the field that asks for it: read
+    an object (get), or something only a pod's creator may (create pods, create a token)."""
 
     resource: Resource
     name: str
     field: str
+    verb: str = "get"
+    subresource: str = ""
+
+    def describe(self) -> str:
+        target = "/".join(p for p in (self.resource, self.name, self.subresource) if p)
+        return f"{self.verb} {target}"
 
 
 def _env_refs(env: Iterable[EnvVar] | None, path: str) -> list[Reference]:
@@ -141,12 +149,57 @@ def _step_refs(step: Step, path: str) -> list[Reference]:
     return refs
 
 
-def references(spec: WorkflowSpec) -> tuple[Reference, ...]:
-    """Every Secret and ConfigMap the run's pods would read, in spec order."""
+def _pod_refs(pod: PodSettings | None, path: str) -> list[Reference]:
+    """What pod settings ask of the run's authority (README, Step pod settings).
+
+    Objects the pod reads are checked as `get` (Secret and ConfigMap volumes, pull secrets, a
+    claim); a service account as `create serviceaccounts/token` (the pod acts as it, token
+    mounted or not: pull secrets, cloud identity); and every setting that Kubernetes leaves to
+    whoever may create a pod (a service account, a claim, scheduling, priority, labels that a
+    NetworkPolicy may select, annotations) as `create pods`. Resources, emptyDir and the
+    object-checked volumes need no more: they give nothing the person lacks.
+    """
+    if pod is None:
+        return []
     refs: list[Reference] = []
+    for i, secret in enumerate(pod.image_pull_secrets or ()):
+        refs.append(Reference("secrets", secret.name, f"{path}.imagePullSecrets[{i}]"))
+    for i, volume in enumerate(pod.volumes or ()):
+        where = f"{path}.volumes[{i}]"
+        if volume.secret is not None:
+            refs.append(Reference("secrets", volume.secret.secret_name, f"{where}.secret"))
+        if volume.config_map is not None:
+            refs.append(Reference("configmaps", volume.config_map.name, f"{where}.configMap"))
+        if volume.persistent_volume_claim is not None:
+            refs.append(Reference("persistentvolumeclaims",
+                                  volume.persistent_volume_claim.claim_name,
+                                  f"{where}.persistentVolumeClaim"))
+    account = pod.service_account_name
+    if account is not None or pod.automount_service_account_token:
+        refs.append(Reference("serviceaccounts", account or "default",
+                              f"{path}.serviceAccountName", verb="create",
+                              subresource="token"))
+    pod_level = [name for name, value in (
+        ("serviceAccountName", account), ("automountServiceAccountToken",
+                                           pod.automount_service_account_token),
+        ("imagePullSecrets", pod.image_pull_secrets), ("nodeSelector", pod.node_selector),
+        ("tolerations", pod.tolerations), ("affinity", pod.affinity),
+        ("priorityClassName", pod.priority_class_name), ("labels", pod.labels),
+        ("annotations", pod.annotations),
+        ("volumes", [v for v in pod.volumes or () if v.persistent_volume_claim is not None]),
+    ) if value]
+    if pod_level:
+        refs.append(Reference("pods", "", f"{path}.{pod_level[0]}", verb="create"))
+    return refs
+
+
+def references(spec: WorkflowSpec) -> tuple[Reference, ...]:
+    """Everything the run's pods would read or do with the operator's rights, in spec order."""
+    refs: list[Reference] = _pod_refs(spec.pod, "spec.pod")
     for field, group in (("steps", spec.steps), ("finally", spec.finally_steps or ())):
         for i, step in enumerate(group):
             refs += _step_refs(step, f"spec.{field}[{i}]")
+            refs += _pod_refs(step.pod, f"spec.{field}[{i}].pod")
     return tuple(refs)
 
 
@@ -189,7 +242,10 @@ def denial_message(authority_: Authority, refused: Iterable[Reference]) -> str:
     refused = list(refused)
     if authority_.identity is None:
         first = refused[0]
-        return f"{first.field} names {first.resource[:-1]} {first.name!r}, but {authority_.source}"
-    parts = [f"get {r.resource}/{r.name} ({r.field})" for r in refused[:5]]
+        if first.verb == "get":
+            return (f"{first.field} names {first.resource[:-1]} {first.name!r},"
+                    f" but {authority_.source}")
+        return f"{first.field} needs {first.describe()}, but {authority_.source}"
+    parts = [f"{r.describe()} ({r.field})" for r in refused[:5]]
     more = f", and {len(refused) - 5} more" if len(refused) > 5 else ""
     return f"{authority_.source} may not " + ", ".join(parts) + more

@@ -19,6 +19,10 @@ class FinishedRun:
     name: str
     phase: str
     finished_at: datetime
+    created_by_taskforge: bool = True
+    """spec.trigger is set: cron, a webhook, the CLI (create, retry, dlq replay) made it. A run
+    without it was applied by someone else (kubectl, Helm, a GitOps tool) and is kept unless
+    the Workflow's history sets includeApplied."""
 
 
 @dataclass(frozen=True)
@@ -30,13 +34,17 @@ class Cleanup:
 def plan_cleanup(
     runs: Sequence[FinishedRun], history: History | None, now: datetime
 ) -> Cleanup:
-    """Keep the newest N succeeded and N failed-or-cancelled runs, and none past their TTL.
+    """Keep the newest N succeeded and N failed-or-cancelled runs, and none past their TTL;
+    of the runs Taskforge created only, unless the policy includes applied ones.
 
     Same rules as a CronJob's successfulJobsHistoryLimit / failedJobsHistoryLimit
     plus a Job's ttlSecondsAfterFinished; ties are broken by name so the result
     does not depend on the order the cache lists them in.
     """
     policy = history or DEFAULT_HISTORY
+    if not policy.include_applied:
+        # Left out of the counts too: a kept GitOps run must not push a triggered one out.
+        runs = [r for r in runs if r.created_by_taskforge]
     newest_first = sorted(runs, key=lambda r: (r.finished_at, r.name), reverse=True)
     succeeded = [r for r in newest_first if r.phase == "Succeeded"]
     failed = [r for r in newest_first if r.phase != "Succeeded"]

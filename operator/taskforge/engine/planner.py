@@ -32,6 +32,7 @@ from taskforge.engine.facts import ObservedJob, RunFacts
 from taskforge.engine.health import run_health
 from taskforge.engine.naming import job_labels, job_name
 from taskforge.engine.observe import adopt, failed, fold
+from taskforge.engine.podsettings import merge_pod_settings
 from taskforge.engine.results import bound_message
 from taskforge.engine.start import start_run
 from taskforge.engine.status import CANCELLING, TIMING_OUT
@@ -322,6 +323,7 @@ def _launch(work: Work, name: str, st: StepStatus, attempt: int, *, again: bool 
         step=name, attempt=attempt, job_name=name_of_job, step_type=step.step_type,
         config=config, timeout_seconds=_timeout_seconds(work, name),
         labels=job_labels(work.workflow, run, name, attempt), is_new=not again,
+        pod=merge_pod_settings(work.spec.pod, step.pod),
     ))
     if again:
         return

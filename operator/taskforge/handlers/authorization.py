@@ -69,11 +69,12 @@ class RunAuthorizer:
         if who.identity is None:
             return RunAuthorization(denied=denial_message(who, refs))
         identity = who.identity
-        unique: dict[tuple[str, str], Reference] = {}
+        unique: dict[tuple[str, str, str, str], Reference] = {}
         for ref in refs:
-            unique.setdefault((ref.resource, ref.name), ref)
+            unique.setdefault((ref.verb, ref.resource, ref.name, ref.subresource), ref)
         answers = await asyncio.gather(*(
-            asyncio.to_thread(authz.allowed, identity, key[0], "get", ref.resource, ref.name)
+            asyncio.to_thread(authz.allowed, identity, key[0], ref.verb, ref.resource, ref.name,
+                              subresource=ref.subresource)
             for ref in unique.values()
         ))
         refused = [ref for ref, ok in zip(unique.values(), answers, strict=True) if not ok]
