@@ -27,8 +27,9 @@ import datetime
 import ipaddress
 import logging
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from pydantic import ValidationError
@@ -220,12 +221,22 @@ def _local_certificate(config: OperatorConfig, host: str) -> tuple[Path, Path]:
     return _self_signed(directory, host)
 
 
+async def _no_admission_server(_: Any) -> AsyncIterator[Any]:
+    """An admission "server" for mode off: waits forever, never yields a client config."""
+    await asyncio.Event().wait()
+    yield None  # never reached; makes this an async generator, as kopf expects
+
+
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """Set kopf's admission server up for the configured mode."""
     mode = config.admission
     if mode == "off":
         log.warning("admission webhook off: runs that name a Secret or ConfigMap will fail"
                     " with Forbidden, because their creator is not recorded")
+        # kopf refuses to start when admission handlers exist (ours are registered at
+        # import) and no server is set; this one serves nothing, and with no
+        # settings.admission.managed no webhook configuration is ever made.
+        settings.admission.server = cast(Any, _no_admission_server)
         return
     if mode == "local":
         host = "127.0.0.1"
