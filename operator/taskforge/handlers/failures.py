@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from taskforge.adapters import kube, metrics
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.actions import CreateJob, EmitEvent
-from taskforge.engine.health import run_health_wire
 from taskforge.engine.sizes import Oversize, job_too_large, oversize_patch, status_refused
 from taskforge.handlers.limits import SHIP_RETRY, Limits
 from taskforge.handlers.queue import ItemBackoff, WorkQueue, report_due
@@ -165,11 +164,9 @@ class RunFailures:
         }
         patch = {
             "phase": "Failed",
-        generation = body["metadata"].get("generation")
             "message": message,
             "finishedAt": stamp,
-            "observedGeneration": generation,
-            "conditions": run_health_wire("Failed", [condition], generation, now),
+            "conditions": [condition],
         }
         await self._write_status(key, body, patch)
 
