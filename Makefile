@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 NODE ?= agent
 
 .PHONY: help setup cluster cluster-down crds lint types imports unit e2e test demo install \
-        uninstall run bench helm-lint clean pythons image e2e-real-node
+        uninstall run bench bench-all helm-lint clean pythons image e2e-real-node
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -84,7 +84,13 @@ uninstall: ## Remove the CRDs (and every Workflow and WorkflowRun) from the curr
 run: ## Run the operator against the current kubeconfig
 	@TASKFORGE_EXECUTOR_IMAGE=$${TASKFORGE_EXECUTOR_IMAGE:-taskforge-executor:dev} $(VENV)/bin/taskforge-operator
 
-bench: setup ## Benchmarks (bench/*.py); figures go to bench/RESULTS.md by hand
+# A few minutes: the operator against the floor controller, interleaved (ratios), and its API
+# writes per step. BENCH="..." picks other bench_operator.py scenarios; bench-all runs them all.
+BENCH ?= floor writes
+bench: setup ## The operator against the floor controller (ratios) and its writes per step
+	@$(PY) bench/bench_operator.py $(BENCH)
+
+bench-all: setup ## Every benchmark (bench/bench_*.py, long); figures go to bench/RESULTS.md by hand
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 helm-lint: setup ## helm lint and render the chart

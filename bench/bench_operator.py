@@ -6,6 +6,11 @@ TASKFORGE_EXECUTOR_IMAGE=taskforge.io/bench-instant, so every step pod "exits 0"
 node agent sees it: what is measured is the operator and the control plane, not the executor.
 Scenarios (in this order, all by default):
 
+  floor       the operator against the floor controller (operator_bench/floor.py: one pod
+              watch creating the next Job), both running, interleaved rounds of 10-step
+              chains and single-step bursts; prints the ratios (hand-off p50/p99, runs per
+              minute, CPU per run) against the DESIGN.md targets. What `make bench` runs.
+
   memory      operator RSS with 1,000 active runs. The node agent is stopped for this one, so
               every step pod stays Pending (unscheduled) and every run stays Running with an
               active Job and a pod, the way runs wait on a busy cluster. RSS and VmHWM come from
@@ -64,6 +69,7 @@ from bench.operator_bench.cluster import (
 from bench.operator_bench.common import ROOT, SCENARIOS
 from bench.operator_bench.report import Outcome, machine, report
 from bench.operator_bench.scenarios_apiserver import scenario_size, scenario_writes
+from bench.operator_bench.scenarios_floor import scenario_floor
 from bench.operator_bench.scenarios_operator import (
     scenario_handoff,
     scenario_memory,
@@ -90,6 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--writes-chain-runs", type=int, default=10)
     p.add_argument("--writes-single-runs", type=int, default=30)
     p.add_argument("--size-timeout", type=float, default=180.0)
+    p.add_argument("--floor-rounds", type=int, default=2, help="interleaved rounds (floor)")
+    p.add_argument("--floor-chains", type=int, default=10,
+                   help="10-step chain runs per controller per round (floor)")
+    p.add_argument("--floor-runs", type=int, default=150,
+                   help="single-step runs per controller per round (floor)")
     args = p.parse_args(argv)
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
@@ -98,6 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 RUNNERS: dict[str, Callable[[Bench], Outcome]] = {
+    "floor": scenario_floor,
     "memory": scenario_memory,
     "handoff": scenario_handoff,
     "throughput": scenario_throughput,

@@ -16,7 +16,7 @@ USER_AGENT = "taskforge-bench"
 OPERATOR_COMPONENT = "taskforge-operator"
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 HISTORY = {"successfulRuns": 1000, "failedRuns": 1000}
-SCENARIOS = ("memory", "handoff", "throughput", "writes", "size")
+SCENARIOS = ("floor", "memory", "handoff", "throughput", "writes", "size")
 JSON = dict[str, Any]
 
 
