@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from kubernetes import client, config
@@ -81,7 +81,7 @@ async def main_async(cluster: LocalCluster, creates: int, rounds: int) -> None:
     kube.set_api_client(api)
     core = client.CoreV1Api(api)
     ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-    ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    ctx.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
     connector = aiohttp.TCPConnector(ssl=ctx, limit=IN_FLIGHT)
     opened_aiohttp = 0
 
@@ -96,7 +96,7 @@ async def main_async(cluster: LocalCluster, creates: int, rounds: int) -> None:
         for r in range(rounds):
             for mode in ("threads", "aiohttp"):
                 ns = f"ab-{r}-{mode}"
-                core.create_namespace({"metadata": {"name": ns}})
+                core.create_namespace(cast(Any, {"metadata": {"name": ns}}))
                 names = [f"j-{i:04d}" for i in range(creates)]
                 conns0, aio0 = pool_connections(api), opened_aiohttp
                 cpu0, t0 = time.process_time(), time.perf_counter()
