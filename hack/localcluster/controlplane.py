@@ -46,6 +46,8 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "deployment-controller",
     "replicaset-controller",
     "endpointslice-controller",
+    # The chart's taskforge-view/-edit/-admin ClusterRoles aggregate into view/edit/admin.
+    "clusterrole-aggregation-controller",
 )
 ALL_DEFAULT_CONTROLLERS: tuple[str, ...] = ("*",)
 # How often wait() starts a controller manager that keeps exiting before it gives up.
