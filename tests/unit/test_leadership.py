@@ -119,16 +119,17 @@ async def test_two_candidates_racing_for_a_free_lease_one_wins(
 async def test_release_lets_the_standby_take_over_at_once(leases: FakeLeases) -> None:
     clock = Clock()
     started: list[str] = []
+    leading = asyncio.Event()
 
     async def on_started() -> None:
         started.append("a")
+        leading.set()
 
     a = LeaderElector("ns", "lease", "a", Timing(1.0, 0.5, 0.05), on_started=on_started,
                       clock=clock)
     task = asyncio.create_task(a.run())
-    while not leadership.is_leader():
-        await asyncio.sleep(0.01)
-    assert started == ["a"]
+    await asyncio.wait_for(leading.wait(), 2.0)
+    assert started == ["a"] and leadership.is_leader()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await a.release()
@@ -140,12 +141,15 @@ async def test_release_lets_the_standby_take_over_at_once(leases: FakeLeases) ->
 
 @_sync
 async def test_a_leader_that_cannot_renew_stops_at_its_deadline(leases: FakeLeases) -> None:
-    lost = asyncio.Event()
-    a = LeaderElector("ns", "lease", "a", Timing(1.0, 0.3, 0.05), on_started=_noop,
+    lost, leading = asyncio.Event(), asyncio.Event()
+
+    async def on_started() -> None:
+        leading.set()
+
+    a = LeaderElector("ns", "lease", "a", Timing(1.0, 0.3, 0.05), on_started=on_started,
                       on_lost=lost.set)
     task = asyncio.create_task(a.run())
-    while not leadership.is_leader():
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(leading.wait(), 2.0)
     leases.fail = True
     started = asyncio.get_running_loop().time()
     await asyncio.wait_for(lost.wait(), 2.0)

@@ -9,7 +9,7 @@ Every call takes a timeout, so a hung connection cannot hold a leader past its r
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 
@@ -89,7 +89,7 @@ def create(namespace: str, name: str, record: LeaseRecord, timeout: float) -> Le
     """Create the Lease holding `record`; None when another candidate created it first."""
     try:
         response = _api().create_namespaced_lease(
-            namespace, body_of(name, record), field_manager=kube.FIELD_MANAGER,
+            namespace, cast(Any, body_of(name, record)), field_manager=kube.FIELD_MANAGER,
             _preload_content=False, _request_timeout=timeout)
     except client.ApiException as exc:
         if exc.status == 409:
@@ -102,7 +102,7 @@ def replace(namespace: str, name: str, record: LeaseRecord, timeout: float) -> L
     """Write `record` if the Lease is still at `record.resource_version`; None on a conflict."""
     try:
         response = _api().replace_namespaced_lease(
-            name, namespace, body_of(name, record), field_manager=kube.FIELD_MANAGER,
+            name, namespace, cast(Any, body_of(name, record)), field_manager=kube.FIELD_MANAGER,
             _preload_content=False, _request_timeout=timeout)
     except client.ApiException as exc:
         if exc.status in (409, 404):

@@ -255,6 +255,18 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
 
 
 
+async def served_elsewhere(port: int) -> bool:
+    """Whether another replica still serves the local webhook port (kopf binds it with
+    SO_REUSEPORT, so replicas on one host share it): then the configuration is theirs too
+    and must stay. Asked after this replica's own server has stopped."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 def remove_managed_configuration() -> None:
     """Local mode, on a clean stop: a configuration left behind would make the API server
     refuse every run (failure policy Fail) until an operator serves it again."""
