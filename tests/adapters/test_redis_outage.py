@@ -4,8 +4,10 @@ works again once redis-server is back on its port (with an empty script cache)."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +31,40 @@ RECORD = {"id": "uid-9/deploy", "workflow": "release", "namespace": "ns", "run":
           "failedAt": "2026-01-01T00:00:00Z"}
 
 
+class Clock:
+    """Times a call against the connection's deadline, fairly on a loaded machine.
+
+    What the client controls is the deadline; what the scheduler adds (a timer that fires
+    late because this process waited for a core) is not the client's. A thread that sleeps
+    as long as the deadline from the call's start measures that lateness, and the bound is
+    the deadline + 0.25 s + it. A thread, not a task: a client that blocked the event loop
+    would make a task late too and excuse itself.
+    """
+
+    def __init__(self, conn: RedisConnection) -> None:
+        self.deadline = conn.settings.deadline
+        self._t0 = 0.0
+        self._late: list[float] = []
+        self._sleeper: threading.Thread | None = None
+
+    def _sleep(self) -> None:
+        time.sleep(self.deadline)
+        self._late.append(time.monotonic() - self._t0 - self.deadline)
+
+    def start(self) -> None:
+        self._t0, self._late = time.monotonic(), []
+        self._sleeper = threading.Thread(target=self._sleep, daemon=True)
+        self._sleeper.start()
+
+    async def check(self) -> None:
+        took = time.monotonic() - self._t0
+        if took < self.deadline + 0.25:  # within the bound whatever the scheduler did
+            return
+        assert self._sleeper is not None
+        await asyncio.to_thread(self._sleeper.join)
+        assert took < self.deadline + 0.25 + self._late[0], (took, self._late)
+
+
 @pytest.fixture(params=["open", "closed"])
 async def policy_conn(own_redis: RedisServer, request: pytest.FixtureRequest
                       ) -> AsyncIterator[RedisConnection]:
@@ -48,12 +84,12 @@ async def test_redis_stopped_then_restarted(own_redis: RedisServer,
     limiter, slots, dlq = RateLimiter(conn), Slots(conn), DeadLetterStream(conn)
     assert (await limiter.acquire("k", 1, 60.0)).allowed  # scripts loaded, pool warm
     assert (await slots.acquire("s", "run-1", 1)).acquired
-    budget = conn.settings.deadline + 0.25
+    clock = Clock(conn)
 
     own_redis.stop()
-    t0 = time.monotonic()
+    clock.start()
     a = await limiter.acquire("k", 1, 60.0)
-    assert time.monotonic() - t0 < budget
+    await clock.check()
     assert a.degraded
     if conn.settings.rate_limit_policy == "open":
         assert a.allowed and a.retry_after == 0
@@ -61,10 +97,10 @@ async def test_redis_stopped_then_restarted(own_redis: RedisServer,
         assert not a.allowed and a.retry_after == pytest.approx(1.0)
     g = await slots.acquire("s", "run-2", 1)
     assert g.degraded and g.acquired == (conn.settings.rate_limit_policy == "open")
-    t0 = time.monotonic()
+    clock.start()
     with pytest.raises(RedisUnavailableError, match=rf"127\.0\.0\.1:{own_redis.port}.*ship"):
         await dlq.ship(RECORD)
-    assert time.monotonic() - t0 < budget
+    await clock.check()
     assert not conn.healthy and not await conn.ping()
 
     own_redis.start()  # same port, empty: no persistence, no scripts cached
@@ -86,14 +122,15 @@ async def test_a_hung_redis_costs_at_most_the_deadline(own_redis: RedisServer) -
         assert (await limiter.acquire("h", 5, 1.0)).allowed
         os.kill(pid, signal.SIGSTOP)
         try:
-            t0 = time.monotonic()
+            clock = Clock(conn)
+            clock.start()
             a = await limiter.acquire("h", 5, 1.0)
-            assert time.monotonic() - t0 < conn.settings.deadline + 0.25
+            await clock.check()
             assert a.degraded and not a.allowed
-            t0 = time.monotonic()
+            clock.start()
             with pytest.raises(RedisUnavailableError):
                 await dlq.ship(RECORD)
-            assert time.monotonic() - t0 < conn.settings.deadline + 0.25
+            await clock.check()
         finally:
             os.kill(pid, signal.SIGCONT)
         a = await limiter.acquire("h", 5, 1.0)
