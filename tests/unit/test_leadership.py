@@ -159,6 +159,36 @@ async def test_a_leader_that_cannot_renew_stops_at_its_deadline(leases: FakeLeas
     await asyncio.wait_for(task, 1.0)  # run() returns after on_lost
 
 
+@_sync
+async def test_release_after_a_renewal_it_did_not_see_still_frees_the_lease(
+    leases: FakeLeases
+) -> None:
+    clock = Clock()
+    a = _elector("a", clock)
+    assert await a.try_acquire_or_renew()
+    leadership._set_leading(True)
+    assert leases.record is not None
+    leases._stored(replace(leases.record, renew_time=None))  # its version moved on
+    await a.release()
+    assert leases.record is not None and leases.record.holder is None
+
+
+def test_lease_settings_are_validated_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskforge.handlers.config import OperatorConfig, SettingsError  # noqa: PLC0415
+
+    monkeypatch.setenv("TASKFORGE_LEASE_DURATION_SECONDS", "5")
+    monkeypatch.setenv("TASKFORGE_LEASE_RENEW_DEADLINE_SECONDS", "6")
+    with pytest.raises(SettingsError, match=r"TASKFORGE_LEASE_.*longer than the renew deadline"):
+        OperatorConfig.from_env()
+    monkeypatch.setenv("TASKFORGE_LEASE_RENEW_DEADLINE_SECONDS", "4")
+    monkeypatch.setenv("TASKFORGE_LEASE_NAME", "Not_A_Name")
+    with pytest.raises(SettingsError, match="TASKFORGE_LEASE_NAME"):
+        OperatorConfig.from_env()
+    monkeypatch.setenv("TASKFORGE_LEASE_NAME", "tf")
+    config = OperatorConfig.from_env()
+    assert (config.lease_name, config.lease_timing) == ("tf", Timing(5.0, 4.0, 2.0))
+
+
 def test_unsafe_timing_is_refused() -> None:
     with pytest.raises(ValueError, match="longer than the renew deadline"):
         LeaderElector("ns", "lease", "a", Timing(5, 5, 1), on_started=_noop)

@@ -201,6 +201,11 @@ class LeaderElector:
         try:
             written = await self._call(lease.replace, self.namespace, self.name,
                                        released(record, datetime.now(UTC)))
+            if written is None:  # a renewal cut short by the stop wrote a newer version
+                current = await self._call(lease.read, self.namespace, self.name)
+                if current is not None and current.holder == self.identity:
+                    written = await self._call(lease.replace, self.namespace, self.name,
+                                               released(current, datetime.now(UTC)))
         except Exception as exc:
             log.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)
             return
