@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 NODE ?= agent
 
 .PHONY: help setup cluster cluster-down crds lint types imports unit e2e test demo install \
-        uninstall run bench bench-all helm-lint clean pythons image e2e-real-node
+        uninstall run bench bench-all helm-lint chart-docs clean pythons image e2e-real-node
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ bench-all: setup ## Every benchmark (bench/bench_*.py, long); figures go to benc
 helm-lint: setup ## helm lint and render the chart
 	@$$(cat $(LOCAL)/bin-dir)/helm lint charts/taskforge
 	@$$(cat $(LOCAL)/bin-dir)/helm template taskforge charts/taskforge >/dev/null
+
+chart-docs: setup ## Regenerate charts/taskforge/README.md from values.yaml (helm-docs)
+	@$$(cat $(LOCAL)/bin-dir)/helm-docs --chart-search-root charts
 
 clean: cluster-down ## Stop the cluster and remove local state
 	@rm -rf $(LOCAL)

@@ -67,6 +67,21 @@ if [ ! -x "$BIN/helm" ] || [ ! -f "$helm_stamp" ]; then
   log "built helm in $(( $(date +%s) - t0 ))s"
 fi
 
+# helm-docs, from its Go module: generates the chart's README (charts/taskforge/README.md) from
+# the `# --` comments of values.yaml; tests/e2e/test_helm_values.py fails when it drifts.
+HELM_DOCS_VERSION=${HELM_DOCS_VERSION:-v1.14.2}
+if [ ! -x "$BIN/helm-docs-$HELM_DOCS_VERSION" ]; then
+  log "installing helm-docs $HELM_DOCS_VERSION"
+  t0=$(date +%s)
+  gobin=$(mktemp -d)
+  (cd "$gobin" && GOFLAGS= GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+    "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION")
+  mv "$gobin/helm-docs" "$BIN/helm-docs-$HELM_DOCS_VERSION"
+  rm -rf "$gobin"
+  log "built helm-docs in $(( $(date +%s) - t0 ))s"
+fi
+ln -sf "helm-docs-$HELM_DOCS_VERSION" "$BIN/helm-docs"
+
 # prometheus-operator's ServiceMonitor CRD, the real one from its Go module, so the chart's
 # ServiceMonitor is dry-run against its true schema on the local control plane
 # (tests/e2e/test_helm_cluster.py). v0.85.0 is the newest release the module proxy serves.

@@ -1,4 +1,5 @@
-"""`helm install` and `helm upgrade` of the chart against a real apiserver: the CRDs upgrade.
+"""`helm install` and `helm upgrade` of the chart against a real apiserver: the CRDs upgrade;
+and every ci/*-values.yaml rendered and applied server-side (dry run).
 
 The chart's CRDs are templates (templates/crds/, see taskforge/api/crdchart.py), so a
 `helm upgrade` must change a CRD's schema in place: same object (uid), new field accepted,
@@ -26,7 +27,17 @@ import yaml
 from localcluster.testing import ClusterUnderTest
 from taskforge.api import crdchart, crdgen
 
-from tests.e2e.helm_kit import CHART, helm_binary, run_helm, wait_established
+from tests.e2e.helm_kit import (
+    CHART,
+    CRD_NAMES,
+    ROOT,
+    by_kind,
+    helm_binary,
+    render,
+    run_helm,
+    to_yaml,
+    wait_established,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -142,3 +153,55 @@ def test_helm_upgrade_changes_a_crd_schema_in_place(
     assert release.crd("workflows")["metadata"]["uid"] == before["metadata"]["uid"]
     assert "kept" in cluster.kubectl("get", f"workflows.{release.group}", "-n", namespace,
                                      "-o", "name").stdout
+
+
+# --- every ci/*-values.yaml, rendered and applied server-side ---------------------------
+
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: ClusterUnderTest) -> ClusterUnderTest:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    wait_established(cluster, CRD_NAMES)
+    return cluster
+
+
+@pytest.fixture
+def served(cluster: ClusterUnderTest) -> Iterator[list[str]]:
+    """Two fresh namespaces standing in for a ci file's watchNamespaces."""
+    names = [f"e2e-ci-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for name in names:
+        cluster.kubectl("create", "namespace", name)
+    try:
+        yield names
+    finally:
+        for name in names:
+            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=[p.name for p in CI_VALUES])
+def test_ci_values_apply_server_side(
+    crds: ClusterUnderTest, namespace: str, served: list[str], values: Path
+) -> None:
+    info = json.loads(crds.kubectl("version", "-o", "json").stdout)
+    args = ["--values", str(values)]
+    if yaml.safe_load(values.read_text()).get("watchNamespaces"):
+        args += ["--set", f"watchNamespaces={{{','.join(served)}}}"]
+    manifests = render(helm_binary(), *args, release=f"tf-{uuid.uuid4().hex[:8]}",
+                       namespace=namespace,
+                       kube_version=info["serverVersion"]["gitVersion"].lstrip("v"))
+    # The ServiceAccount admission plugin wants a pod's account to exist: those for real.
+    accounts = by_kind(manifests, "ServiceAccount")
+    crds.kubectl("apply", "--server-side", "-f", "-", input=to_yaml(accounts))
+    try:
+        proc = crds.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
+                            "-f", "-", input=to_yaml(manifests), check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.count("serverside-applied (server dry run)") == len(manifests), (
+            proc.stdout)
+    finally:
+        cluster_scoped = [a for a in accounts if a["metadata"]["namespace"] != namespace]
+        if cluster_scoped:
+            crds.kubectl("delete", "--ignore-not-found", "-f", "-",
+                         input=to_yaml(cluster_scoped), check=False)

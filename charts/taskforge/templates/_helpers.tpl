@@ -62,10 +62,15 @@ The operator's ServiceAccount.
 {{- end }}
 
 {{/*
-The operator's image reference.
+The operator's image reference: pinned by image.digest when set (the tag is then ignored:
+a digest names one image whatever its tags become).
 */}}
 {{- define "taskforge.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/*
