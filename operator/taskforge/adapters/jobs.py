@@ -15,8 +15,10 @@ from taskforge_executor.contract import EXECUTOR_COMMAND, encode_step, secret_en
 
 from taskforge import API_VERSION
 from taskforge.api.durations import parse_timestamp
+from taskforge.api.pod import PodSettings
 from taskforge.engine.actions import CreateJob
 from taskforge.engine.facts import JobFailure, ObservedJob
+from taskforge.engine.podsettings import merge_pod_settings, pod_spec_fields
 
 LABEL_WORKFLOW = "taskforge.io/workflow"
 LABEL_RUN = "taskforge.io/run"
@@ -35,6 +37,8 @@ class JobSettings:
         default_factory=lambda: {"cpu": "50m", "memory": "64Mi"}
     )
     default_limits: dict[str, str] = field(default_factory=lambda: {"memory": "256Mi"})
+    pod_defaults: PodSettings | None = None
+    """The chart's stepPodDefaults (TASKFORGE_STEP_POD_DEFAULTS), under every workflow's."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,23 @@ def _container_security(read_only_root: bool) -> dict[str, Any]:
     }
 
 
-def _executor_container(action: CreateJob, run: RunRef, settings: JobSettings) -> dict[str, Any]:
+def _resources(settings: JobSettings, pod: PodSettings | None) -> dict[str, Any]:
+    """The built-in defaults, with the merged pod settings' requests and limits over them."""
+    given = pod.resources if pod is not None else None
+    return {
+        "requests": {**settings.default_requests, **((given.requests or {}) if given else {})},
+        "limits": {**settings.default_limits, **((given.limits or {}) if given else {})},
+    }
+
+
+def _mounts(pod: PodSettings | None) -> list[dict[str, Any]]:
+    extra = [m.to_k8s() for m in (pod.volume_mounts or ())] if pod is not None else []
+    return [{"name": "tmp", "mountPath": "/tmp"}, *extra]
+
+
+def _executor_container(
+    action: CreateJob, run: RunRef, settings: JobSettings, pod: PodSettings | None
+) -> dict[str, Any]:
     # Kubernetes expands $(VAR) in env values and turns $$ into $: escape every $ so
     # the step's config reaches the executor byte for byte.
     step_json = encode_step(action.step, action.step_type, action.config).replace("$", "$$")
@@ -108,20 +128,19 @@ def _executor_container(action: CreateJob, run: RunRef, settings: JobSettings) -
         "imagePullPolicy": settings.image_pull_policy,
         "command": [EXECUTOR_COMMAND],
         "env": env,
-        "resources": {"requests": settings.default_requests, "limits": settings.default_limits},
+        "resources": _resources(settings, pod),
         "securityContext": _container_security(read_only_root=True),
         "terminationMessagePath": TERMINATION_PATH,
         "terminationMessagePolicy": "File",
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": _mounts(pod),
     }
 
 
-def _user_container(action: CreateJob, settings: JobSettings) -> dict[str, Any]:
+def _user_container(
+    action: CreateJob, settings: JobSettings, pod: PodSettings | None
+) -> dict[str, Any]:
     cfg = action.config
-    resources = cfg.get("resources") or {
-        "requests": settings.default_requests,
-        "limits": settings.default_limits,
-    }
+    resources = cfg.get("resources") or _resources(settings, pod)
     container: dict[str, Any] = {
         "name": "step",
         "image": cfg["image"],
@@ -132,7 +151,7 @@ def _user_container(action: CreateJob, settings: JobSettings) -> dict[str, Any]:
         "securityContext": _container_security(read_only_root=False),
         "terminationMessagePath": TERMINATION_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": _mounts(pod),
     }
     for key in ("command", "args", "workingDir"):
         if cfg.get(key) is not None:
@@ -141,23 +160,35 @@ def _user_container(action: CreateJob, settings: JobSettings) -> dict[str, Any]:
 
 
 def build_job(action: CreateJob, run: RunRef, settings: JobSettings) -> dict[str, Any]:
-    """The batch/v1 Job for one step attempt (see DESIGN.md, "Jobs are idempotent")."""
+    """The batch/v1 Job for one step attempt (see DESIGN.md, "Jobs are idempotent").
+
+    The pod settings (the chart's defaults under the workflow's and the step's) add to it;
+    they never replace the security context, Taskforge's labels or its /tmp volume.
+    """
+    pod = merge_pod_settings(settings.pod_defaults, action.pod)
     if action.step_type == "container":
-        container = _user_container(action, settings)
+        container = _user_container(action, settings, pod)
     else:
-        container = _executor_container(action, run, settings)
+        container = _executor_container(action, run, settings, pod)
     labels = dict(action.labels)
+    metadata: dict[str, Any] = {
+        "labels": {**((pod.labels or {}) if pod else {}), **labels}}
+    if pod is not None and pod.annotations:
+        metadata["annotations"] = dict(pod.annotations)
+    volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    volumes += [v.to_k8s() for v in (pod.volumes or ())] if pod is not None else []
     spec: dict[str, Any] = {
         "backoffLimit": 0,
         "template": {
-            "metadata": {"labels": labels},
+            "metadata": metadata,
             "spec": {
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
+                **pod_spec_fields(pod),
                 "securityContext": _pod_security(),
                 "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                "volumes": volumes,
             },
         },
     }

@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskforge.adapters.jobs import JobSettings
+from taskforge.api.pod import PodSettings
 
 ADMISSION_MODES = ("off", "local", "service")
 
@@ -36,6 +37,23 @@ def _lower(value: Any) -> Any:
 
 
 Port = Annotated[Annotated[int, Field(ge=1, le=65535)] | None, BeforeValidator(_off_is_none)]
+
+
+def parse_pod_defaults(text: str) -> PodSettings | None:
+    """TASKFORGE_STEP_POD_DEFAULTS: spec.pod's form as JSON, trusted (reserved keys allowed)."""
+    if not text.strip():
+        return None
+    return PodSettings.model_validate_json(text, context={"trusted": True})
+
+
+def _check_pod_defaults(text: str) -> str:
+    try:
+        parse_pod_defaults(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise ValueError(f"{where}: {first['msg']}") from None
+    return text
 
 
 class SettingsError(ValueError):
@@ -84,6 +102,11 @@ class OperatorSettings(BaseSettings):
     admission_cert_dir: str = Field(
         validation_alias="TASKFORGE_ADMISSION_CERT_DIR", default="/etc/taskforge/admission",
         description="Directory of the admission webhook's serving certificate.")
+    step_pod_defaults: Annotated[str, AfterValidator(_check_pod_defaults)] = Field(
+        validation_alias="TASKFORGE_STEP_POD_DEFAULTS", default="",
+        description="Step pod settings under every workflow's spec.pod, as JSON in the form of"
+        " spec.pod (the chart's stepPodDefaults); may use reserved label and annotation"
+        " domains. Not checked against run creators: the admin sets them.")
 
     @classmethod
     def variables(cls) -> dict[str, tuple[Any, str]]:
@@ -135,6 +158,7 @@ class OperatorConfig:
                 executor_image=s.executor_image,
                 image_pull_policy=s.image_pull_policy,
                 ttl_seconds_after_finished=s.job_ttl_seconds,
+                pod_defaults=parse_pod_defaults(s.step_pod_defaults),
             ),
             namespaces=tuple(n.strip() for n in s.namespaces.split(",") if n.strip()),
             workers=s.workers,

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from taskforge.adapters import kube, metrics
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.actions import CreateJob, EmitEvent
+from taskforge.engine.health import run_health_wire
 from taskforge.engine.sizes import Oversize, job_too_large, oversize_patch, status_refused
 from taskforge.handlers.limits import SHIP_RETRY, Limits
 from taskforge.handlers.queue import ItemBackoff, WorkQueue, report_due
@@ -162,11 +163,13 @@ class RunFailures:
             "lastTransitionTime": stamp,
             "observedGeneration": body["metadata"].get("generation"),
         }
+        generation = body["metadata"].get("generation")
         patch = {
             "phase": "Failed",
             "message": message,
             "finishedAt": stamp,
-            "conditions": [condition],
+            "observedGeneration": generation,
+            "conditions": run_health_wire("Failed", [condition], generation, now),
         }
         await self._write_status(key, body, patch)
 

@@ -24,6 +24,7 @@ from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, W
 from taskforge.api.durations import parse_timestamp
 from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan, StoreResult
 from taskforge.engine.facts import RunFacts, WorkflowFacts
+from taskforge.engine.health import COMPLETED
 from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.sizes import check_job_size, check_run_size
 from taskforge.handlers.admit import RunAdmitter
@@ -45,6 +46,14 @@ from taskforge.handlers.store import Key, Store
 log = logging.getLogger("taskforge.reconcile")
 CONFLICT_RETRY_SECONDS = 0.05
 RECENT_CREATE_SECONDS = 5.0
+
+
+def _health_current(body: dict[str, Any], status: dict[str, Any]) -> bool:
+    """A finished run needs a plan only to catch up its kstatus conditions: a run finished
+    before they existed, or whose spec was edited since (observedGeneration behind)."""
+    generation = (body.get("metadata") or {}).get("generation")
+    return status.get("observedGeneration") == generation and any(
+        c.get("type") == COMPLETED for c in status.get("conditions") or ())
 
 
 def _workflow_name(body: dict[str, Any]) -> str | None:
@@ -187,7 +196,8 @@ class RunReconciler(RunFailures):
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return
         old_status = body.get("status") or {}
-        if old_status.get("phase") in TERMINAL_RUN_PHASES and not self.store.jobs.get(key):
+        if (old_status.get("phase") in TERMINAL_RUN_PHASES and not self.store.jobs.get(key)
+                and _health_current(body, old_status)):
             self.forget(str(body["metadata"].get("uid", "")))
             return
         now = datetime.now(UTC)

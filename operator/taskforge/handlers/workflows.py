@@ -144,7 +144,9 @@ class WorkflowReconciler:
             status = run.get("status") or {}
             at = parse_timestamp(status.get("finishedAt"))
             if status.get("phase") in TERMINAL_RUN_PHASES and at is not None:
-                finished.append(FinishedRun(run["metadata"]["name"], status["phase"], at))
+                trigger = (run.get("spec") or {}).get("trigger")
+                finished.append(FinishedRun(run["metadata"]["name"], status["phase"], at,
+                                            created_by_taskforge=isinstance(trigger, dict)))
         cleanup = plan_cleanup(finished, spec.history if spec else None, now)
         for name in cleanup.delete:
             log.info("deleting run %s/%s (history limits)", key[0], name)
