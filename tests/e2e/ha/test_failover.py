@@ -145,7 +145,7 @@ def test_rolling_both_replicas_during_a_webhook_flood_loses_no_delivery(
     flood = Flood(f"/hooks/{kube.namespace}/flood", key, senders=6)
     flood.endpoints = [a.http_port, b.http_port]
     time.sleep(1)  # both caches hold the Workflow (they are Ready, and it was applied before)
-    sender = threading.Thread(target=flood.run, args=(0.1,))  # 10 a second, during the roll
+    sender = threading.Thread(target=flood.run, args=(0.2,))  # 5 a second, during the roll
     flooding = time.monotonic()
     sender.start()
     roll: list[str] = []
