@@ -80,11 +80,11 @@ class Affinity(Model):
     """Node and pod (anti-)affinity, in the pod spec's own form. Checked by the API server when
     the Job is created; a malformed term fails the run with the server's message."""
 
-    node_affinity: dict[MapKey, Any] | None = Field(
+    node_affinity: dict[str, Any] | None = Field(
         default=None, max_length=4, description="nodeAffinity, as in a pod spec.")
-    pod_affinity: dict[MapKey, Any] | None = Field(
+    pod_affinity: dict[str, Any] | None = Field(
         default=None, max_length=4, description="podAffinity, as in a pod spec.")
-    pod_anti_affinity: dict[MapKey, Any] | None = Field(
+    pod_anti_affinity: dict[str, Any] | None = Field(
         default=None, max_length=4, description="podAntiAffinity, as in a pod spec.")
 
 
