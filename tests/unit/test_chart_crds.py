@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import taskforge
 import yaml
 from taskforge.api import crdchart, crdgen
 
@@ -72,6 +73,7 @@ def test_descriptions_with_step_templates_survive() -> None:
 
 def test_chart_app_version_is_the_project_version() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["dynamic"] == ["version"]  # taskforge.__version__
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
-    assert chart["appVersion"] == project["version"]
+    assert chart["appVersion"] == taskforge.__version__

@@ -177,6 +177,11 @@ class _Converter:
             out = {**out, "x-kubernetes-preserve-unknown-fields": True}  # Any: any JSON value
         elif out["type"] == "object" and not {"properties", "additionalProperties"} & set(out):
             out["x-kubernetes-preserve-unknown-fields"] = True
+        if key_rules and "additionalProperties" not in out:
+            # A dict of Any values is an object that preserves unknown fields, not a map: CEL
+            # cannot range over it (the API server refuses the CRD), and a map of untyped values
+            # has no CEL type. Its size bound (maxProperties) still holds.
+            key_rules = []
         if key_rules:
             out[K8S_VALIDATIONS] = [*out.get(K8S_VALIDATIONS, []), *key_rules]
         if K8S_VALIDATIONS in out:
