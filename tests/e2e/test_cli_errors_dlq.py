@@ -38,7 +38,8 @@ def cli(crds: ClusterUnderTest, namespace: str) -> Iterator[Cli]:
 def test_errors_are_one_line_with_exit_code_1(cli: Cli, tmp_path: Path) -> None:
     missing = cli.script("get", "nope")
     assert missing.returncode == 1
-    assert missing.stderr == f"error: run 'nope' not found in namespace '{cli.namespace}'\n"
+    assert missing.stderr == (
+        f"error: workflowruns.taskforge.io 'nope' not found in namespace '{cli.namespace}'\n")
 
     dead = tmp_path / "dead.kubeconfig"
     config = yaml.safe_load(cli.cluster.kubeconfig.read_text())

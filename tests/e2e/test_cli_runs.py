@@ -62,7 +62,7 @@ def test_run_refuses_bad_params_and_unknown_workflows(cli: Cli) -> None:
         (["pipeline", "-p", "num=many", "-p", "who=x"], "expects integer"),
         (["pipeline", "-p", "typo=1", "-p", "who=x"], "unknown param 'typo'"),
         (["pipeline"], "'who'"),
-        (["nope"], f"workflow 'nope' not found in namespace '{cli.namespace}'"),
+        (["nope"], f"workflows.taskforge.io 'nope' not found in namespace '{cli.namespace}'"),
     ]:
         result = cli("run", *args)
         assert result.exit_code == 1, (args, result.output)

@@ -143,7 +143,7 @@ class Cluster:
             if exc.status == 404:
                 self._check_served(plural, exc)
                 raise CliError(
-                    f"{_SINGULAR[plural]} {name!r} not found in namespace {self.namespace!r}"
+                    f"{plural}.{GROUP} {name!r} not found in namespace {self.namespace!r}"
                 ) from None
             raise
         return _json(response)
@@ -246,7 +246,7 @@ class Cluster:
             if exc.status == 404:
                 self._check_served(plural, exc)
                 raise CliError(
-                    f"{_SINGULAR[plural]} {name!r} not found in namespace {self.namespace!r}"
+                    f"{plural}.{GROUP} {name!r} not found in namespace {self.namespace!r}"
                 ) from None
             raise
         return _json(response)

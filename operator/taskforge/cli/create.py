@@ -56,7 +56,7 @@ def _report(cluster: Cluster, created: dict[str, Any], output: CreateOutput | No
     if output is CreateOutput.name:
         print(f"workflowrun.taskforge.io/{name}")
     elif output is None:
-        print(f"workflowrun {name} created{note}")
+        print(f"workflowrun.taskforge.io/{name} created{note}")
     elif not watch:
         emit(created, output.value)
     if not watch:
@@ -158,7 +158,7 @@ def cancel(
     current = cluster.get(RUNS, run_name)
     if is_terminal(current):
         phase = current["status"]["phase"]
-        print(f"workflowrun {run_name} already {phase}: nothing to cancel")
+        print(f"workflowrun.taskforge.io/{run_name} already {phase}: nothing to cancel")
         return
     cluster.patch(RUNS, run_name, {"spec": {"cancel": True}})
-    print(f"workflowrun {run_name} cancel requested")
+    print(f"workflowrun.taskforge.io/{run_name} cancel requested")

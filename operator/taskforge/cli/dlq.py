@@ -226,7 +226,8 @@ def replay(
     created = cluster.create(RUNS, manifest)
     name = created["metadata"]["name"]
     noted = _with_stream(redis_url, redis_prefix, lambda s: s.mark_replayed(stream_id, name))
-    print(f"workflowrun {name} created in {cluster.namespace} (replay of {stream_id})")
+    print(f"workflowrun.taskforge.io/{name} created in {cluster.namespace}"
+          f" (replay of {stream_id})")
     if not noted:
         print(f"warning: entry {stream_id} vanished meanwhile; not marked", file=sys.stderr)
     if watch:

@@ -190,10 +190,11 @@ def _drift(cluster: Cluster, old: dict[str, Any]) -> str | None:
     try:
         current = cluster.get(WORKFLOWS, ref)["metadata"].get("generation")
     except CliError:
-        return f"workflow {ref!r} no longer exists; the new run will fail to start"
+        return f"workflows.taskforge.io {ref!r} no longer exists; the new run will fail to start"
     if current is not None and current != pinned:
         return (
-            f"workflow {ref!r} changed since the old run (generation {pinned} -> {current});"
+            f"workflows.taskforge.io {ref!r} changed since the old run (generation {pinned} ->"
+            f" {current});"
             " reused outputs come from the old version"
         )
     return None

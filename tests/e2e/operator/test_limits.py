@@ -137,7 +137,8 @@ def test_dead_letter_ships_to_redis_and_cli_lists_replays_purges(
     replay = _cli(redis_server.url, "dlq", "replay", entry["stream_id"],
                   "--kubeconfig", str(kube.kubeconfig))
     assert replay.returncode == 0, replay.stderr
-    new_run = replay.stdout.split()[1]  # "workflowrun NAME created in NS (replay of ID)"
+    # "workflowrun.taskforge.io/NAME created in NS (replay of ID)"
+    new_run = replay.stdout.split()[0].split("/", 1)[1]
     replayed = kube.wait_run(new_run)
     assert replayed["spec"]["params"] == {"n": 7}
     assert replayed["spec"]["trigger"]["type"] == "replay"
