@@ -98,13 +98,15 @@ async def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_:
     op = _operator()
     deleted, body = _raw(event)
     key = (_ns(namespace), name)
+    own = not deleted and op.store.own_write(key, body)
     op.store.put_run(key, None if deleted else body)
     if deleted:
         task = asyncio.get_running_loop().create_task(op.forget_run(key[0], body))
         _background.add(task)
         task.add_done_callback(_background.discard)
         return
-    op.run_queue.add(key)
+    if not own:  # the echo of our own status write: the reconcile that wrote it knew it all
+        op.run_queue.add(key)
 
 
 @kopf.on.event(GROUP, VERSION, "workflows")
@@ -128,8 +130,8 @@ async def job_event(
     op = _operator()
     deleted, body = _raw(event)
     run_key = (_ns(namespace), labels[LABEL_RUN])
-    op.store.put_job(run_key, name, None if deleted else body)
-    op.run_queue.add(run_key)
+    if op.store.put_job(run_key, name, None if deleted else body):  # else nothing we read
+        op.run_queue.add(run_key)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
@@ -141,5 +143,6 @@ async def pod_event(
     job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
     if not job:
         return
-    op.store.put_pod((_ns(namespace), job), name, None if deleted else body)
-    op.run_queue.add((_ns(namespace), labels[LABEL_RUN]))
+    run_key = (_ns(namespace), labels[LABEL_RUN])
+    if op.store.put_pod((_ns(namespace), job), name, None if deleted else body, run_key):
+        op.run_queue.add(run_key)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from taskforge.adapters.jobs import observe_job
+from taskforge.engine.facts import ObservedJob
+
 Key = tuple[str, str]
 
 
@@ -49,6 +52,8 @@ class Store:
         self.pods: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
         # After our own status write: (resourceVersion it was based on, body the server returned).
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+        # (namespace, Job name) -> what the engine last saw of that Job (observe_job).
+        self._observed: dict[Key, ObservedJob] = {}
 
     # -- runs ---------------------------------------------------------------
     def put_run(self, key: Key, body: dict[str, Any] | None) -> None:
@@ -57,9 +62,20 @@ class Store:
         if body is None:
             self.runs.pop(key, None)
             self._written.pop(key, None)
-            self.jobs.pop(key, None)
+            for name in self.jobs.pop(key, {}):
+                self._observed.pop((key[0], name), None)
         else:
             self.runs[key] = body
+
+    def own_write(self, key: Key, body: dict[str, Any]) -> bool:
+        """Whether a watched run body is the echo of our own last status write (the same
+        resourceVersion the server returned to it): it holds nothing the reconcile that made
+        it did not know, so it needs no reconcile of its own."""
+        written = self._written.get(key)
+        if written is None:
+            return False
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        return rv is not None and rv == (written[1].get("metadata") or {}).get("resourceVersion")
 
     def run(self, key: Key) -> dict[str, Any] | None:
         """The newest body we know: the watch's, unless our own write is newer.
@@ -99,18 +115,41 @@ class Store:
         return out
 
     # -- jobs and pods --------------------------------------------------------
-    def put_job(self, run: Key, name: str, body: dict[str, Any] | None) -> None:
+    # A step's Job and pod send about eight watch events (pod created, bound, running,
+    # terminated, its finalizer removed; the Job's active count, uncounted pods, Complete);
+    # only two or three change what `observe_job` reports. The others were each a reconcile
+    # (facts, plan, diff) that ended with nothing to do: the put_* below say whether the
+    # engine's view of the Job changed, and the watch handlers enqueue the run only then.
+
+    def put_job(self, run: Key, name: str, body: dict[str, Any] | None) -> bool:
+        """Store a Job's event; whether it changed what the engine sees of the Job."""
         if body is None:
             self.jobs.get(run, {}).pop(name, None)
             self.pods.pop((run[0], name), None)
-        else:
-            self.jobs[run][name] = slim_job(body)
+            self._observed.pop((run[0], name), None)
+            return True
+        self.jobs[run][name] = slim_job(body)
+        return self._observe(run, name)
 
-    def put_pod(self, job: Key, name: str, body: dict[str, Any] | None) -> None:
+    def put_pod(self, job: Key, name: str, body: dict[str, Any] | None,
+                run: Key | None = None) -> bool:
+        """Store a pod's event; whether it changed what the engine sees of its Job (always
+        True when `run` is not given or the Job is not in the cache yet)."""
         if body is None:
             self.pods.get(job, {}).pop(name, None)
         else:
             self.pods[job][name] = slim_pod(body)
+        return True if run is None else self._observe(run, job[1])
+
+    def _observe(self, run: Key, name: str) -> bool:
+        job = self.jobs.get(run, {}).get(name)
+        if job is None:
+            return True
+        seen = observe_job(job, list(self.pods.get((run[0], name), {}).values()))
+        if self._observed.get((run[0], name)) == seen:
+            return False
+        self._observed[(run[0], name)] = seen
+        return True
 
     def jobs_of(self, run: Key) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         out = []
