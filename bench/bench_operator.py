@@ -29,6 +29,8 @@ Scenarios (in this order, all by default):
               split into the operator's, the benchmark's own (creating runs) and the cluster's
               (job controller, node agent: pods, pods/binding, jobs/status, their events...).
               Events are attributed by their reporting component.
+  memory10k   (only when named) memory with 10,000 active runs (target <= 1 GiB), and how soon
+              one more run is reconciled with the cache that full. Takes a long time.
   size        a 1,000-step run (1 root, 989 parallel workers, 10 collectors) run to the end; the
               serialized size of the run object as the API server returns it (and stores it),
               with a breakdown, and the time the run took.
@@ -66,13 +68,14 @@ from bench.operator_bench.cluster import (
     own_and_children_cpu_seconds,
     workdir,
 )
-from bench.operator_bench.common import ROOT, SCENARIOS
+from bench.operator_bench.common import EXTRA_SCENARIOS, ROOT, SCENARIOS
 from bench.operator_bench.report import Outcome, machine, report
 from bench.operator_bench.scenarios_apiserver import scenario_size, scenario_writes
 from bench.operator_bench.scenarios_floor import scenario_floor
 from bench.operator_bench.scenarios_operator import (
     scenario_handoff,
     scenario_memory,
+    scenario_memory_10k,
     scenario_throughput,
 )
 
@@ -80,7 +83,8 @@ from bench.operator_bench.scenarios_operator import (
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                   help=f"which to run (default: all): {', '.join(SCENARIOS)}")
+                   help=f"which to run (default: all): {', '.join(SCENARIOS)}; only when "
+                        f"named: {', '.join(EXTRA_SCENARIOS)}")
     p.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     p.add_argument("--keep", action="store_true", help="keep the temp dir with all logs")
     p.add_argument("--profile", action="store_true",
@@ -93,6 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--throughput-runs", type=int, default=300)
     p.add_argument("--throughput-timeout", type=float, default=150.0)
     p.add_argument("--memory-runs", type=int, default=1000)
+    p.add_argument("--memory-10k-runs", type=int, default=10_000)
     p.add_argument("--writes-chain-runs", type=int, default=10)
     p.add_argument("--writes-single-runs", type=int, default=30)
     p.add_argument("--size-timeout", type=float, default=180.0)
@@ -102,15 +107,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--floor-runs", type=int, default=150,
                    help="single-step runs per controller per round (floor)")
     args = p.parse_args(argv)
-    unknown = set(args.scenarios) - set(SCENARIOS)
+    unknown = set(args.scenarios) - set(SCENARIOS) - set(EXTRA_SCENARIOS)
     if unknown:
-        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {SCENARIOS}")
+        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from "
+                f"{SCENARIOS + EXTRA_SCENARIOS}")
     return args
 
 
 RUNNERS: dict[str, Callable[[Bench], Outcome]] = {
     "floor": scenario_floor,
     "memory": scenario_memory,
+    "memory10k": scenario_memory_10k,
     "handoff": scenario_handoff,
     "throughput": scenario_throughput,
     "writes": scenario_writes,
@@ -121,7 +128,8 @@ RUNNERS: dict[str, Callable[[Bench], Outcome]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    chosen = [s for s in SCENARIOS if not args.scenarios or s in args.scenarios]
+    chosen = [s for s in SCENARIOS + EXTRA_SCENARIOS
+              if s in args.scenarios or (not args.scenarios and s in SCENARIOS)]
     started = datetime.now(UTC)
     t0 = time.monotonic()
     outcomes: dict[str, Outcome] = {}

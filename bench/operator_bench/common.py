@@ -17,6 +17,7 @@ OPERATOR_COMPONENT = "taskforge-operator"
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 HISTORY = {"successfulRuns": 1000, "failedRuns": 1000}
 SCENARIOS = ("floor", "memory", "handoff", "throughput", "writes", "size")
+EXTRA_SCENARIOS = ("memory10k",)  # only when named: long
 JSON = dict[str, Any]
 
 

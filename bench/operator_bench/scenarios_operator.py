@@ -18,7 +18,17 @@ from .report import Outcome, Section, Summary
 
 
 def scenario_memory(b: Bench) -> Outcome:
-    n = b.args.memory_runs
+    return memory(b, b.args.memory_runs, limit_mib=150, timeout=240)
+
+
+def scenario_memory_10k(b: Bench) -> Outcome:
+    """DESIGN.md's second memory target: 10,000 active runs in <= 1 GiB, and a new run still
+    reconciled promptly. Long (creating 10,000 runs alone takes minutes): not in `make test`,
+    not in the default scenarios; `bench_operator.py memory10k`."""
+    return memory(b, b.args.memory_10k_runs, limit_mib=1024, timeout=1800)
+
+
+def memory(b: Bench, n: int, *, limit_mib: int, timeout: float) -> Outcome:
     ns = "bench-memory"
     agent = b.cluster.agent
     if agent is None:
@@ -35,10 +45,15 @@ def scenario_memory(b: Bench) -> Outcome:
             t0 = time.monotonic()
             b.k.create_runs(ns, "one", names, threads=4)
             created_in = time.monotonic() - t0
-            if not tracker.wait(lambda: tracker.count("Running") >= n, timeout=240):
+            if not tracker.wait(lambda: tracker.count("Running") >= n, timeout=timeout):
                 raise RuntimeError(f"only {tracker.count('Running')} of {n} runs Running")
             running_in = time.monotonic() - t0
-            quiet = op.wait_quiet(quiet=3.0, timeout=120)
+            quiet = op.wait_quiet(quiet=3.0, timeout=max(120.0, timeout / 4))
+            # Does a new run still get its reconcile promptly with the cache full?
+            t_probe = time.monotonic()
+            b.k.create_run(ns, "probe", "one")
+            probed = tracker.wait(lambda: tracker.phase.get("probe") == "Running", timeout=60)
+            probe_s = time.monotonic() - t_probe if probed else math.nan
             jobs = len(b.k.get(f"/apis/batch/v1/namespaces/{ns}/jobs").get("items") or [])
             pods = len(b.k.get(f"/api/v1/namespaces/{ns}/pods").get("items") or [])
             loaded = op.memory()
@@ -52,9 +67,9 @@ def scenario_memory(b: Bench) -> Outcome:
         agent.wait()
     mib = 1024.0
     worst = max(loaded.rss_kib, later.rss_kib)
-    ok = worst / mib <= 200
+    ok = worst / mib <= limit_mib
     sec = Section(
-        f"Operator memory with {n:,} active runs (target <= 200 MiB RSS)",
+        f"Operator memory with {n:,} active runs (target <= {limit_mib} MiB RSS)",
         ["measure", "value"],
         [
             ["operator RSS, idle after start", f"{idle.rss_kib / mib:.1f} MiB"],
@@ -69,6 +84,7 @@ def scenario_memory(b: Bench) -> Outcome:
             [f"create {n:,} runs (4 creators)", f"{created_in:.1f} s"],
             ["until all Running", f"{running_in:.1f} s"],
             ["operator CPU since start", f"{cpu:.1f} s"],
+            ["one more run: created -> Running seen", ms(probe_s)],
             ["target", verdict(ok)],
         ],
         [
@@ -78,7 +94,8 @@ def scenario_memory(b: Bench) -> Outcome:
             f"namespace deleted afterwards in {gone_in:.1f} s; agent restarted",
         ],
     )
-    return Outcome([sec], [Summary(f"operator memory, {n:,} active runs", "<= 200 MiB RSS",
+    return Outcome([sec], [Summary(f"operator memory, {n:,} active runs",
+                                   f"<= {limit_mib} MiB RSS",
                                    f"{worst / mib:.0f} MiB "
                                    f"(peak {later.hwm_kib / mib:.0f})", ok)])
 
