@@ -52,16 +52,28 @@ async def test_a_burst_never_fails_open(
                              prefix=f"b-{uuid.uuid4().hex[:6]}:", pool_size=pool_size,
                              pool_timeout=pool_timeout, rate_limit_policy="open")
     conn = RedisConnection(settings)
+    started = time.monotonic()
     try:
         answers = await _burst(RateLimiter(conn), 50, 30, cpu)
     finally:
         await conn.aclose()
+    took = time.monotonic() - started
     allowed = sum(a for a, _, _ in answers)
+    busy = sum(b for _, _, b in answers)
     assert not any(d for _, d, _ in answers), "a busy pool was taken for an outage"
     assert allowed <= 30
     assert conn.healthy
-    if pool_size == 64:  # the default size serves a burst of 50 without refusing any
-        assert allowed == 30 and not any(b for _, _, b in answers)
+    if pool_size == 64:
+        if took < settings.deadline:
+            # No call can have reached its deadline and no turn was waited for: the default
+            # size serves a burst of 50 without refusing any as busy.
+            assert allowed == 30 and busy == 0, (allowed, busy, took)
+        else:
+            # A loaded machine (the burst's 0.2 s of CPU took longer than a deadline): a call
+            # that timed out while this loop was starved is busy, asked again soon. Never
+            # refused as over the limit before the limit was spent: each busy call may have
+            # spent its token in Redis, so admitted + busy reach the limit.
+            assert allowed + busy >= 30, (allowed, busy, took)
 
 
 async def test_pool_exhaustion_is_busy(settings: RedisSettings) -> None:
