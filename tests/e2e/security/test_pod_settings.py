@@ -8,6 +8,8 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from tests.e2e.operator.conftest import Kube, OperatorProcess
 from tests.e2e.security.test_confused_deputy import _apply, _assert_forbidden, _run, tenant
 
@@ -23,6 +25,7 @@ def _pods(kube: Kube, run: str) -> list[Any]:
     return items
 
 
+@pytest.mark.both_nodes
 def test_a_pull_secret_and_labels_reach_the_step_pod(kube: Kube, cluster: Any) -> None:
     _apply(kube, cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "regcred"},
                            "type": "kubernetes.io/dockerconfigjson",
@@ -47,6 +50,7 @@ def test_a_pull_secret_and_labels_reach_the_step_pod(kube: Kube, cluster: Any) -
     assert pods[0].spec.security_context.run_as_non_root is True
 
 
+@pytest.mark.both_nodes
 def test_a_step_reads_a_mounted_configmap(kube: Kube, cluster: Any) -> None:
     _apply(kube, cluster, {"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": "app-config"},
