@@ -11,15 +11,15 @@ burst; a third of the operator's CPU went into TLS handshakes, issue 14).
 tests/e2e/operator/test_api_connections.py holds 200 Job creates to a handful.
 
 The sync client in threads, not one async client for everything: measured with
-bench/api_client_ab.py (bench/RESULTS.md, 2026-11-30, "API client"), 400 Job creates 8 at
-a time over keep-alive connections take the same wall time both ways (13.0 vs 14.0 ms a
-create on a loaded machine), but this client costs more CPU per call (1.9 ms against
-0.8 ms for one aiohttp session: the client's own body sanitizing and urllib3 on top of
-the thread hop). Kept for now because every adapter, the CLI and the tests share it
+bench/api_client_ab.py (bench/RESULTS.md, 2026-11-30, "API client"), 400 Job creates 8 at a
+time over keep-alive connections take the same wall time both ways (13.0 vs 14.0 ms a create
+on a loaded machine), but this client costs more CPU per call (1.9 ms against 0.8 ms for one
+aiohttp session: urllib3 and http.client, the thread hop, and the client's walk over the
+body, 0.15 ms of it). Kept for now because every adapter, the CLI and the tests share it
 (authz, results, dead letters, leases, webhooks) and an async client would be a second
 library (kubernetes_asyncio) or hand-written REST calls at every call site; the hot path's
-three calls (create_job, patch_status, post_event) moved to aiohttp would save about 3 ms
-of CPU per single-step run, the next step if CPU per run matters more than one client.
+three calls (create_job, patch_status, post_event) moved to aiohttp would save about 3 ms of
+CPU per single-step run, the next step if CPU per run matters more than one client.
 kopf keeps its own aiohttp session for the watches: one more connection, not churn.
 """
 
