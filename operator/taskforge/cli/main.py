@@ -21,6 +21,7 @@ import importlib
 from typing import Annotated, Any
 
 import typer
+import typer._completion_classes
 from typer.core import TyperCommand
 from typer.models import CommandInfo
 
@@ -54,6 +55,19 @@ EXIT_CODES = (
     "Exit codes: 0 ok; 1 error; 2 usage error; 3 the run failed or was cancelled "
     "(watch, run --watch, retry --watch)."
 )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# typer passes each completion's description through rich (rich_utils.rich_render_text),
+# which wraps it at 80 columns: fish then cut "List workflows ... progress," at the break
+# and zsh got a newline inside its _arguments spec, and every TAB imported rich's help
+# formatter (~200 ms). The help here carries no rich markup (rich_markup_mode=None below),
+# so the description goes as it is, on one line. tests/e2e/test_cli_completion.py drives
+# bash, zsh and fish.
+typer._completion_classes._sanitize_help_text = _one_line
 
 
 class LazyGroup(Group):
