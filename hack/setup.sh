@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Taskforge's tests and demo need on a fresh Debian machine:
 # apt packages (redis-server; for the real node and `make image`: buildah, debootstrap,
-# the CNI plugins, busybox-static, iptables, and libseccomp-dev for runc), a Python venv
+# the CNI plugins, busybox-static, iptables, and libseccomp-dev for runc; zsh and fish for
+# the completion tests), a Python venv
 # with the project and its dev tools, and the control-plane and node binaries built from
 # Go modules (cached, see build-bins.sh and build-node-bins.sh).
 # Idempotent and quick when everything is already there.
@@ -17,6 +18,7 @@ declare -A APT=(
   [busybox-static]=/bin/busybox [iptables]=/usr/sbin/iptables [conntrack]=/usr/sbin/conntrack
   [libseccomp-dev]=/usr/include/seccomp.h [pkg-config]=/usr/bin/pkg-config
   [iproute2]=/usr/sbin/ip
+  [zsh]=/usr/bin/zsh [fish]=/usr/bin/fish  # tests/e2e/test_cli_completion.py tries both
 )
 missing=()
 for pkg in "${!APT[@]}"; do [ -e "${APT[$pkg]}" ] || missing+=("$pkg"); done
