@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -133,49 +132,12 @@ class RedisSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RedisSettings:
-        """Settings from ``REDIS_URL`` and ``TASKFORGE_REDIS_*`` / ``TASKFORGE_DLQ_*``."""
-        e = os.environ if env is None else env
+        """Settings from ``REDIS_URL``, ``TASKFORGE_REDIS_*``, ``TASKFORGE_DLQ_*`` and
+        ``TASKFORGE_RATE_LIMIT_*`` (the pydantic-settings model in redis_settings.py); a bad
+        value raises RedisSettingsError, a ValueError naming the variable."""
+        from taskforge.adapters.redis_settings import load_redis_settings  # noqa: PLC0415
 
-        def get(name: str) -> str | None:
-            value = e.get(name)
-            return value if value not in (None, "") else None
-
-        def seconds(name: str, default: float) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return parse_seconds(raw)
-            except ValueError as err:
-                raise ValueError(f"{name}: {err}") from None
-
-        def integer(name: str, default: int) -> int:
-            raw = get(name)
-            return default if raw is None else int(raw)
-
-        policy = (get("TASKFORGE_RATE_LIMIT_POLICY") or "open").lower()
-        if policy not in ("open", "closed"):
-            raise ValueError(f"TASKFORGE_RATE_LIMIT_POLICY must be open or closed, not {policy!r}")
-        d = cls()
-        return cls(
-            url=get("REDIS_URL") or d.url,
-            password=get("REDIS_PASSWORD"),
-            ca_file=get("TASKFORGE_REDIS_CA_FILE"),
-            prefix=e.get("TASKFORGE_REDIS_PREFIX", d.prefix),
-            pool_size=integer("TASKFORGE_REDIS_POOL_SIZE", d.pool_size),
-            pool_timeout=seconds("TASKFORGE_REDIS_POOL_TIMEOUT", d.pool_timeout),
-            socket_timeout=seconds("TASKFORGE_REDIS_SOCKET_TIMEOUT", d.socket_timeout),
-            connect_timeout=seconds("TASKFORGE_REDIS_CONNECT_TIMEOUT", d.connect_timeout),
-            health_check_interval=seconds(
-                "TASKFORGE_REDIS_HEALTH_CHECK_INTERVAL", d.health_check_interval
-            ),
-            retries=integer("TASKFORGE_REDIS_RETRIES", d.retries),
-            deadline=seconds("TASKFORGE_REDIS_DEADLINE", d.deadline),
-            rate_limit_policy="open" if policy == "open" else "closed",
-            closed_retry_after=seconds("TASKFORGE_RATE_LIMIT_CLOSED_RETRY", d.closed_retry_after),
-            dlq_max_len=integer("TASKFORGE_DLQ_MAX_LEN", d.dlq_max_len),
-            dlq_max_age=seconds("TASKFORGE_DLQ_MAX_AGE", d.dlq_max_age),
-        )
+        return load_redis_settings(env)
 
     def server(self) -> str:
         """Where Redis is, for messages: ``redis://host:port/db`` without any credentials."""
