@@ -140,6 +140,7 @@ def test_step_policy_rejects_a_disallowed_image_naming_the_field(
         helm, "--show-only", "templates/step-policy.yaml", "--set", "stepPolicy.enabled=true",
         "--set", f"stepPolicy.namespaces[0].namespace={namespace}",
         "--set", "stepPolicy.namespaces[0].images={registry.example.com/team-a/,busybox}",
+        "--set", "stepPolicy.namespaces[0].serviceAccounts={default,team-a-steps}",
         release=release, namespace="taskforge-system", kube_version=_server_version(cluster))
     assert {m["kind"] for m in policy} == {"ValidatingAdmissionPolicy",
                                            "ValidatingAdmissionPolicyBinding"}
@@ -170,6 +171,18 @@ def test_step_policy_rejects_a_disallowed_image_naming_the_field(
                            check=False)
     assert proc.returncode != 0
     assert "spec.workflowSpec.finally[0].container.image: busyboxx" in proc.stderr, proc.stderr
+    # Service accounts: the workflow's spec.pod and each step's pod.
+    escalating = _workflow("escalating", "busybox")
+    escalating["spec"]["pod"] = {"serviceAccountName": "cluster-admin-sa"}
+    proc = cluster.kubectl("apply", "-n", namespace, "-f", "-",
+                           input=yaml.safe_dump(escalating), check=False)
+    assert proc.returncode != 0
+    assert "spec.pod.serviceAccountName: cluster-admin-sa is not a service account" in (
+        proc.stderr), proc.stderr
+    allowed = _workflow("allowed", "busybox")
+    allowed["spec"]["steps"][0]["pod"] = {"serviceAccountName": "team-a-steps"}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(allowed))
+
     # Other namespaces are not bound.
     (binding,) = by_kind(policy, "ValidatingAdmissionPolicyBinding")
     assert binding["spec"]["matchResources"]["namespaceSelector"] == {
