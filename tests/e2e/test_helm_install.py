@@ -90,7 +90,7 @@ class Release:
         return crd
 
     def cleanup(self) -> None:
-        self.helm_cmd("uninstall", self.name, "--wait", check=False)
+        self.helm_cmd("uninstall", self.name, check=False)
         self.cluster.kubectl("delete", "crd", *self.crds, "--ignore-not-found", "--wait=false",
                              check=False)
 
@@ -149,10 +149,54 @@ def test_helm_upgrade_changes_a_crd_schema_in_place(
                                           f"workflow.{release.group}/new"]
 
     # crds.keep: uninstalling leaves the CRDs, and the Workflows with them.
-    release.helm_cmd("uninstall", release.name, "--wait")
+    release.helm_cmd("uninstall", release.name)
     assert release.crd("workflows")["metadata"]["uid"] == before["metadata"]["uid"]
     assert "kept" in cluster.kubectl("get", f"workflows.{release.group}", "-n", namespace,
                                      "-o", "name").stdout
+
+
+def crds_folder_chart(dest: Path, group: str) -> Path:
+    """Chart 0.1.0's layout: the CRDs as plain files in the chart's crds/ folder (Helm installs
+    them once, unowned), no CRD templates."""
+    shutil.copytree(CHART, dest)
+    shutil.rmtree(dest / "templates" / "crds")
+    (dest / "crds").mkdir()
+    for res in crdgen.RESOURCES:
+        crd = _crd_in_group(res, group, older=True)
+        (dest / "crds" / crdgen.file_name(res)).write_text(yaml.safe_dump(crd, sort_keys=False))
+    return dest
+
+
+def test_upgrade_from_the_crds_folder_chart_after_adoption(
+    release: Release, namespace: str, tmp_path: Path
+) -> None:
+    """From chart 0.1.0 (CRDs in crds/): Helm refuses to take over CRDs no release owns; the
+    label and annotations docs/install.md gives let the release adopt them, and the upgrade
+    then changes their schema in place."""
+    old = crds_folder_chart(tmp_path / "old", release.group)
+    new = chart_copy(tmp_path / "new", release.group, older=False)
+    cluster = release.cluster
+    release.apply("install", old)
+    wait_established(cluster, release.crds)
+    before = release.crd("workflows")
+    assert "meta.helm.sh/release-name" not in before["metadata"].get("annotations", {})
+
+    refused = run_helm(release.helm, "upgrade", release.name, str(new), "--set",
+                       "admission.enabled=false", "--kubeconfig", str(cluster.kubeconfig),
+                       "--namespace", namespace, check=False)
+    assert refused.returncode != 0
+    assert "invalid ownership metadata" in refused.stderr, refused.stderr
+
+    for crd in release.crds:  # docs/install.md, "Upgrading from chart 0.1.0"
+        cluster.kubectl("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+        cluster.kubectl("annotate", "crd", crd, "--overwrite",
+                        f"meta.helm.sh/release-name={release.name}",
+                        f"meta.helm.sh/release-namespace={namespace}")
+    release.apply("upgrade", new)
+    after = release.crd("workflows")
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert OLD_FIELD in _spec_fields(after)
+    assert after["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 # --- every ci/*-values.yaml, rendered and applied server-side ---------------------------

@@ -202,3 +202,16 @@ def test_uninstall_removes_everything(cluster: ClusterUnderTest, release: Releas
     while release.operator_pods():  # the garbage collector deletes it after its ReplicaSet
         assert time.monotonic() < deadline, "the operator pod outlived the uninstall"
         time.sleep(0.5)
+
+
+def test_helm_test_runs_a_one_step_workflow(cluster: ClusterUnderTest, release: Release) -> None:
+    """`helm test`: the chart's hook pod runs `taskforge run --watch` on a one-step Workflow
+    in the release namespace; it passes only when that run Succeeded."""
+    proc = run_helm(release.helm, "test", release.name, "--namespace", release.namespace,
+                    "--timeout", "180s", "--kubeconfig", str(cluster.kubeconfig))
+    assert "Phase:          Succeeded" in proc.stdout, proc.stdout
+    # The hook pod exits 0 only when the run Succeeded (`taskforge run --watch` exits 3
+    # otherwise); its Workflow, pod and RBAC are deleted on success (hook-delete-policy).
+    left = cluster.kubectl("get", "tfw,pods,serviceaccounts", "-n", release.namespace, "-o",
+                           "name").stdout
+    assert "-test" not in left, left
