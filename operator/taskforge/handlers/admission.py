@@ -70,7 +70,10 @@ def _set(patch: kopf.Patch, body: Any, name: str, value: str | None) -> None:
         patch.setdefault("metadata", {}).setdefault("annotations", {})[name] = value
 
 
-@kopf.on.mutate(GROUP, VERSION, "workflowruns", id=RUN_HOOK_ID, operations=["CREATE", "UPDATE"])
+# persistent=True: kopf would empty the configuration it manages (local mode) whenever one
+# replica stops, though others still serve it; remove_managed_configuration() decides instead.
+@kopf.on.mutate(GROUP, VERSION, "workflowruns", id=RUN_HOOK_ID, operations=["CREATE", "UPDATE"],
+                persistent=True)
 def record_run_creator(
     userinfo: kopf.UserInfo, body: kopf.Body, patch: kopf.Patch, **kwargs: Any
 ) -> None:
@@ -84,7 +87,8 @@ def record_run_creator(
     _set(patch, body, CREATOR_ANNOTATION, value)
 
 
-@kopf.on.mutate(GROUP, VERSION, "workflows", id=WORKFLOW_HOOK_ID, operations=["CREATE", "UPDATE"])
+@kopf.on.mutate(GROUP, VERSION, "workflows", id=WORKFLOW_HOOK_ID, operations=["CREATE", "UPDATE"],
+                persistent=True)
 def record_workflow_writer(
     userinfo: kopf.UserInfo, body: kopf.Body, patch: kopf.Patch, **_: Any
 ) -> None:
@@ -142,7 +146,7 @@ def _reject(field: str, problems: list[str]) -> None:
 
 
 @kopf.on.validate(GROUP, VERSION, "workflows", id=VALIDATE_WORKFLOW_ID,
-                  operations=["CREATE", "UPDATE"])
+                  operations=["CREATE", "UPDATE"], persistent=True)
 async def validate_workflow_hook(body: kopf.Body, **kwargs: Any) -> None:
     """Reject at apply what the schema cannot see: cycles, templates naming undeclared params
     or later steps, cron syntax and time zones. An update that leaves the spec alone is let
@@ -155,7 +159,7 @@ async def validate_workflow_hook(body: kopf.Body, **kwargs: Any) -> None:
 
 
 @kopf.on.validate(GROUP, VERSION, "workflowruns", id=VALIDATE_RUN_ID,
-                  operations=["CREATE", "UPDATE"])
+                  operations=["CREATE", "UPDATE"], persistent=True)
 async def validate_run_hook(body: kopf.Body, **kwargs: Any) -> None:
     """The same checks for a run's inline `workflowSpec`."""
     spec = (body.get("spec") or {}).get("workflowSpec")

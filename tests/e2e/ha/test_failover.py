@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from kubernetes import client
+from taskforge.engine.authority import CREATOR_ANNOTATION
 
 from tests.e2e.ha.conftest import Replicas
 from tests.e2e.operator.conftest import Kube, step_phases
@@ -175,5 +176,21 @@ def test_rolling_both_replicas_during_a_webhook_flood_loses_no_delivery(
     assert len(flood.acked) == flood.total
     assert {r["metadata"]["name"] for r in runs} == set(flood.acked.values())
     assert by_delivery == Counter(set(flood.acked)), "a delivery made no run or two"
+    # Admission was served throughout, by whichever replicas were up: every run carries the
+    # creator the mutating webhook records (a stopped replica kept the configuration that
+    # the others still serve).
+    unrecorded = [r["metadata"]["name"] for r in runs
+                  if CREATOR_ANNOTATION not in (r["metadata"].get("annotations") or {})]
+    assert not unrecorded, unrecorded
     last = flood.acked[f"flood-{flood.total - 1}"]
     assert kube.wait_run(last, timeout=60)["status"]["phase"] == "Succeeded"  # the leader acts
+
+    # The local webhook configuration outlives a replica's clean stop while another serves it,
+    # and goes with the last one (a configuration nobody serves would refuse every run).
+    admission = client.AdmissionregistrationV1Api(kube.core.api_client)
+    hooks = lambda: [c.webhooks for c in admission.list_mutating_webhook_configuration(  # noqa: E731
+        field_selector="metadata.name=taskforge.io").items]
+    replicas.by_identity("replica-c").stop()
+    assert hooks() and hooks()[0], "the configuration went with replica-c, replica-d serves it"
+    replicas.by_identity("replica-d").stop()
+    assert not hooks(), "the last replica left its webhook configuration behind"
