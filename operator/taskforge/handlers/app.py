@@ -17,7 +17,15 @@ from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
 from taskforge.engine.webhook import DeliveryAdmission
+from taskforge.handlers import cache_sync
 from taskforge.handlers.config import OperatorConfig
+from taskforge.handlers.leadership import (
+    LeaderElector,
+    default_identity,
+    is_leader,
+    lead_without_election,
+    lease_namespace,
+)
 from taskforge.handlers.limits import Limits, renew_forever, watch_redis
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.reconcile import RunReconciler
@@ -55,6 +63,7 @@ class Operator:
                                             redis_configured=self.limits.enabled,
                                             redis_outage=self.limits.outage)
         self.tasks: list[asyncio.Task[None]] = []
+        self.elector: LeaderElector | None = None
         self.webhook: web.AppRunner | None = None
 
     def _run_finished(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
@@ -89,8 +98,8 @@ class Operator:
         """A deleted run gives back its slots at once instead of waiting for them to lapse."""
         uid = body["metadata"].get("uid", "")
         self.runs.forget(uid)
-        if not self.limits.enabled:
-            return
+        if not self.limits.enabled or not is_leader():
+            return  # a standby never writes; a new leader's slots lapse if it missed this
         spec = (body.get("status") or {}).get("workflowSpec") or {}
         workflow = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
         if spec.get("concurrency") and workflow:
@@ -142,11 +151,7 @@ class Operator:
         # of cpu+4 threads throttles bursts of Job creates, so give them a pool of their own.
         loop.set_default_executor(ThreadPoolExecutor(API_THREADS, thread_name_prefix="api"))
         self.runs.planner.start()  # template workers load while the caches fill
-        for _ in range(self.config.workers):
-            self.tasks.append(loop.create_task(self.run_queue.worker(self.runs.reconcile)))
-        self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
         if self.limits.enabled:
-            self.tasks.append(loop.create_task(renew_forever(self.limits, self.leases)))
             self.tasks.append(loop.create_task(watch_redis(self.limits)))
             self.limits.on_health_change(self._redis_changed)
         self.tasks.append(loop.create_task(self._gauges()))
@@ -158,6 +163,38 @@ class Operator:
                 admit=self.admit_delivery,
                 release=self.release_delivery,
             )
+        if self.config.leader_election:
+            self.elector = LeaderElector(
+                lease_namespace(self.config.lease_namespace), self.config.lease_name,
+                self.config.lease_identity or default_identity(), self.config.lease_timing,
+                on_started=self._lead)
+            self.tasks.append(loop.create_task(self._campaign(self.elector)))
+        else:
+            lead_without_election()
+            await self._lead()
+
+    async def _campaign(self, elector: LeaderElector) -> None:
+        """Stand for leader once the cache is synced: a leader must see everything it owns."""
+        synced = asyncio.Event()
+        cache_sync.TRACKER.on_synced(synced.set)
+        await synced.wait()
+        await elector.run()
+
+    async def _lead(self) -> None:
+        """This replica acts from now on: start the workers, then catch up on every run and
+        Workflow in the cache (a standby's queues hold only what changed while it waited)."""
+        loop = asyncio.get_running_loop()
+        for _ in range(self.config.workers):
+            self.tasks.append(loop.create_task(self.run_queue.worker(self.runs.reconcile)))
+        self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
+        if self.limits.enabled:
+            self.tasks.append(loop.create_task(renew_forever(self.limits, self.leases)))
+        for key in list(self.store.runs):
+            self.run_queue.add(key)
+        for key in list(self.store.workflows):
+            self.workflow_queue.add(key)
+        log.info("leading: %d runs and %d workflows queued to catch up",
+                 len(self.store.runs), len(self.store.workflows))
 
     async def stop(self) -> None:
         if self.webhook is not None:
@@ -165,5 +202,8 @@ class Operator:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.elector is not None:  # nothing acts any more: hand the Lease over now
+            await self.elector.release()
+            self.elector.close()
         self.runs.planner.close()
         await self.limits.close()

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskforge.adapters.jobs import JobSettings
 from taskforge.api.pod import PodSettings
+from taskforge.engine.election import Timing
 
 ADMISSION_MODES = ("off", "local", "service")
 
@@ -107,6 +108,39 @@ class OperatorSettings(BaseSettings):
         description="Step pod settings under every workflow's spec.pod, as JSON in the form of"
         " spec.pod (the chart's stepPodDefaults); may use reserved label and annotation"
         " domains. Not checked against run creators: the admin sets them.")
+    leader_election: bool = Field(
+        validation_alias="TASKFORGE_LEADER_ELECTION", default=True,
+        description="Elect a leader through a Lease: only the leader reconciles, schedules"
+        " and ships dead letters; every replica serves webhooks. `false`: this one acts.")
+    lease_name: str = Field(
+        validation_alias="TASKFORGE_LEASE_NAME", default="taskforge-operator",
+        min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Name of the leader-election Lease.")
+    lease_namespace: str = Field(
+        validation_alias="TASKFORGE_LEASE_NAMESPACE", default="",
+        description="Namespace of the Lease; empty: the pod's own (else `default`).")
+    lease_identity: str = Field(
+        validation_alias="TASKFORGE_LEASE_IDENTITY", default="",
+        description="This replica's holder identity; empty: host name and a random suffix"
+        " (the chart passes the pod's name).")
+    lease_duration_seconds: float = Field(
+        validation_alias="TASKFORGE_LEASE_DURATION_SECONDS", default=10.0, gt=0, le=300,
+        description="How long a standby waits for an unrenewed Lease before taking it over.")
+    lease_renew_deadline_seconds: float = Field(
+        validation_alias="TASKFORGE_LEASE_RENEW_DEADLINE_SECONDS", default=7.0, gt=0,
+        description="A leader that could not renew for this long exits (shorter than the"
+        " duration).")
+    lease_retry_period_seconds: float = Field(
+        validation_alias="TASKFORGE_LEASE_RETRY_PERIOD_SECONDS", default=2.0, gt=0,
+        description="How often the leader renews and a standby checks the Lease.")
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> OperatorSettings:
+        problem = Timing(self.lease_duration_seconds, self.lease_renew_deadline_seconds,
+                         self.lease_retry_period_seconds).problem()
+        if problem is not None:
+            raise ValueError(f"TASKFORGE_LEASE_*: {problem}")
+        return self
 
     @classmethod
     def variables(cls) -> dict[str, tuple[Any, str]]:
@@ -149,6 +183,11 @@ class OperatorConfig:
     """The admission webhook that records run creators: off, local or service (admission.py)."""
     admission_port: int = 9443
     admission_cert_dir: str = "/etc/taskforge/admission"
+    leader_election: bool = True
+    lease_name: str = "taskforge-operator"
+    lease_namespace: str = ""
+    lease_identity: str = ""
+    lease_timing: Timing = field(default_factory=Timing)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -169,6 +208,12 @@ class OperatorConfig:
             admission=s.admission,
             admission_port=s.admission_port,
             admission_cert_dir=s.admission_cert_dir,
+            leader_election=s.leader_election,
+            lease_name=s.lease_name,
+            lease_namespace=s.lease_namespace,
+            lease_identity=s.lease_identity,
+            lease_timing=Timing(s.lease_duration_seconds, s.lease_renew_deadline_seconds,
+                                s.lease_retry_period_seconds),
         )
 
 

@@ -21,7 +21,7 @@ import kopf
 from taskforge import GROUP, VERSION
 from taskforge.adapters import metrics
 from taskforge.adapters.jobs import LABEL_RUN
-from taskforge.handlers import admission
+from taskforge.handlers import admission, cache_sync
 from taskforge.handlers.app import Operator
 from taskforge.handlers.config import OperatorConfig
 
@@ -68,6 +68,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.reconnect_backoff = 0.5
     settings.networking.request_timeout = 30
     admission.configure(settings, config)
+    if not cache_sync.install():  # before kopf's watchers start (they start after startup)
+        cache_sync.TRACKER.force("this kopf version has no watch stream to hook")
     OPERATOR = Operator(config)
     await OPERATOR.start()
     gc.freeze()  # the startup objects live forever: keep full collections short
@@ -81,7 +83,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def cleanup(**_: Any) -> None:
     if OPERATOR is not None:
         await OPERATOR.stop()
-        if OPERATOR.config.admission == "local":
+        if OPERATOR.config.admission == "local" and not await admission.served_elsewhere(
+                OPERATOR.config.admission_port):
             await asyncio.to_thread(admission.remove_managed_configuration)
 
 
@@ -97,6 +100,7 @@ def _ns(namespace: str | None) -> str:
 async def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
     op = _operator()
     deleted, body = _raw(event)
+    cache_sync.TRACKER.seen("workflowruns", body)
     key = (_ns(namespace), name)
     own = not deleted and op.store.own_write(key, body)
     op.store.put_run(key, None if deleted else body)
@@ -113,6 +117,7 @@ async def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_:
 async def workflow_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
     op = _operator()
     deleted, body = _raw(event)
+    cache_sync.TRACKER.seen("workflows", body)
     key = (_ns(namespace), name)
     op.store.put_workflow(key, None if deleted else body)
     if deleted:
@@ -129,6 +134,7 @@ async def job_event(
 ) -> None:
     op = _operator()
     deleted, body = _raw(event)
+    cache_sync.TRACKER.seen("jobs", body)
     run_key = (_ns(namespace), labels[LABEL_RUN])
     if op.store.put_job(run_key, name, None if deleted else body):  # else nothing we read
         op.run_queue.add(run_key)
@@ -140,6 +146,7 @@ async def pod_event(
 ) -> None:
     op = _operator()
     deleted, body = _raw(event)
+    cache_sync.TRACKER.seen("pods", body)
     job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
     if not job:
         return

@@ -49,6 +49,10 @@ class OperatorProcess:
         self.admission_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        # Like a pod's name across container restarts: a restarted process takes the leader
+        # Lease back at once instead of waiting out the term of its killed predecessor.
+        self.identity = f"e2e-operator-{uuid.uuid4().hex[:8]}"
+        self.extra_env: dict[str, str] = {}
 
     @property
     def log_path(self) -> Path:
@@ -70,7 +74,9 @@ class OperatorProcess:
             TASKFORGE_LOG_LEVEL="INFO",
             # Short leases so the kill -9 test sees a lost slot come back within seconds.
             TASKFORGE_SLOT_TTL_SECONDS="4",
+            TASKFORGE_LEASE_IDENTITY=self.identity,
         )
+        env.update(self.extra_env)
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         return env
