@@ -87,9 +87,11 @@ def test_default_manifests_pass_server_dry_run(
     crds: Cluster, helm: Path, namespace: str, server_version: str
 ) -> None:
     # The CRDs are the `crds` fixture's, applied server-side (test_helm_install.py upgrades them).
+    # The `helm test` hook's pod needs its ServiceAccount to exist: test_helm_install.py's
+    # ci-values test applies it with the accounts in place.
     manifests = render(helm, "--set", "redis.url=redis://redis:6379/0", "--set",
-                       "crds.install=false", release=_release(), namespace=namespace,
-                       kube_version=server_version)
+                       "crds.install=false", "--set", "tests.enabled=false", release=_release(),
+                       namespace=namespace, kube_version=server_version)
     proc = dry_run(crds, manifests)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("(server dry run)") == len(manifests), proc.stdout
@@ -101,6 +103,7 @@ def test_namespaced_manifests_pass_server_dry_run(
 ) -> None:
     watched = ",".join(extra_namespaces)
     manifests = render(helm, "--values", str(NAMESPACED_VALUES), "--set", "crds.install=false",
+                       "--set", "tests.enabled=false",
                        "--set", f"watchNamespaces={{{watched}}}", release=_release(),
                        namespace=namespace, kube_version=server_version)
     assert {m["kind"] for m in manifests} >= {"Role", "RoleBinding", "Ingress"}
@@ -271,8 +274,9 @@ OPERATOR_MUST_NOT = [
 def test_rbac_cluster_wide(
     crds: Cluster, helm: Path, namespace: str, server_version: str
 ) -> None:
-    manifests = render(helm, release=_release(), namespace=namespace,
-                       kube_version=server_version)
+    # Without the `helm test` hook: its ServiceAccount is not the operator's.
+    manifests = render(helm, "--set", "tests.enabled=false", release=_release(),
+                       namespace=namespace, kube_version=server_version)
     with RBAC(crds, manifests, namespace) as rbac:
         rbac.wait_until_can("create", "jobs.batch", namespace)
         for verb, resource, sub in OPERATOR_NEEDS:
@@ -290,7 +294,8 @@ def test_rbac_watch_namespaces(
     crds: Cluster, helm: Path, namespace: str, extra_namespaces: list[str], server_version: str
 ) -> None:
     watched = ",".join(extra_namespaces)
-    manifests = render(helm, "--set", f"watchNamespaces={{{watched}}}", release=_release(),
+    manifests = render(helm, "--set", f"watchNamespaces={{{watched}}}",
+                       "--set", "tests.enabled=false", release=_release(),
                        namespace=namespace, kube_version=server_version)
     with RBAC(crds, manifests, namespace) as rbac:
         for served in extra_namespaces:
