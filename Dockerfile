@@ -78,7 +78,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /tmp
 USER 65532:65532
 
-# metrics (/metrics), webhook (POST /hooks/{namespace}/{workflow}), health (/healthz)
-EXPOSE 8080 8081 8082
+# the one HTTP server (/metrics, /healthz, /readyz, POST /hooks/{namespace}/{workflow}) and
+# the admission webhook (chart: admission.enabled)
+EXPOSE 8080 9443
 
 CMD ["taskforge-operator"]

@@ -73,9 +73,7 @@ def start_operator(cluster: LocalCluster, log_path: Path) -> subprocess.Popen[by
         os.environ,
         KUBECONFIG=str(cluster.kubeconfig),
         TASKFORGE_EXECUTOR_IMAGE="taskforge-executor:dev",
-        TASKFORGE_METRICS_PORT=str(free_port()),
-        TASKFORGE_WEBHOOK_PORT=str(free_port()),
-        TASKFORGE_HEALTH_PORT=str(free_port()),
+        TASKFORGE_HTTP_PORT=str(free_port()),
         TASKFORGE_ADMISSION="local",
         TASKFORGE_ADMISSION_PORT=str(admission_port),
     )
@@ -173,7 +171,7 @@ def main() -> None:
         # soft_wrap: a narrow terminal must not break the lines people copy into a shell
         console.print(f"  [bold]export KUBECONFIG={cluster.kubeconfig}[/]", soft_wrap=True)
         console.print(f"  export PATH={cluster.bin_dir}:$PATH", soft_wrap=True)
-        console.print("  kubectl get workflows,workflowruns,jobs")
+        console.print("  kubectl get tfw,tfr,jobs   # workflows.taskforge.io, workflowruns...")
         console.print(f"  .venv/bin/taskforge get {run_name}")
         console.print("  kubectl create -f examples/retry-backoff.yaml")
         if os.environ.get("TASKFORGE_DEMO_EXIT"):  # for tests and CI: end with the run

@@ -41,16 +41,13 @@ class Operator:
     def __init__(self, cluster: LocalCluster, workdir: Path, name: str, *,
                  step_events: bool = True, profile: bool = False,
                  extra_env: dict[str, str] | None = None) -> None:
-        self.metrics_port = free_port()
-        self.health_port = free_port()
+        self.http_port = free_port()  # /metrics, /healthz, /readyz, /hooks
         self.profile_path: Path | None = workdir / f"{name}.prof" if profile else None
         env = dict(os.environ)
         env.update(
             KUBECONFIG=str(cluster.kubeconfig),
             TASKFORGE_EXECUTOR_IMAGE=INSTANT_IMAGE,
-            TASKFORGE_METRICS_PORT=str(self.metrics_port),
-            TASKFORGE_WEBHOOK_PORT=str(free_port()),
-            TASKFORGE_HEALTH_PORT=str(self.health_port),
+            TASKFORGE_HTTP_PORT=str(self.http_port),
             TASKFORGE_STEP_EVENTS="true" if step_events else "false",
         )
         if cluster.redis_url:
@@ -77,7 +74,7 @@ class Operator:
             if not self.process.alive():
                 raise RuntimeError(f"operator exited:\n{self.process.log_tail(40)}")
             with contextlib.suppress(httpx.HTTPError):
-                url = f"http://127.0.0.1:{self.health_port}/healthz"
+                url = f"http://127.0.0.1:{self.http_port}/healthz"
                 if httpx.get(url, timeout=1).is_success:
                     return self
             time.sleep(0.1)
@@ -107,7 +104,7 @@ class Operator:
         return Memory(rss_kib=fields["VmRSS"], hwm_kib=fields["VmHWM"])
 
     def metrics(self) -> dict[str, dict[Labels, float]]:
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+        text = httpx.get(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10).text
         return parse_metrics(text, [
             "taskforge_reconciles_total", "taskforge_reconcile_duration_seconds_bucket",
             "taskforge_reconcile_duration_seconds_sum", "taskforge_status_conflicts_total",

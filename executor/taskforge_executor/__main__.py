@@ -85,6 +85,10 @@ def execute(env: Mapping[str, str], console: Console) -> Outcome:
             env=env,
             console=console,
         )
+        if env.get(contract.ENV_LOG_FORMAT) == "json":
+            fields = {"namespace": ctx.namespace, "workflow": env.get(contract.ENV_WORKFLOW),
+                      "run": ctx.run, "step": name, "attempt": ctx.attempt, "type": step_type}
+            console.use_json({k: v for k, v in fields.items() if v})
         where = f" of run {ctx.namespace}/{ctx.run}" if ctx.run else ""
         console.info(f"step {name} ({step_type}) attempt {ctx.attempt}{where}")
         runner = importlib.import_module(f"taskforge_executor.steps.{step_type}")

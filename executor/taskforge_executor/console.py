@@ -9,8 +9,11 @@ a script printing its token.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import IO, Any
+
+from taskforge.logs import json_formatter
 
 REDACTED = "[redacted]"
 
@@ -60,14 +63,29 @@ class Console:
     def __init__(self, redactor: Redactor, stream: IO[str] | None = None) -> None:
         self.redactor = redactor
         self._stream = stream
+        self._json: logging.LoggerAdapter[logging.Logger] | None = None
 
     @property
     def stream(self) -> IO[str]:
         return self._stream if self._stream is not None else sys.stdout
 
     def line(self, level: str, message: str) -> None:
-        self.stream.write(f"{level.upper()} {self.redactor.text(message)}\n")
+        if self._json is not None:
+            self._json.log(getattr(logging, level.upper()), self.redactor.text(message))
+        else:
+            self.stream.write(f"{level.upper()} {self.redactor.text(message)}\n")
         self.stream.flush()
+
+    def use_json(self, fields: dict[str, Any]) -> None:
+        """JSON lines from now on, as the operator logs them (taskforge.logs): the message
+        and level, with the run's fields (namespace, workflow, run, step, attempt)."""
+        handler = logging.StreamHandler(self.stream)
+        handler.setFormatter(json_formatter())
+        logger = logging.getLogger("taskforge.executor")
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+        self._json = logging.LoggerAdapter(logger, fields)
 
     def debug(self, message: str) -> None:
         self.line("DEBUG", message)

@@ -30,6 +30,10 @@ ENV_NAMESPACE: Final = "TASKFORGE_NAMESPACE"
 """Namespace of the run."""
 ENV_ATTEMPT: Final = "TASKFORGE_ATTEMPT"
 """1-based attempt number of this step."""
+ENV_WORKFLOW: Final = "TASKFORGE_WORKFLOW"
+"""Name of the run's Workflow (set with TASKFORGE_LOG_FORMAT=json, for the log lines)."""
+ENV_LOG_FORMAT: Final = "TASKFORGE_LOG_FORMAT"
+"""`json`: the executor's own lines are JSON objects with the run's fields (as the operator's)."""
 
 # --- secrets (wired by the operator from secretKeyRef) ----------------------------------
 ENV_SECRET_HEADER_PREFIX: Final = "TASKFORGE_SECRET_HEADER_"

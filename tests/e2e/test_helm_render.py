@@ -82,8 +82,9 @@ def test_render_defaults(helm: Path) -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080, "webhook": 8081, "health": 8082, "admission": 9443}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert ports == {"http": 8080, "admission": 9443}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
     env = container_env(deployment)
@@ -93,9 +94,7 @@ def test_render_defaults(helm: Path) -> None:
         "TASKFORGE_JOB_TTL_SECONDS": "600",
         "TASKFORGE_NAMESPACES": "",
         "TASKFORGE_WORKERS": "8",
-        "TASKFORGE_METRICS_PORT": "8080",
-        "TASKFORGE_WEBHOOK_PORT": "8081",
-        "TASKFORGE_HEALTH_PORT": "8082",
+        "TASKFORGE_HTTP_PORT": "8080",
         "TASKFORGE_LEADER_ELECTION": "true",
         "TASKFORGE_LEASE_NAME": "taskforge",
         "TASKFORGE_LEASE_NAMESPACE": "taskforge-system",
@@ -105,6 +104,8 @@ def test_render_defaults(helm: Path) -> None:
         "TASKFORGE_LEASE_RETRY_PERIOD_SECONDS": "2",
         "TASKFORGE_STEP_EVENTS": "true",
         "TASKFORGE_LOG_LEVEL": "INFO",
+        "TASKFORGE_LOG_FORMAT": "json",
+        "TASKFORGE_METRICS_WORKFLOW_LABEL": "true",
         "TASKFORGE_RATE_LIMIT_POLICY": "open",
         "TASKFORGE_ADMISSION": "service",
         "TASKFORGE_ADMISSION_PORT": "9443",
@@ -113,7 +114,7 @@ def test_render_defaults(helm: Path) -> None:
 
     service = one(manifests, "Service")
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
-        "metrics": 8080, "webhook": 8081, "admission": 443}
+        "http": 8080, "admission": 443}
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert one(manifests, "ClusterRoleBinding")["subjects"] == [
         {"kind": "ServiceAccount", "name": "taskforge", "namespace": "taskforge-system"}]

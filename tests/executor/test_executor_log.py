@@ -113,3 +113,21 @@ def test_unwritable_termination_path_still_exits_with_the_code(
 
     assert proc.returncode == 0
     assert "cannot write the termination message to /nonexistent-dir" in proc.stdout
+
+
+def test_json_lines_carry_the_runs_fields(run_executor: RunExecutor) -> None:
+    """TASKFORGE_LOG_FORMAT=json (the operator passes it on): every line the executor itself
+    writes is a JSON object with the run's fields, as the operator's lines are."""
+    result = run_executor("log", {"message": "hi"}, name="greet", env={
+        "TASKFORGE_LOG_FORMAT": "json", "TASKFORGE_WORKFLOW": "nightly",
+        "TASKFORGE_ATTEMPT": "2"})
+
+    assert result.code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["message"] for line in lines][:2] == [
+        "step greet (log) attempt 2 of run team-a/nightly-abc12", "hi"]
+    for line in lines:
+        assert {k: line[k] for k in ("namespace", "workflow", "run", "step", "attempt")} == {
+            "namespace": "team-a", "workflow": "nightly", "run": "nightly-abc12",
+            "step": "greet", "attempt": 2}
+        assert line["level"] == "INFO" and line["time"].endswith("+00:00")

@@ -33,8 +33,8 @@ def test_defaults() -> None:
 def test_values_are_read_and_shaped(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "TASKFORGE_NAMESPACES": " a, b ,", "TASKFORGE_WORKERS": "3",
-        "TASKFORGE_METRICS_PORT": "off", "TASKFORGE_WEBHOOK_PORT": "None",
-        "TASKFORGE_HEALTH_PORT": "9000", "TASKFORGE_STEP_EVENTS": "false",
+        "TASKFORGE_HTTP_PORT": "9000", "TASKFORGE_LOG_FORMAT": "JSON",
+        "TASKFORGE_METRICS_WORKFLOW_LABEL": "false", "TASKFORGE_STEP_EVENTS": "false",
         "TASKFORGE_ADMISSION": "Service", "TASKFORGE_JOB_TTL_SECONDS": "off",
         "TASKFORGE_IMAGE_PULL_POLICY": "Never", "TASKFORGE_EXECUTOR_IMAGE": "x:1",
         "TASKFORGE_ADMISSION_PORT": "", "TASKFORGE_ADMISSION_CERT_DIR": "/certs",
@@ -42,7 +42,8 @@ def test_values_are_read_and_shaped(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     config = OperatorConfig.from_env()
     assert config.namespaces == ("a", "b") and config.workers == 3
-    assert (config.metrics_port, config.webhook_port, config.health_port) == (None, None, 9000)
+    assert (config.http_port, config.log_format) == (9000, "json")
+    assert not config.metrics_workflow_label
     assert not config.step_events and config.admission == "service"
     assert config.admission_port == 9443  # empty: the default
     assert config.admission_cert_dir == "/certs"
@@ -52,7 +53,8 @@ def test_values_are_read_and_shaped(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(("name", "value"), [
     ("TASKFORGE_WORKERS", "many"), ("TASKFORGE_WORKERS", "0"),
-    ("TASKFORGE_METRICS_PORT", "70000"), ("TASKFORGE_STEP_EVENTS", "perhaps"),
+    ("TASKFORGE_HTTP_PORT", "70000"), ("TASKFORGE_HTTP_PORT", "off"),
+    ("TASKFORGE_LOG_FORMAT", "xml"), ("TASKFORGE_STEP_EVENTS", "perhaps"),
     ("TASKFORGE_ADMISSION", "bogus"), ("TASKFORGE_IMAGE_PULL_POLICY", "sometimes"),
     ("TASKFORGE_JOB_TTL_SECONDS", "-1"), ("TASKFORGE_ADMISSION_PORT", "none"),
 ])

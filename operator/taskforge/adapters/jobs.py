@@ -39,6 +39,8 @@ class JobSettings:
     default_limits: dict[str, str] = field(default_factory=lambda: {"memory": "256Mi"})
     pod_defaults: PodSettings | None = None
     """The chart's stepPodDefaults (TASKFORGE_STEP_POD_DEFAULTS), under every workflow's."""
+    log_format: str = "text"
+    """`json`: the executor logs JSON lines too, with the run's fields (TASKFORGE_LOG_FORMAT)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ def _executor_container(
         {"name": "TASKFORGE_ATTEMPT", "value": str(action.attempt)},
         {"name": "TMPDIR", "value": "/tmp"},
     ]
+    if settings.log_format == "json":
+        env += [{"name": "TASKFORGE_LOG_FORMAT", "value": "json"},
+                {"name": "TASKFORGE_WORKFLOW", "value": action.labels.get(LABEL_WORKFLOW, "")}]
     for env_name, secret_name, secret_key in secret_env(action.step_type, action.config):
         env.append(
             {

@@ -222,9 +222,11 @@ class RedisConnection:
         """
         await self._take_turn(what)
         stalled_before = self._lag.stalled()
+        started, ok = time.perf_counter(), False
         try:
             async with asyncio.timeout(self.settings.deadline):
                 result = await call()
+            ok = True
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as err:
             stalled = self._lag.stalled() - stalled_before
             timed_out = isinstance(err, (RedisTimeoutError, TimeoutError))
@@ -240,6 +242,7 @@ class RedisConnection:
             ) from err
         finally:
             self._turns.release()
+            _observe(what, time.perf_counter() - started, ok)
         self._mark_up()
         return result
 
@@ -317,6 +320,29 @@ class _LoopLag:
         if self._handle is not None:
             self._handle.cancel()
         self._loop = self._handle = None
+
+
+_OPERATION = re.compile(r"[a-z][a-z-]*(?: [a-z][a-z-]*)*(?= |$)")
+
+
+def metric_operation(what: str) -> str:
+    """The metric label of a call's description: its leading words, without the key or the
+    run it names ("slot renew 'k'" -> slot_renew), so the label set stays bounded."""
+    found = _OPERATION.match(what)
+    return (found.group(0) if found else "other").replace(" ", "_").replace("-", "_")
+
+
+CallObserver = Callable[[str, float, bool], None]
+OBSERVERS: list[CallObserver] = []
+"""Told (operation, seconds, ok) after every call: the operator's metrics. A hook rather
+than an import, so the CLI (which uses this client too) does not load prometheus_client."""
+
+
+def _observe(what: str, seconds: float, ok: bool) -> None:
+    if OBSERVERS:
+        operation = metric_operation(what)
+        for observer in OBSERVERS:
+            observer(operation, seconds, ok)
 
 
 def _pool_exhausted(err: BaseException) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from taskforge.adapters import metrics
+from taskforge.adapters import metrics, redis_client
 from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
@@ -37,7 +37,6 @@ from taskforge.handlers.workflows import WorkflowReconciler
 log = logging.getLogger("taskforge.operator")
 WORKFLOW_BATCH_SECONDS = 1.0
 API_THREADS = 32
-GAUGE_SECONDS = 5.0
 
 
 def _limits_from_env() -> Limits:
@@ -64,7 +63,8 @@ class Operator:
                                             redis_outage=self.limits.outage)
         self.tasks: list[asyncio.Task[None]] = []
         self.elector: LeaderElector | None = None
-        self.webhook: web.AppRunner | None = None
+        self.http: web.AppRunner | None = None
+        self.started = False
 
     def _run_finished(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
         """A finished run frees a slot: wake the workflow and the runs waiting for it."""
@@ -110,13 +110,33 @@ class Operator:
             if key:
                 await self.limits.release_step(namespace, key, step_holder(uid, step["name"]))
 
-    async def _gauges(self) -> None:
-        """Cache-wide gauges, every few seconds rather than on every watch event."""
-        while True:
-            metrics.ACTIVE_RUNS.set(sum(
-                1 for r in list(self.store.runs.values())
-                if (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES))
-            await asyncio.sleep(GAUGE_SECONDS)
+    def _active_runs(self) -> int:
+        return sum(1 for r in self.store.runs.values()
+                   if (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES)
+
+    def _unshipped_dead_letters(self) -> int:
+        return sum(1 for r in self.store.runs.values()
+                   if ((r.get("status") or {}).get("deadLetter") or {}).get("shipped") is False)
+
+    def _gauges(self) -> None:
+        """Cache-wide gauges, computed when Prometheus scrapes (in the event loop, where the
+        scrape is served): nothing on the hot path, and never stale."""
+        metrics.ACTIVE_RUNS.set_function(self._active_runs)
+        metrics.DEAD_LETTERS_UNSHIPPED.set_function(self._unshipped_dead_letters)
+        for name, queue in (("runs", self.run_queue), ("workflows", self.workflow_queue)):
+            metrics.QUEUE_DEPTH.labels(name).set_function(queue.__len__)
+            metrics.QUEUE_OLDEST.labels(name).set_function(queue.oldest_wait)
+        metrics.configure(workflow_label=self.config.metrics_workflow_label)
+        if metrics.observe_redis not in redis_client.OBSERVERS:
+            redis_client.OBSERVERS.append(metrics.observe_redis)
+
+    async def readiness(self) -> dict[str, bool]:
+        """/readyz: started, the caches synced (every listed object seen), Redis reachable
+        (when configured). A standby replica is ready too: it serves /hooks."""
+        checks = {"started": self.started, "cacheSynced": cache_sync.is_synced()}
+        if self.limits.conn is not None:
+            checks["redis"] = await self.limits.conn.ping()
+        return checks
 
     def _workflow_spec(self, namespace: str, workflow: str) -> WorkflowSpec | None:
         body = self.store.workflows.get((namespace, workflow))
@@ -154,15 +174,16 @@ class Operator:
         if self.limits.enabled:
             self.tasks.append(loop.create_task(watch_redis(self.limits)))
             self.limits.on_health_change(self._redis_changed)
-        self.tasks.append(loop.create_task(self._gauges()))
-        if self.config.webhook_port:
-            store = self.store
-            self.webhook = await start_webhook_server(
-                self.config.webhook_port,
-                lambda ns, name: store.workflows.get((ns, name)),
-                admit=self.admit_delivery,
-                release=self.release_delivery,
-            )
+        self._gauges()
+        store = self.store
+        self.http = await start_webhook_server(
+            self.config.http_port,
+            lambda ns, name: store.workflows.get((ns, name)),
+            admit=self.admit_delivery,
+            release=self.release_delivery,
+            readiness=self.readiness,
+        )
+        self.started = True
         if self.config.leader_election:
             self.elector = LeaderElector(
                 lease_namespace(self.config.lease_namespace), self.config.lease_name,
@@ -197,8 +218,8 @@ class Operator:
                  len(self.store.runs), len(self.store.workflows))
 
     async def stop(self) -> None:
-        if self.webhook is not None:
-            await self.webhook.cleanup()
+        if self.http is not None:
+            await self.http.cleanup()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

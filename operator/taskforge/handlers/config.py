@@ -8,7 +8,7 @@ generated from these fields (`python -m taskforge.handlers.config`), and a test
 (tests/unit/test_operator_settings.py) fails when it drifts. `OperatorConfig` is what the rest of
 the operator takes: the same values, shaped for use (JobSettings, a namespace tuple).
 
-Ports and the Job TTL accept `none` or `off` to turn them off, as before.
+The Job TTL accepts `none` or `off` to turn it off.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from taskforge.api.pod import PodSettings
 from taskforge.engine.election import Timing
 
 ADMISSION_MODES = ("off", "local", "service")
+RETIRED_PORT_VARIABLES = (
+    "TASKFORGE_METRICS_PORT", "TASKFORGE_WEBHOOK_PORT", "TASKFORGE_HEALTH_PORT")
+"""Replaced by TASKFORGE_HTTP_PORT (one server); main() warns when one is still set."""
 
 
 def _off_is_none(value: Any) -> Any:
@@ -36,8 +39,6 @@ def _off_is_none(value: Any) -> Any:
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
-
-Port = Annotated[Annotated[int, Field(ge=1, le=65535)] | None, BeforeValidator(_off_is_none)]
 
 
 def parse_pod_defaults(text: str) -> PodSettings | None:
@@ -82,15 +83,18 @@ class OperatorSettings(BaseSettings):
     workers: int = Field(
         validation_alias="TASKFORGE_WORKERS", default=8, ge=1,
         description="kopf's concurrent handler workers.")
-    metrics_port: Port = Field(
-        validation_alias="TASKFORGE_METRICS_PORT", default=8080,
-        description="Prometheus /metrics; `off`: none.")
-    webhook_port: Port = Field(
-        validation_alias="TASKFORGE_WEBHOOK_PORT", default=8081,
-        description="Webhook triggers (POST /hooks/...); `off`: none.")
-    health_port: Port = Field(
-        validation_alias="TASKFORGE_HEALTH_PORT", default=8082,
-        description="/healthz; `off`: none.")
+    http_port: int = Field(
+        validation_alias="TASKFORGE_HTTP_PORT", default=8080, ge=1, le=65535,
+        description="The one HTTP server: /metrics, /healthz, /readyz and webhook triggers"
+        " (POST /hooks/...).")
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = Field(
+        validation_alias="TASKFORGE_LOG_FORMAT", default="text",
+        description="Log lines as `json` (one object a line, with namespace, workflow, run,"
+        " step and attempt on lines about a run) or `text`.")
+    metrics_workflow_label: bool = Field(
+        validation_alias="TASKFORGE_METRICS_WORKFLOW_LABEL", default=True,
+        description="Label metrics with the workflow's name; `false` for installations with"
+        " very many workflows (the label is then empty, which Prometheus drops).")
     step_events: bool = Field(
         validation_alias="TASKFORGE_STEP_EVENTS", default=True,
         description="A Kubernetes Event on the run per step start and end.")
@@ -175,9 +179,10 @@ class OperatorConfig:
     jobs: JobSettings = field(default_factory=JobSettings)
     namespaces: tuple[str, ...] = ()
     workers: int = 8
-    metrics_port: int | None = 8080
-    webhook_port: int | None = 8081
-    health_port: int | None = 8082
+    http_port: int = 8080
+    """The one HTTP server (/metrics, /healthz, /readyz, /hooks); 0 picks a free port."""
+    log_format: str = "text"
+    metrics_workflow_label: bool = True
     step_events: bool = True
     admission: str = "off"
     """The admission webhook that records run creators: off, local or service (admission.py)."""
@@ -197,13 +202,14 @@ class OperatorConfig:
                 executor_image=s.executor_image,
                 image_pull_policy=s.image_pull_policy,
                 ttl_seconds_after_finished=s.job_ttl_seconds,
+                log_format=s.log_format,
                 pod_defaults=parse_pod_defaults(s.step_pod_defaults),
             ),
             namespaces=tuple(n.strip() for n in s.namespaces.split(",") if n.strip()),
             workers=s.workers,
-            metrics_port=s.metrics_port,
-            webhook_port=s.webhook_port,
-            health_port=s.health_port,
+            http_port=s.http_port,
+            log_format=s.log_format,
+            metrics_workflow_label=s.metrics_workflow_label,
             step_events=s.step_events,
             admission=s.admission,
             admission_port=s.admission_port,

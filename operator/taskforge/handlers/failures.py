@@ -24,6 +24,7 @@ from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.actions import CreateJob, EmitEvent
 from taskforge.engine.health import run_health_wire
 from taskforge.engine.sizes import Oversize, job_too_large, oversize_patch, status_refused
+from taskforge.handlers import runlog
 from taskforge.handlers.limits import SHIP_RETRY, Limits
 from taskforge.handlers.queue import ItemBackoff, WorkQueue, report_due
 from taskforge.handlers.store import Key, Store
@@ -137,8 +138,9 @@ class RunFailures:
         written = await self._write_status(key, body, patch)
         if written is None or old.get("phase") in TERMINAL_RUN_PHASES:
             return
-        metrics.RUNS_FINISHED.labels("Failed").inc()
         workflow = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
+        metrics.RUNS_FINISHED.labels(key[0], metrics.workflow_label(workflow),
+                                     runlog.trigger_of(body), "Failed").inc()
         if workflow and spec is not None and spec.concurrency is not None:
             await self.limits.release_run(key[0], workflow, str(body["metadata"].get("uid", "")))
         if self.on_finished is not None:

@@ -4,28 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 import kopf
 
+from taskforge import logs
 from taskforge.handlers import registration
-from taskforge.handlers.config import OperatorConfig
+from taskforge.handlers.config import RETIRED_PORT_VARIABLES, OperatorConfig
+
+log = logging.getLogger("taskforge.operator")
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("TASKFORGE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)-7s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    level = os.environ.get("TASKFORGE_LOG_LEVEL", "INFO")
+    logs.setup("text", level)  # until the settings are read (a bad one is logged as text)
     config = OperatorConfig.from_env()
+    logs.setup(config.log_format, level)
+    for name in RETIRED_PORT_VARIABLES:
+        if name in os.environ:
+            log.warning("%s is no longer read: one server serves /metrics, /healthz, /readyz"
+                        " and /hooks on TASKFORGE_HTTP_PORT (%d)", name, config.http_port)
     assert registration.startup is not None  # importing the module registers the handlers
-    liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
+    # No liveness_endpoint: kopf's own health server is not started; /healthz and /readyz are
+    # on the operator's one HTTP server (handlers/endpoints.py).
     kopf.run(
         standalone=True,
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,
-        liveness_endpoint=liveness,
     )
 
 

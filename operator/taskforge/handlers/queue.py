@@ -18,6 +18,7 @@ every five minutes instead of one every two seconds forever.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -72,7 +73,7 @@ class WorkQueue(Generic[K]):
         self.rest_max = rest_max
         self.backoff: ItemBackoff[K] = backoff if backoff is not None else ItemBackoff()
         self._queue: asyncio.Queue[K] = asyncio.Queue()
-        self._queued: set[K] = set()
+        self._queued: dict[K, float] = {}  # key -> when queued (monotonic), oldest first
         self._active: set[K] = set()
         self._dirty: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
@@ -93,7 +94,7 @@ class WorkQueue(Generic[K]):
             self._dirty.add(key)
             return
         if key not in self._queued:
-            self._queued.add(key)
+            self._queued[key] = time.monotonic()
             self._queue.put_nowait(key)
 
     def add_after(self, key: K, delay: float) -> None:
@@ -129,10 +130,17 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._queued)
 
+    def oldest_wait(self) -> float:
+        """Seconds the longest-waiting key has waited for a worker (0 when none waits): a
+        stuck queue shows as this growing while the depth stays up (read at each scrape)."""
+        for queued in self._queued.values():  # insertion order: the first is the oldest
+            return max(0.0, time.monotonic() - queued)
+        return 0.0
+
     async def worker(self, handle: Callable[[K], Awaitable[None]]) -> None:
         while True:
             key = await self._queue.get()
-            self._queued.discard(key)
+            self._queued.pop(key, None)
             self._active.add(key)
             loop = asyncio.get_running_loop()
             started = loop.time()

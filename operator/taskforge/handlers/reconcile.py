@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from taskforge import logs
 from taskforge.adapters import kube, metrics
 from taskforge.adapters.events import post_event
 from taskforge.adapters.jobs import RunRef, build_job, observe_job
@@ -27,6 +28,7 @@ from taskforge.engine.facts import RunFacts, WorkflowFacts
 from taskforge.engine.health import COMPLETED
 from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.sizes import check_job_size, check_run_size
+from taskforge.handlers import runlog
 from taskforge.handlers.admit import RunAdmitter
 from taskforge.handlers.authorization import RunAuthorizer
 from taskforge.handlers.config import OperatorConfig
@@ -179,17 +181,20 @@ class RunReconciler(RunFailures):
     async def reconcile(self, key: Key) -> None:
         started = time.perf_counter()
         outcome = "ok"
-        try:
-            await self._reconcile(key)
-        except Exception as exc:
-            outcome = "error"
-            self._retry_later(key, exc)  # exponential backoff per run, and an Event
-        else:
-            self.queue.forget(key)
-        finally:
-            metrics.RECONCILES.labels(outcome).inc()
-            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-            metrics.QUEUE_DEPTH.set(len(self.queue))
+        workflow = runlog.workflow_of(self.store.run(key) or {})
+        with logs.run_fields(namespace=key[0], workflow=workflow, run=key[1]):
+            try:
+                await self._reconcile(key)
+            except Exception as exc:
+                outcome = "error"
+                metrics.RECONCILE_ERRORS.labels(runlog.reconcile_error_reason(exc)).inc()
+                metrics.QUEUE_RETRIES.labels("runs").inc()
+                self._retry_later(key, exc)  # exponential backoff per run, and an Event
+            else:
+                self.queue.forget(key)
+            finally:
+                metrics.RECONCILES.labels(outcome).inc()
+                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
     async def _reconcile(self, key: Key) -> None:
         body = self.store.run(key)
@@ -234,6 +239,7 @@ class RunReconciler(RunFailures):
         if done is None:
             return
         status, new_status = done
+        runlog.record(key[0], body, facts.status, status, facts.created_at)
         requeue = [t for t in (result.requeue_after, ship_retry) if t is not None]
         if requeue:
             # requeue_after counts from `now`, when the facts were read: the Jobs and the
@@ -244,7 +250,6 @@ class RunReconciler(RunFailures):
             await self.limits.release_finished(key[0], uid, spec, facts.status, status)
         phase = new_status.get("phase")
         if phase in TERMINAL_RUN_PHASES and old_status.get("phase") != phase:
-            metrics.RUNS_FINISHED.labels(phase).inc()
             workflow = _workflow_name(body)
             if workflow and spec is not None and spec.concurrency is not None:
                 await self.limits.release_run(key[0], workflow, uid)

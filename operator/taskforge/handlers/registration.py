@@ -19,7 +19,6 @@ from typing import Any, cast
 import kopf
 
 from taskforge import GROUP, VERSION
-from taskforge.adapters import metrics
 from taskforge.adapters.jobs import LABEL_RUN
 from taskforge.handlers import admission, cache_sync
 from taskforge.handlers.app import Operator
@@ -73,8 +72,6 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     OPERATOR = Operator(config)
     await OPERATOR.start()
     gc.freeze()  # the startup objects live forever: keep full collections short
-    if config.metrics_port:
-        metrics.serve(config.metrics_port)
     log.info("taskforge operator started: executor image %s, %d workers",
              config.jobs.executor_image, config.workers)
 

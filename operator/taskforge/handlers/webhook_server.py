@@ -1,4 +1,5 @@
-"""The webhook endpoint: `POST /hooks/{namespace}/{workflow}` and `GET /healthz`, on aiohttp.
+"""The webhook endpoint `POST /hooks/{namespace}/{workflow}`, on the operator's one aiohttp
+server (which also serves /metrics, /healthz and /readyz: handlers/endpoints.py).
 
 It runs inside the operator's event loop (started from the kopf startup handler), so nothing
 here may block: Kubernetes calls go through `taskforge.adapters.kube` in `asyncio.to_thread`,
@@ -48,6 +49,7 @@ from taskforge.engine.webhook import (
     webhook_run_manifest,
     webhook_run_name,
 )
+from taskforge.handlers.endpoints import Readiness, add_routes, count_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +220,6 @@ class _Hooks:
             await self._release(ns, name, run_name, admitted.reservation)
 
 
-async def _healthz(_: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"})
-
-
 @web.middleware
 async def _json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -240,11 +238,12 @@ async def _json_errors(
 
 
 def make_app(lookup_workflow: Lookup, *, admit: Admit | None = None,
-             release: Release | None = None, secret_ttl: float = SECRET_TTL) -> web.Application:
+             release: Release | None = None, secret_ttl: float = SECRET_TTL,
+             readiness: Readiness | None = None) -> web.Application:
     hooks = _Hooks(lookup_workflow, admit, release, secret_ttl)
-    app = web.Application(middlewares=[_json_errors])
+    app = web.Application(middlewares=[count_deliveries, _json_errors])
     app.router.add_post("/hooks/{namespace}/{workflow}", hooks.deliver)
-    app.router.add_get("/healthz", _healthz)
+    add_routes(app, readiness)
     return app
 
 
@@ -256,6 +255,7 @@ async def start_webhook_server(
     release: Release | None = None,
     host: str = "0.0.0.0",
     secret_ttl: float = SECRET_TTL,
+    readiness: Readiness | None = None,
 ) -> web.AppRunner:
     """Serve until `await runner.cleanup()`. `port=0` picks a free port: read it back from
     `runner.addresses[0][1]`. `lookup_workflow(ns, name)` returns the Workflow object (the
@@ -263,12 +263,14 @@ async def start_webhook_server(
     possibly with a reservation for `run`; or 429 / 503 after retry_after). It is asked once
     per authentic, well-formed delivery, redeliveries included (whether one is a redelivery is
     known only at the create's 409, after which `release(ns, name, run, reservation)` gives the
-    token back)."""
-    app = make_app(lookup_workflow, admit=admit, release=release, secret_ttl=secret_ttl)
+    token back). `readiness()` answers /readyz (handlers/endpoints.py)."""
+    app = make_app(lookup_workflow, admit=admit, release=release, secret_ttl=secret_ttl,
+                   readiness=readiness)
     # lingering_time=0: after an early answer (413, 401...) close the connection instead of
     # reading and discarding the rest of a body we have refused.
     runner = web.AppRunner(app, access_log=None, lingering_time=0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    log.info("webhook server listening on %s:%s", host, runner.addresses[0][1])
+    log.info("HTTP server (/hooks, /metrics, /healthz, /readyz) listening on %s:%s", host,
+             runner.addresses[0][1])
     return runner

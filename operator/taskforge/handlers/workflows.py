@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from taskforge.adapters import kube
+from taskforge.adapters import kube, metrics
 from taskforge.adapters.events import post_event
 from taskforge.adapters.patch import merge_patch
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
@@ -29,8 +29,10 @@ from taskforge.handlers.failures import RECONCILE_ERROR, retry_later
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.store import Key, Store
 
-log = logging.getLogger("taskforge.workflows")
+MISSED_REASONS = frozenset({"MissSchedule", "TooManyMissedTimes", "RunAlreadyActive"})
+"""The schedule events that mean a time was not started (taskforge_cron_missed_schedules)."""
 
+log = logging.getLogger("taskforge.workflows")
 
 
 class WorkflowReconciler:
@@ -49,6 +51,7 @@ class WorkflowReconciler:
         try:
             await self._reconcile(key)
         except Exception as exc:  # backoff per workflow, and an Event now and then
+            metrics.QUEUE_RETRIES.labels("workflows").inc()
             message = retry_later(self.queue, key, exc, "workflow")
             body = self.store.workflows.get(key)
             if message is not None and body is not None:
@@ -124,10 +127,15 @@ class WorkflowReconciler:
                 await asyncio.to_thread(kube.create_object, kube.RUNS, key[0], manifest)
                 log.info("started scheduled run %s/%s for %s", key[0], plan.start.run_name,
                          plan.start.scheduled_time.isoformat())
+                metrics.CRON_LATENESS.labels(key[0], metrics.workflow_label(key[1])).observe(
+                    max(0.0, (datetime.now(UTC) - plan.start.scheduled_time).total_seconds()))
             except Exception as exc:
                 if not kube.is_status(exc, 409):
                     raise
         for event in plan.events:
+            if event.reason in MISSED_REASONS:
+                metrics.CRON_MISSED.labels(key[0], metrics.workflow_label(key[1]),
+                                           event.reason).inc()
             try:
                 await asyncio.to_thread(post_event, body, event.type, event.reason,
                                         event.message, now)

@@ -55,9 +55,7 @@ def test_image_config_user_command_ports_labels() -> None:
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["PATH"].startswith("/opt/venv/bin:")
     defaults = OperatorConfig()
-    ports = {f"{p}/tcp" for p in (defaults.metrics_port, defaults.webhook_port,
-                                   defaults.health_port)}
-    assert ports <= set(cfg["ExposedPorts"])
+    assert set(cfg["ExposedPorts"]) == {f"{defaults.http_port}/tcp", "9443/tcp"}
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     version = pyproject["version"]
     labels = cfg["Labels"]

@@ -43,9 +43,7 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.redis_url = redis_url
         self.log_dir = log_dir
-        self.metrics_port = _free_port()
-        self.webhook_port = _free_port()
-        self.health_port = _free_port()
+        self.http_port = _free_port()  # /metrics, /healthz, /readyz and /hooks
         self.admission_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -64,9 +62,7 @@ class OperatorProcess:
             KUBECONFIG=str(self.kubeconfig),
             TASKFORGE_EXECUTOR_IMAGE=EXECUTOR_IMAGE,
             TASKFORGE_IMAGE_PULL_POLICY=os.environ.get("TASKFORGE_E2E_PULL_POLICY", "IfNotPresent"),
-            TASKFORGE_METRICS_PORT=str(self.metrics_port),
-            TASKFORGE_WEBHOOK_PORT=str(self.webhook_port),
-            TASKFORGE_HEALTH_PORT=str(self.health_port),
+            TASKFORGE_HTTP_PORT=str(self.http_port),
             TASKFORGE_ADMISSION="local",
             TASKFORGE_ADMISSION_PORT=str(self.admission_port),
             # One certificate across restarts: the webhook configuration keeps trusting it.
@@ -96,7 +92,7 @@ class OperatorProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited early:\n{self.log_path.read_text()[-4000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).is_success:
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1).is_success:
                     wait_for_admission_webhook(self.kubeconfig, self.admission_port)
                     return
             except httpx.HTTPError:

@@ -286,7 +286,7 @@ def test_webhook(kube: Kube, cluster: Any, running_operator: OperatorProcess) ->
     payload = {"pull_request": {"number": 42, "title": "Fix the flux capacitor",
                                 "head": {"ref": "fix-42"}}}
     body = json.dumps(payload).encode()
-    url = f"http://127.0.0.1:{running_operator.webhook_port}/hooks/{kube.namespace}/webhook"
+    url = f"http://127.0.0.1:{running_operator.http_port}/hooks/{kube.namespace}/webhook"
     headers = {"Content-Type": "application/json", "X-Taskforge-Signature": sign(key, body),
                "X-Taskforge-Delivery": uuid.uuid4().hex}
     deadline = time.monotonic() + 30

@@ -89,7 +89,7 @@ def test_webhook_through_the_operator(kube: Kube, running_operator: OperatorProc
     time.sleep(1)  # the operator's cache must have the Workflow
     body = json.dumps({"ref": "release", "pusher": "ada"}).encode()
     signature = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-    url = f"http://127.0.0.1:{running_operator.webhook_port}/hooks/{kube.namespace}/hooked"
+    url = f"http://127.0.0.1:{running_operator.http_port}/hooks/{kube.namespace}/hooked"
     headers = {"Content-Type": "application/json", "X-Taskforge-Signature": signature,
                "X-Taskforge-Delivery": "d-1"}
     first = httpx.post(url, content=body, headers=headers, timeout=10)
@@ -117,7 +117,7 @@ def test_webhook_deliveries_over_the_rate_limit_get_429(
                                  "secretRef": {"name": "bearer", "key": "token"}}},
     })
     time.sleep(1)
-    url = f"http://127.0.0.1:{running_operator.webhook_port}/hooks/{kube.namespace}/throttled"
+    url = f"http://127.0.0.1:{running_operator.http_port}/hooks/{kube.namespace}/throttled"
     headers = {"Content-Type": "application/json", "Authorization": "Bearer t0ken"}
     first = httpx.post(url, content=b"{}", headers=headers, timeout=10)
     assert first.status_code == 202, first.text

@@ -30,7 +30,7 @@ def webhook_workflow(kube: Kube, name: str, spec: dict[str, Any]) -> None:
 def deliver(op: OperatorProcess, namespace: str, workflow: str, delivery: str,
             body: dict[str, Any] | None = None) -> httpx.Response:
     raw = json.dumps(body or {"delivery": delivery}).encode()
-    return httpx.post(f"http://127.0.0.1:{op.webhook_port}/hooks/{namespace}/{workflow}",
+    return httpx.post(f"http://127.0.0.1:{op.http_port}/hooks/{namespace}/{workflow}",
                       content=raw, timeout=30, headers=signed(raw, delivery))
 
 
@@ -73,13 +73,13 @@ def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
 def assert_healthy(op: OperatorProcess) -> None:
     """The operator survived the attack: still running, and /healthz answers at once."""
     assert op.proc is not None and op.proc.poll() is None, "the operator exited"
-    answer = httpx.get(f"http://127.0.0.1:{op.health_port}/healthz", timeout=2)
+    answer = httpx.get(f"http://127.0.0.1:{op.http_port}/healthz", timeout=2)
     assert answer.status_code == 200, answer.text
 
 
 def metric(op: OperatorProcess, name: str, labels: dict[str, str]) -> float:
     """One sample from the operator's /metrics (0 when the series does not exist yet)."""
-    text = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5).text
+    text = httpx.get(f"http://127.0.0.1:{op.http_port}/metrics", timeout=5).text
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         m = re.fullmatch(rf"{re.escape(name)}\{{(.*)\}} (\S+)", line)

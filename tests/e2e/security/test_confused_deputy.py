@@ -79,7 +79,7 @@ def _run(name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
 
 
 def _healthy(operator: OperatorProcess) -> None:
-    response = httpx.get(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=5)
+    response = httpx.get(f"http://127.0.0.1:{operator.http_port}/healthz", timeout=5)
     assert response.is_success, response.text
 
 
@@ -161,7 +161,7 @@ def test_triggered_runs_act_for_the_workflows_last_writer(
     time.sleep(1)  # the operator's cache sees the Workflow
     body = b"{}"
     response = httpx.post(
-        f"http://127.0.0.1:{running_operator.webhook_port}/hooks/{kube.namespace}/hooked",
+        f"http://127.0.0.1:{running_operator.http_port}/hooks/{kube.namespace}/hooked",
         content=body, timeout=10,
         headers={"Content-Type": "application/json", "X-Taskforge-Signature": sign(b"k3y", body)},
     )

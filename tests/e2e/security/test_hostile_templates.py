@@ -98,7 +98,7 @@ class Monitor:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _poll_health(self) -> None:
-        url = f"http://127.0.0.1:{self.operator.health_port}/healthz"
+        url = f"http://127.0.0.1:{self.operator.http_port}/healthz"
         with httpx.Client(timeout=60) as http:
             while not self._stop.is_set():
                 started = time.monotonic()

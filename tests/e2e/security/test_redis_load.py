@@ -35,7 +35,7 @@ burst that a loaded machine spreads over seconds would legitimately admit a few 
 
 
 async def _burst(op: OperatorProcess, namespace: str, workflow: str) -> list[httpx.Response]:
-    url = f"http://127.0.0.1:{op.webhook_port}/hooks/{namespace}/{workflow}"
+    url = f"http://127.0.0.1:{op.http_port}/hooks/{namespace}/{workflow}"
     limits = httpx.Limits(max_connections=DELIVERIES)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         async def one(i: int) -> httpx.Response:
@@ -50,7 +50,7 @@ def _attack(kube: Kube, op: OperatorProcess) -> Counter[int]:
                                      "history": {"successfulRuns": 100},  # keep all to count
                                      "steps": [NO_JOB_STEP]})
     # 401 (not 404): the operator's cache knows the workflow; no token is spent on it.
-    eventually(lambda: httpx.post(f"http://127.0.0.1:{op.webhook_port}/hooks/{kube.namespace}"
+    eventually(lambda: httpx.post(f"http://127.0.0.1:{op.http_port}/hooks/{kube.namespace}"
                                   "/burst", json={}, timeout=30).status_code == 401, 60,
                "the operator's cache knows the workflow")
     answers = asyncio.run(_burst(op, kube.namespace, "burst"))

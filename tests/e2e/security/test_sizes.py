@@ -34,7 +34,7 @@ QUIET_SECONDS = 4.0
 
 def assert_healthy(operator: OperatorProcess) -> None:
     assert operator.proc is not None and operator.proc.poll() is None, "the operator died"
-    answer = httpx.get(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=5)
+    answer = httpx.get(f"http://127.0.0.1:{operator.http_port}/healthz", timeout=5)
     assert answer.is_success, answer.text
 
 
