@@ -51,11 +51,13 @@ def test_helm_lint_strict(helm: Path, values: Path | None) -> None:
 def test_render_defaults(helm: Path) -> None:
     manifests = render(helm)
     kinds = sorted(m["kind"] for m in manifests)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    # ClusterRoles: the operator's, and the user roles (view, edit, admin). The `helm test`
+    # hook adds a ServiceAccount, Role, RoleBinding, Workflow and Pod.
+    assert kinds == (["ClusterRole"] * 4 + ["ClusterRoleBinding", "CustomResourceDefinition",
                      "CustomResourceDefinition", "Deployment",
-                     "MutatingWebhookConfiguration", "PodDisruptionBudget", "Role",
-                     "RoleBinding", "Secret", "Service", "ServiceAccount",
-                     "ValidatingWebhookConfiguration"]
+                     "MutatingWebhookConfiguration", "Pod", "PodDisruptionBudget"]
+                     + ["Role"] * 2 + ["RoleBinding"] * 2 + ["Secret", "Service"]
+                     + ["ServiceAccount"] * 2 + ["ValidatingWebhookConfiguration", "Workflow"])
     for m in manifests:
         labels = m["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "taskforge"
@@ -158,7 +160,8 @@ def test_render_namespaced_values(helm: Path) -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "tf-taskforge", "namespace": "ops"}]
     # Only the cluster-scoped rules stay in the ClusterRole.
-    cluster_role = one(manifests, "ClusterRole")
+    (cluster_role,) = [r for r in by_kind(manifests, "ClusterRole")
+                       if r["metadata"]["name"] == "tf-taskforge"]
     groups = {g for rule in cluster_role["rules"] for g in rule["apiGroups"]}
     assert groups == {"apiextensions.k8s.io", "", "authorization.k8s.io"}
     assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
