@@ -55,6 +55,13 @@ class RunChanges:
     dead_letter_recorded: bool = False
     dead_letter_shipped: bool = False
 
+    @property
+    def any(self) -> bool:
+        """Whether there is anything to count (most reconciles of a run change nothing)."""
+        return bool(self.started or self.finished or self.first_job_seconds is not None
+                    or self.handoffs or self.attempts or self.steps_finished or self.waits
+                    or self.dead_letter_recorded or self.dead_letter_shipped)
+
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:

@@ -4,9 +4,11 @@ The engine says what happened (`engine.telemetry.run_changes`, comparing the sta
 reconcile read with the one it wrote); this records it. Called only after the status write
 succeeded, so a conflict (which replans from the same old status) never counts twice.
 
-Log lines: a run's start and end at INFO, a failed attempt at INFO, a succeeded one at DEBUG
-(at 5,000 steps a minute a line per success would be most of the log). Each carries the
-run's fields (taskforge.logs: namespace, workflow, run; step and attempt where one is meant).
+Log lines: a run that failed or was cancelled, and a failed attempt, at INFO; a run's start,
+its success and a succeeded attempt at DEBUG. At 5,000 runs a minute a line per success would
+be most of the log and most of this module's cost (bench/bench_observability.py): successes
+are counted in the metrics. Each line carries the run's fields (taskforge.logs: namespace,
+workflow, run; step and attempt where one is meant).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def record(
 ) -> None:
     changes = run_changes(old, new, trigger=trigger_of(body), created_at=created_at)
     metrics.record_run_changes(namespace, workflow_of(body), changes)
-    if changes.started:
-        log.info("run started (trigger %s)", changes.trigger)
+    if changes.started and log.isEnabledFor(logging.DEBUG):
+        log.debug("run started (trigger %s)", changes.trigger)
     for attempt in changes.attempts:
         level = logging.DEBUG if attempt.outcome == "succeeded" else logging.INFO
         if log.isEnabledFor(level):
@@ -48,8 +50,11 @@ def record(
                     extra={"step": attempt.step, "attempt": attempt.attempt,
                            "outcome": attempt.outcome, "seconds": attempt.seconds})
     if changes.finished is not None:
-        log.info("run %s in %.3fs (%s)", changes.finished.lower(), changes.run_seconds or 0.0,
-                 new.progress or "", extra={"phase": changes.finished})
+        level = logging.DEBUG if changes.finished == "Succeeded" else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "run %s in %.3fs (%s)", changes.finished.lower(),
+                    changes.run_seconds or 0.0, new.progress or "",
+                    extra={"phase": changes.finished})
 
 
 def reconcile_error_reason(exc: BaseException) -> str:
