@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -35,6 +36,7 @@ class FakeLeases:
         self.record: LeaseRecord | None = None
         self.versions = itertools.count(1)
         self.fail = False
+        self.hang = 0.0
 
     def _stored(self, record: LeaseRecord) -> LeaseRecord:
         self.record = replace(record, resource_version=str(next(self.versions)))
@@ -43,6 +45,7 @@ class FakeLeases:
     def read(self, namespace: str, name: str, timeout: float) -> LeaseRecord | None:
         if self.fail:
             raise ConnectionError("API server away")
+        time.sleep(self.hang)
         return self.record
 
     def create(self, namespace: str, name: str, record: LeaseRecord,
@@ -186,7 +189,28 @@ def test_lease_settings_are_validated_together(monkeypatch: pytest.MonkeyPatch) 
         OperatorConfig.from_env()
     monkeypatch.setenv("TASKFORGE_LEASE_NAME", "tf")
     config = OperatorConfig.from_env()
-    assert (config.lease_name, config.lease_timing) == ("tf", Timing(5.0, 4.0, 2.0))
+    assert (config.lease_name, config.lease_timing) == ("tf", Timing(5.0, 4.0, 1.0))
+
+
+@_sync
+async def test_a_leader_whose_renewal_hangs_stops_at_its_deadline(leases: FakeLeases) -> None:
+    """The API server does not answer (no error, no timeout of its own soon enough): the
+    leader still stops by its renew deadline, not after its calls' timeouts."""
+    lost, leading = asyncio.Event(), asyncio.Event()
+
+    async def on_started() -> None:
+        leading.set()
+
+    a = LeaderElector("ns", "lease", "a", Timing(3.0, 0.6, 0.1), on_started=on_started,
+                      on_lost=lost.set)
+    task = asyncio.create_task(a.run())
+    await asyncio.wait_for(leading.wait(), 2.0)
+    leases.hang = 1.5  # longer than the deadline, shorter than the calls' own timeout (2 s)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(lost.wait(), 3.0)
+    took = asyncio.get_running_loop().time() - started
+    assert took < 0.75, took  # the deadline (0.6 s after the last renewal), not 1.5 s
+    await asyncio.wait_for(task, 1.0)
 
 
 def test_unsafe_timing_is_refused() -> None:

@@ -135,7 +135,7 @@ class OperatorSettings(BaseSettings):
         description="A leader that could not renew for this long exits (shorter than the"
         " duration).")
     lease_retry_period_seconds: float = Field(
-        validation_alias="TASKFORGE_LEASE_RETRY_PERIOD_SECONDS", default=2.0, gt=0,
+        validation_alias="TASKFORGE_LEASE_RETRY_PERIOD_SECONDS", default=1.0, gt=0,
         description="How often the leader renews and a standby checks the Lease.")
 
     @model_validator(mode="after")

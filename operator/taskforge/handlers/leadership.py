@@ -172,10 +172,16 @@ class LeaderElector:
         log.info("leader election: %s campaigns for lease %s/%s", self.identity,
                  self.namespace, self.name)
         while True:
+            # A leader's round may not outlast its renew deadline: it must stop acting then,
+            # however long the API server takes to answer.
+            budget = (self.last_renewed + self.timing.renew_deadline - self.clock()
+                      if self.leading else None)
             try:
-                ok = await self.try_acquire_or_renew()
+                ok = await asyncio.wait_for(self.try_acquire_or_renew(),
+                                            None if budget is None else max(0.05, budget))
             except Exception as exc:  # the API server away, a timeout: retry, but mind time
-                log.warning("lease %s/%s: %s", self.namespace, self.name, exc or type(exc))
+                log.warning("lease %s/%s: %s", self.namespace, self.name,
+                            exc or type(exc).__name__)
                 ok = False
             now = self.clock()
             if ok:
