@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from taskforge.adapters.kube import api_client, discard
+from taskforge.adapters.kube import discard, request
 
 COMPONENT = "taskforge-operator"
 
@@ -52,10 +51,9 @@ def post_event(
         "count": 1,
     }
     try:
-        # Drained, or its connection never goes back to the pool (adapters/kube.py).
-        discard(client.CoreV1Api(api_client()).create_namespaced_event(
-            namespace, cast(Any, body), _preload_content=False
-        ))
+        # By path (no model validation of the body), drained so its connection goes back
+        # to the pool (adapters/kube.py).
+        discard(request("POST", f"/api/v1/namespaces/{namespace}/events", body=body))
     except ApiException as exc:
         if exc.status not in (409, 404):
             raise
