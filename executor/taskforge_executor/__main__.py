@@ -24,6 +24,7 @@ from taskforge.api.results import EXIT_OK, EXIT_PERMANENT, EXIT_RETRYABLE
 from taskforge_executor import bigresult, contract
 from taskforge_executor.console import Console, Redactor
 from taskforge_executor.outcome import Outcome, StepError, encode, permanent
+from taskforge_executor.settings import load_settings
 from taskforge_executor.steps import StepContext
 
 
@@ -64,29 +65,23 @@ def _envelope(env: Mapping[str, str]) -> tuple[str, str, dict[str, Any]]:
     return name, str(step_type), config
 
 
-def _attempt(env: Mapping[str, str]) -> int:
-    try:
-        return int(env.get(contract.ENV_ATTEMPT, "1"))
-    except ValueError:
-        return 1
-
-
 def execute(env: Mapping[str, str], console: Console) -> Outcome:
     """Run the step and turn every way it can end into an `Outcome`."""
     started = time.monotonic()
     name = "?"
     try:
         name, step_type, config = _envelope(env)
+        settings = load_settings(env)
         ctx = StepContext(
             name=name,
-            run=env.get(contract.ENV_RUN, ""),
-            namespace=env.get(contract.ENV_NAMESPACE, ""),
-            attempt=_attempt(env),
+            run=settings.run,
+            namespace=settings.namespace,
+            attempt=settings.attempt,
             env=env,
             console=console,
         )
-        if env.get(contract.ENV_LOG_FORMAT) == "json":
-            fields = {"namespace": ctx.namespace, "workflow": env.get(contract.ENV_WORKFLOW),
+        if settings.log_format == "json":
+            fields = {"namespace": ctx.namespace, "workflow": settings.workflow,
                       "run": ctx.run, "step": name, "attempt": ctx.attempt, "type": step_type}
             console.use_json({k: v for k, v in fields.items() if v})
         where = f" of run {ctx.namespace}/{ctx.run}" if ctx.run else ""
