@@ -189,7 +189,7 @@ def test_render_namespaced_values(helm: Path) -> None:
     assert rule["host"] == "hooks.example.com"
     (path,) = rule["http"]["paths"]
     assert path["path"] == "/hooks"
-    assert path["backend"]["service"] == {"name": "tf-taskforge", "port": {"name": "webhook"}}
+    assert path["backend"]["service"] == {"name": "tf-taskforge", "port": {"name": "http"}}
 
 
 def test_render_service_monitor(helm: Path) -> None:
