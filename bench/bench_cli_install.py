@@ -13,6 +13,7 @@ pip's cache) for the dependencies.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import sysconfig
@@ -52,8 +53,9 @@ def main() -> int:
         dists = len(list(purelib.glob("*.dist-info"))) - len(list(purelib.glob("pip-*.dist-info")))
         bench = subprocess.run([str(py), str(HERE / "bench_cli_startup.py"), "--runs",
                                 str(args.runs)], capture_output=True, text=True, check=False)
-        lines = [ln for ln in bench.stdout.splitlines() if ln.startswith("taskforge")]
-        startup = "; ".join(" ".join(ln.split()[:3]) for ln in lines)
+        rows = [re.match(r"(taskforge\S*(?: \S+)*?)\s+(\d+)\s+\d+", ln)
+                for ln in bench.stdout.splitlines()]
+        startup = "; ".join(f"{m.group(1)} {m.group(2)}" for m in rows if m)
         print(f"{'taskforge' + extra:<22}{own / 2**20:>18.1f}{dists:>7}  {startup}")
     print(f"(python {sysconfig.get_python_version()}, venvs in {tmp})")
     return 0
