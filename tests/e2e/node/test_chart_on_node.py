@@ -79,12 +79,14 @@ def test_install_leaves_the_operator_available_in_a_restricted_namespace(
     dep = release.deployment()
     available = {c["type"]: c["status"] for c in dep["status"]["conditions"]}
     assert available.get("Available") == "True", dep["status"]
-    (pod,) = release.operator_pods()
-    status = pod["status"]["containerStatuses"][0]
-    assert status["ready"] and status["started"] and status["restartCount"] == 0, status
-    # containerd may report the image by another of its names; the ID is what ran
-    assert pod["spec"]["containers"][0]["image"] == IMAGE and "sha256:" in status["imageID"]
-    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    pods = release.operator_pods()
+    assert len(pods) == dep["spec"]["replicas"], pods
+    for pod in pods:
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] and status["started"] and status["restartCount"] == 0, status
+        # containerd may report the image by another of its names; the ID is what ran
+        assert pod["spec"]["containers"][0]["image"] == IMAGE and "sha256:" in status["imageID"]
+        assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def apply_example(cluster: ClusterUnderTest, kube: Kube, name: str,
@@ -211,7 +213,14 @@ def test_helm_test_runs_a_one_step_workflow(cluster: ClusterUnderTest, release: 
                     "--timeout", "180s", "--kubeconfig", str(cluster.kubeconfig))
     assert "Phase:          Succeeded" in proc.stdout, proc.stdout
     # The hook pod exits 0 only when the run Succeeded (`taskforge run --watch` exits 3
-    # otherwise); its Workflow, pod and RBAC are deleted on success (hook-delete-policy).
+    # otherwise); the hook's Workflow, pod and ServiceAccount are deleted on success
+    # (hook-delete-policy). The run and its step pod stay, like any run's.
+    hook = f"{release.name}-taskforge-test"
     left = cluster.kubectl("get", "tfw,pods,serviceaccounts", "-n", release.namespace, "-o",
-                           "name").stdout
-    assert "-test" not in left, left
+                           "name").stdout.split()
+    assert not {f"workflow.taskforge.io/{hook}", f"pod/{hook}",
+                f"serviceaccount/{hook}"} & set(left), left
+    runs = json.loads(cluster.kubectl("get", "tfr", "-n", release.namespace, "-o",
+                                      "json").stdout)["items"]
+    assert [r["status"]["phase"] for r in runs
+            if r["spec"].get("workflowRef", {}).get("name") == hook] == ["Succeeded"]
