@@ -168,7 +168,7 @@ def test_cancel_stops_the_container(cluster: ClusterUnderTest, kube: Kube) -> No
 def test_upgrade_rolls_the_operator_without_losing_a_run(
     cluster: ClusterUnderTest, kube: Kube, release: Release
 ) -> None:
-    (before,) = release.operator_pods()
+    before = {p["metadata"]["uid"] for p in release.operator_pods()}
     kube.workflow("steady", {"steps": [
         {"name": "wait", "script": {"language": "sh", "source": "sleep 8"}},
         {"name": "after", "dependsOn": ["wait"], "log": {"message": "after {{ run.name }}"}},
@@ -177,33 +177,18 @@ def test_upgrade_rolls_the_operator_without_losing_a_run(
     kube.wait_run(name, until=lambda r: step_phases(r).get("wait") == "Running", timeout=90)
     run_helm(release.helm, "upgrade", *release.helm_args("--set", "logLevel=DEBUG"),
              "--kubeconfig", str(cluster.kubeconfig))
-    (after,) = release.operator_pods()
-    assert after["metadata"]["uid"] != before["metadata"]["uid"]
-    env = {e["name"]: e.get("value") for e in after["spec"]["containers"][0]["env"]}
-    assert env["TASKFORGE_LOG_LEVEL"] == "DEBUG"
+    # Every replica is replaced (the old ones may still be terminating for a moment).
+    deadline = time.monotonic() + 60
+    while before & {p["metadata"]["uid"] for p in release.operator_pods()}:
+        assert time.monotonic() < deadline, "an old operator pod outlived the upgrade"
+        time.sleep(0.5)
+    for after in release.operator_pods():
+        env = {e["name"]: e.get("value") for e in after["spec"]["containers"][0]["env"]}
+        assert env["TASKFORGE_LOG_LEVEL"] == "DEBUG"
     run = kube.wait_run(name, timeout=120)
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert {s: step_of(run, s)["attempts"] for s in ("wait", "after")} == {"wait": 1, "after": 1}
     assert len(kube.jobs(name)) == 2
-
-
-def test_uninstall_removes_everything(cluster: ClusterUnderTest, release: Release) -> None:
-    """Last in this module: the fixture's own uninstall then finds nothing to do."""
-    run_helm(release.helm, "uninstall", release.name, "--namespace", release.namespace,
-             "--wait", "--kubeconfig", str(cluster.kubeconfig))
-    selector = f"app.kubernetes.io/instance={release.name}"
-    namespaced = cluster.kubectl(
-        "get", "deployments,replicasets,services,secrets,serviceaccounts,roles,rolebindings,"
-        "configmaps,networkpolicies,ingresses", "-n",
-        release.namespace, "-l", selector, "-o", "name").stdout.split()
-    cluster_wide = cluster.kubectl(
-        "get", "clusterroles,clusterrolebindings,mutatingwebhookconfigurations,"
-        "validatingwebhookconfigurations", "-l", selector, "-o", "name").stdout.split()
-    assert namespaced == [] and cluster_wide == []
-    deadline = time.monotonic() + 60
-    while release.operator_pods():  # the garbage collector deletes it after its ReplicaSet
-        assert time.monotonic() < deadline, "the operator pod outlived the uninstall"
-        time.sleep(0.5)
 
 
 def test_helm_test_runs_a_one_step_workflow(cluster: ClusterUnderTest, release: Release) -> None:
@@ -224,3 +209,23 @@ def test_helm_test_runs_a_one_step_workflow(cluster: ClusterUnderTest, release: 
                                       "json").stdout)["items"]
     assert [r["status"]["phase"] for r in runs
             if r["spec"].get("workflowRef", {}).get("name") == hook] == ["Succeeded"]
+
+
+def test_uninstall_removes_everything(cluster: ClusterUnderTest, release: Release) -> None:
+    """Last in this module: the fixture's own uninstall then finds nothing to do."""
+    run_helm(release.helm, "uninstall", release.name, "--namespace", release.namespace,
+             "--wait", "--kubeconfig", str(cluster.kubeconfig))
+    selector = f"app.kubernetes.io/instance={release.name}"
+    namespaced = cluster.kubectl(
+        "get", "deployments,replicasets,services,secrets,serviceaccounts,roles,rolebindings,"
+        "configmaps,networkpolicies,ingresses", "-n",
+        release.namespace, "-l", selector, "-o", "name").stdout.split()
+    cluster_wide = cluster.kubectl(
+        "get", "clusterroles,clusterrolebindings,mutatingwebhookconfigurations,"
+        "validatingwebhookconfigurations", "-l", selector, "-o", "name").stdout.split()
+    assert namespaced == [] and cluster_wide == []
+    deadline = time.monotonic() + 60
+    while release.operator_pods():  # the garbage collector deletes it after its ReplicaSet
+        assert time.monotonic() < deadline, "the operator pod outlived the uninstall"
+        time.sleep(0.5)
+
