@@ -9,6 +9,7 @@ minute from the first create to the last Succeeded, and the operator's CPU time 
 Prints each round, the medians and the load average (other helpers share the machine).
 
     .venv/bin/python bench/bench_observability.py --before /tmp/before --rounds 4
+    .venv/bin/python bench/bench_observability.py --in-process
 """
 
 from __future__ import annotations
@@ -56,13 +57,50 @@ def one_round(b: Bench, label: str, i: int, runs: int, env: dict[str, str]) -> t
     return runs / elapsed * 60, 1000 * cpu / runs
 
 
+def in_process(n: int = 3000) -> None:
+    """The bookkeeping alone: CPU of `runlog.record` for a one-step run's start and end,
+    against the two `engine.plan` calls of the same run, interleaved (no cluster)."""
+    sys.path.insert(0, str(ROOT / "tests" / "engine"))
+    from enginekit import (  # type: ignore[import-not-found]  # noqa: PLC0415
+        T0, at, facts, job, result_json, step, workflow)
+    from taskforge import logs  # noqa: PLC0415
+    from taskforge.engine.planner import plan  # noqa: PLC0415
+    from taskforge.handlers import runlog  # noqa: PLC0415
+
+    with open(os.devnull, "w") as sink:
+        logs.setup("text", "INFO", stream=sink)
+        spec = workflow(step("a"))
+        done = job("a", 1, "Succeeded", message=result_json(True), finished=at(1))
+        body = {"spec": {"workflowRef": {"name": "wf"}}}
+        planning = recording = 0.0
+        for _ in range(n):
+            t0 = time.process_time()
+            first = plan(facts(spec, None, [], now=at(0))).status
+            last = plan(facts(spec, first, [done], now=at(1.2))).status
+            t1 = time.process_time()
+            with logs.run_fields(namespace="ns", workflow="wf", run="r"):
+                runlog.record("ns", body, None, first, T0)
+                runlog.record("ns", body, first, last, T0)
+            recording += time.process_time() - t1
+            planning += t1 - t0
+    print(f"per one-step run: plan {planning / n * 1e6:.0f} us CPU, bookkeeping"
+          f" {recording / n * 1e6:.0f} us CPU ({recording / planning:.2f} of plan)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--before", type=Path, required=True, help="code tree without the change")
+    p.add_argument("--in-process", action="store_true",
+                   help="only the bookkeeping's CPU per run against plan()'s, no cluster")
+    p.add_argument("--before", type=Path, help="code tree without the change")
     p.add_argument("--after", type=Path, help="code tree with it (default: this working tree)")
     p.add_argument("--rounds", type=int, default=4, help="rounds of each (even: ABBA)")
     p.add_argument("--runs", type=int, default=300)
     args = p.parse_args()
+    if args.in_process:
+        in_process()
+        return 0
+    if args.before is None:
+        p.error("--before is required (or --in-process)")
     before = args.before.resolve()
     after = args.after.resolve() if args.after else ROOT
     env_a, env_b = ({"PYTHONPATH": os.pathsep.join(str(tree / d) for d in (
