@@ -15,6 +15,7 @@ Prints each round, the medians and the load average (other helpers share the mac
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -61,8 +62,8 @@ def in_process(n: int = 3000) -> None:
     """The bookkeeping alone: CPU of `runlog.record` for a one-step run's start and end,
     against the two `engine.plan` calls of the same run, interleaved (no cluster)."""
     sys.path.insert(0, str(ROOT / "tests" / "engine"))
-    from enginekit import (  # type: ignore[import-not-found]  # noqa: PLC0415
-        T0, at, facts, job, result_json, step, workflow)
+    kit = importlib.import_module("enginekit")  # tests/engine's builders of plan() facts
+    at, facts, job, step, workflow = kit.at, kit.facts, kit.job, kit.step, kit.workflow
     from taskforge import logs  # noqa: PLC0415
     from taskforge.engine.planner import plan  # noqa: PLC0415
     from taskforge.handlers import runlog  # noqa: PLC0415
@@ -70,7 +71,7 @@ def in_process(n: int = 3000) -> None:
     with open(os.devnull, "w") as sink:
         logs.setup("text", "INFO", stream=sink)
         spec = workflow(step("a"))
-        done = job("a", 1, "Succeeded", message=result_json(True), finished=at(1))
+        done = job("a", 1, "Succeeded", message=kit.result_json(True), finished=at(1))
         body = {"spec": {"workflowRef": {"name": "wf"}}}
         planning = recording = 0.0
         for _ in range(n):
@@ -79,8 +80,8 @@ def in_process(n: int = 3000) -> None:
             last = plan(facts(spec, first, [done], now=at(1.2))).status
             t1 = time.process_time()
             with logs.run_fields(namespace="ns", workflow="wf", run="r"):
-                runlog.record("ns", body, None, first, T0)
-                runlog.record("ns", body, first, last, T0)
+                runlog.record("ns", body, None, first, kit.T0)
+                runlog.record("ns", body, first, last, kit.T0)
             recording += time.process_time() - t1
             planning += t1 - t0
     print(f"per one-step run: plan {planning / n * 1e6:.0f} us CPU, bookkeeping"
