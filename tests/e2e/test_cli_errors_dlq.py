@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from localcluster.testing import ClusterUnderTest
+from taskforge import GROUP
 from taskforge.adapters.deadletter import DeadLetterStream
 from taskforge.adapters.redis_client import RedisConnection, RedisSettings
 
@@ -96,7 +97,7 @@ def test_dlq_list_show_replay_purge(cli: Cli, redis_server: Any) -> None:
 
     replayed = cli("dlq", "replay", sid, *redis, ns=False)
     assert replayed.exit_code == 0, replayed.output
-    new = replayed.stdout.split()[1]
+    new = replayed.stdout.split()[0].removeprefix(f"workflowrun.{GROUP}/")  # kubectl's form
     spec = cli.run_object(new)["spec"]
     assert spec["trigger"] == {"type": "replay"} and spec["params"] == {"who": "dlq"}
     assert json.loads(cli("dlq", "list", *redis, "-o", "json").stdout)[0]["replayed_as"] == new
