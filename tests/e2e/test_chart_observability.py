@@ -67,9 +67,9 @@ def rendered() -> list[dict[str, Any]]:
 
 
 def test_off_by_default() -> None:
-    kinds = {m["kind"] for m in render(helm_binary())}
-    assert "PrometheusRule" not in kinds
-    assert not [m for m in render(helm_binary()) if m["kind"] == "ConfigMap"
+    manifests = render(helm_binary())
+    assert "PrometheusRule" not in {m["kind"] for m in manifests}
+    assert not [m for m in manifests if m["kind"] == "ConfigMap"
                 and m["metadata"]["name"].endswith("-dashboard")]
 
 
