@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
-# Builds promtool (github.com/prometheus/prometheus/cmd/promtool) from its Go module, into the
-# same cache as the other binaries, keyed by version; tests/unit/test_alerts.py runs
+# Provides promtool, cached like the other binaries; tests/e2e/test_chart_observability.py runs
 # `promtool check rules` and `promtool test rules` on the chart's alerts with it.
-# PROMETHEUS_MODULE_VERSION is the Go module's version of a Prometheus 3 release (v3.X.Y is
-# tagged v0.30X.Y for Go). The module is large (every service discovery: AWS, Azure, GCP,
-# Kubernetes...): see bench/RESULTS.md for its cold build time. Prints the binary's path last.
+#
+# It comes from Debian's `prometheus` package (downloaded with apt, unpacked, never installed:
+# no service starts), not from the Go module: github.com/prometheus/prometheus/cmd/promtool
+# pulls in every service discovery (AWS, Azure, GCP, Kubernetes...) and took 2,960 s to build
+# cold here (bench/RESULTS.md), most of CI's budget. Debian builds the same tool from the same
+# sources. PROMTOOL_FROM=go builds it from the Go module instead (PROMETHEUS_MODULE_VERSION).
+# Prints the binary's path last.
 set -euo pipefail
-VERSION=${PROMETHEUS_MODULE_VERSION:-v0.316.0}
 CACHE=${TASKFORGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskforge}
-BIN="$CACHE/bin/promtool-$VERSION"
+if [ "${PROMTOOL_FROM:-debian}" = go ]; then
+  VERSION=${PROMETHEUS_MODULE_VERSION:-v0.316.0}
+  BIN="$CACHE/bin/promtool-$VERSION"
+  if [ ! -x "$BIN" ]; then
+    mkdir -p "$(dirname "$BIN")"
+    gobin=$(mktemp -d)
+    trap 'rm -rf "$gobin"' EXIT
+    (cd "$gobin" && GOFLAGS= GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+      "github.com/prometheus/prometheus/cmd/promtool@$VERSION")
+    mv "$gobin/promtool" "$BIN"
+  fi
+  echo "$BIN"
+  exit 0
+fi
+VERSION=$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')
+[ -n "$VERSION" ] && [ "$VERSION" != "(none)" ] || { echo "apt offers no prometheus package" >&2; exit 1; }
+BIN="$CACHE/bin/promtool-debian-${VERSION//[^A-Za-z0-9.+-]/_}"
 if [ ! -x "$BIN" ]; then
   mkdir -p "$(dirname "$BIN")"
-  gobin=$(mktemp -d)
-  trap 'rm -rf "$gobin"' EXIT
-  t0=$(date +%s)
-  (cd "$gobin" && GOFLAGS= GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-    "github.com/prometheus/prometheus/cmd/promtool@$VERSION")
-  mv "$gobin/promtool" "$BIN"
-  printf '[build-promtool %s] built in %ss\n' "$(date +%H:%M:%S)" "$(( $(date +%s) - t0 ))" >&2
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  chmod 777 "$work"  # apt's _apt user writes the download there
+  (cd "$work" && apt-get download -q "prometheus=$VERSION" >/dev/null 2>&1 \
+    || apt-get download -q "prometheus=$VERSION")
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
+  install -m 0755 "$work/x/usr/bin/promtool" "$BIN"
 fi
 echo "$BIN"

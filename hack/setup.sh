@@ -72,7 +72,7 @@ bin=$(hack/build-bins.sh | tail -n 1)
 node_bin=$(hack/build-node-bins.sh | tail -n 1)
 # kstatus (sigs.k8s.io/cli-utils) for tests/gitops: one small package, about a minute cold.
 hack/build-kstatus.sh > /dev/null
-# promtool for tests/unit/test_alerts.py (the chart's alerts): the large prometheus module.
+# promtool for the chart's alert tests: Debian's build, unpacked into the cache (hack/build-promtool.sh).
 hack/build-promtool.sh > /dev/null
 if ! wait "$rootfs_pid"; then
   cat .local/rootfs.log >&2
