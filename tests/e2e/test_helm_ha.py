@@ -59,6 +59,18 @@ def test_one_replica_without_election_recreates_and_has_no_pdb(helm: Path) -> No
     assert container_env(deployment)["TASKFORGE_LEADER_ELECTION"] == "false"
 
 
+def test_a_prestop_sleep_keeps_a_stopping_replica_serving(helm: Path) -> None:
+    """The grace period covers the delay and the clean stop after it; 0 drops the hook."""
+    pod = one(render(helm, "--set", "tests.enabled=false"),
+              "Deployment")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert pod["terminationGracePeriodSeconds"] == 35
+    pod = one(render(helm, "--set", "tests.enabled=false", "--set", "shutdownDelaySeconds=0"),
+              "Deployment")["spec"]["template"]["spec"]
+    assert "lifecycle" not in pod["containers"][0]
+    assert pod["terminationGracePeriodSeconds"] == 30
+
+
 def test_own_spread_and_pdb_values(helm: Path) -> None:
     spread = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
               "whenUnsatisfiable": "DoNotSchedule",
@@ -77,6 +89,7 @@ def test_own_spread_and_pdb_values(helm: Path) -> None:
     (["--set", "leaderElection.leaseDuration=5"], "additional properties 'leaseDuration'"),
     (["--set", "podDisruptionBudget.maxUnavailable=1"], "'maxUnavailable' not allowed"),
     (["--set", "updateStrategy.type=Replace"], "updateStrategy/type"),
+    (["--set", "shutdownDelaySeconds=-1"], "shutdownDelaySeconds"),
 ])
 def test_bad_values_are_refused(helm: Path, args: list[str], message: str) -> None:
     proc = run_helm(helm, "template", "t", str(Path(__file__).parents[2] / "charts/taskforge"),

@@ -9,20 +9,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 from kubernetes import client
 from taskforge.engine.authority import CREATOR_ANNOTATION
 
 from tests.e2e.ha.conftest import Replicas
-from tests.e2e.operator.conftest import Kube, step_phases
+from tests.e2e.operator.conftest import Kube, OperatorProcess, step_phases
+from tests.e2e.webhook_flood import Flood
 
 FAILOVER_LIMIT_SECONDS = 15.0
 
@@ -67,63 +63,8 @@ def test_kill_9_of_the_leader_mid_run(replicas: Replicas, kube: Kube) -> None:
     assert "leads" in b.logs() and "catch up" in b.logs()
 
 
-class Flood:
-    """A webhook sender: deliveries, each with its own id, sent every `pace` seconds until
-    stopped, from a pool of threads, to the replicas currently in `endpoints` (round robin,
-    like a Service); a refused connection, a timeout or a 5xx is retried with the same
-    delivery id until acknowledged."""
-
-    def __init__(self, url_path: str, key: bytes, senders: int) -> None:
-        self.path = url_path
-        self.key = key
-        self.total = 0
-        self.senders = senders
-        self.stop = threading.Event()
-        self.endpoints: list[int] = []
-        self.lock = threading.Lock()
-        self.acked: dict[str, str] = {}  # delivery id -> run
-        self.retries = Counter[str]()
-        self._turn = 0
-
-    def _endpoint(self) -> int:
-        with self.lock:
-            self._turn += 1
-            return self.endpoints[self._turn % len(self.endpoints)]
-
-    def _deliver(self, n: int) -> None:
-        delivery = f"flood-{n}"
-        body = json.dumps({"n": n}).encode()
-        headers = {"Content-Type": "application/json", "X-Taskforge-Delivery": delivery,
-                   "X-Taskforge-Signature": "sha256=" + hmac.new(
-                       self.key, body, hashlib.sha256).hexdigest()}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            port = self._endpoint()
-            try:
-                answer = httpx.post(f"http://127.0.0.1:{port}{self.path}", content=body,
-                                    headers=headers, timeout=10)
-            except httpx.HTTPError as exc:
-                self.retries[type(exc).__name__] += 1
-                time.sleep(0.2)
-                continue
-            if answer.status_code == 202:
-                with self.lock:
-                    self.acked[delivery] = answer.json()["run"]
-                return
-            assert answer.status_code >= 500, (answer.status_code, answer.text)
-            self.retries[str(answer.status_code)] += 1
-            time.sleep(0.2)
-        raise AssertionError(f"delivery {delivery} never acknowledged")
-
-    def run(self, pace: float) -> None:
-        with ThreadPoolExecutor(self.senders) as pool:
-            futures = []
-            while not self.stop.is_set():
-                futures.append(pool.submit(self._deliver, self.total))
-                self.total += 1
-                time.sleep(pace)
-            for f in futures:
-                f.result()
+def _url(replica: OperatorProcess) -> str:
+    return f"http://127.0.0.1:{replica.http_port}"
 
 
 def test_rolling_both_replicas_during_a_webhook_flood_loses_no_delivery(
@@ -144,7 +85,7 @@ def test_rolling_both_replicas_during_a_webhook_flood_loses_no_delivery(
     for proc in (a, b):
         replicas.wait_ready(proc)
     flood = Flood(f"/hooks/{kube.namespace}/flood", key, senders=6)
-    flood.endpoints = [a.http_port, b.http_port]
+    flood.endpoints = [_url(a), _url(b)]
     time.sleep(1)  # both caches hold the Workflow (they are Ready, and it was applied before)
     sender = threading.Thread(target=flood.run, args=(0.2,))  # 5 a second, during the roll
     flooding = time.monotonic()
@@ -154,7 +95,7 @@ def test_rolling_both_replicas_during_a_webhook_flood_loses_no_delivery(
         time.sleep(2)
         new = replicas.start(new_name)
         ready_in = replicas.wait_ready(new)
-        flood.endpoints = [p for p in (*flood.endpoints, new.http_port) if p != old.http_port]
+        flood.endpoints = [u for u in (*flood.endpoints, _url(new)) if u != _url(old)]
         stopping = time.monotonic()
         old.stop()  # SIGTERM, after the endpoint is gone (a preStop hook's job in a cluster)
         roll.append(f"{old.identity} -> {new_name} (ready {ready_in:.1f} s,"

@@ -12,20 +12,24 @@ operator is not Ready, its webhook (failurePolicy Fail) refuses every run in the
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 from localcluster.testing import ClusterUnderTest
 
 from tests.e2e.helm_kit import CHART, helm_binary, run_helm
 from tests.e2e.node.nodekit import IMAGE, ctr, restricted_namespace
 from tests.e2e.operator.conftest import Kube, step_phases
 from tests.e2e.operator.stepkit import Reply, StubServer, step_of
+from tests.e2e.webhook_flood import Flood
 
 pytestmark = pytest.mark.real_node
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -39,7 +43,9 @@ class Release:
     def helm_args(self, *extra: str) -> list[str]:
         return [self.name, str(CHART), "--namespace", self.namespace,
                 "--set", f"image.repository={REPO}", "--set", f"image.tag={TAG}",
-                "--set", "image.pullPolicy=Never", "--wait", "--timeout", "180s", *extra]
+                "--set", "image.pullPolicy=Never", "--wait", "--timeout", "180s",
+                # the roll test's webhook key sits in the release namespace
+                "--set", f"webhook.secretNamespaces[0]={self.namespace}", *extra]
 
     def operator_pods(self) -> list[dict[str, Any]]:
         out = self.cluster.kubectl("get", "pods", "-n", self.namespace, "-o", "json", "-l",
@@ -52,6 +58,12 @@ class Release:
                                    "-l", f"app.kubernetes.io/instance={self.name}").stdout
         (dep,) = json.loads(out)["items"]
         return dict(dep)
+
+    def ready_pods(self) -> set[str]:
+        return {p["metadata"]["name"] for p in self.operator_pods()
+                if not p["metadata"].get("deletionTimestamp")
+                and any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in p["status"].get("conditions", []))}
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +201,75 @@ def test_upgrade_rolls_the_operator_without_losing_a_run(
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert {s: step_of(run, s)["attempts"] for s in ("wait", "after")} == {"wait": 1, "after": 1}
     assert len(kube.jobs(name)) == 2
+
+
+def test_rollout_restart_during_a_webhook_flood_loses_no_delivery(
+    cluster: ClusterUnderTest, release: Release
+) -> None:
+    """`kubectl rollout restart` of the real Deployment (maxSurge 1, maxUnavailable 0) while
+    a sender posts signed deliveries through the Service (kube-proxy's rules, as a Service
+    IP reaches the pods in a cluster) and retries a refused or failed one with the same
+    delivery id. Every delivery is acknowledged and has exactly one run; afterwards two new
+    pods are Ready and one of them holds the Lease."""
+    ns, key = release.namespace, b"roll-key"
+    kube = Kube(cluster.api_client(), ns, cluster.kubeconfig)
+    kube.core.create_namespaced_secret(ns, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="roll-hook-key"), string_data={"key": key.decode()}))
+    kube.workflow("roll", {
+        # The step is skipped: the runs finish without pods, so the flood costs API calls only.
+        "steps": [{"name": "noop", "log": {"message": "x"}, "when": "false"}],
+        "history": {"successfulRuns": 1000, "failedRuns": 1000},  # keep every run to count
+        "triggers": {"webhook": {"secretRef": {"name": "roll-hook-key", "key": "key"}}},
+    })
+    dep = release.deployment()
+    name = dep["metadata"]["name"]
+    svc = json.loads(cluster.kubectl("get", "service", name, "-n", ns, "-o", "json").stdout)
+    port = next(p["port"] for p in svc["spec"]["ports"] if p["name"] == "http")
+    before = {p["metadata"]["name"] for p in release.operator_pods()}
+    flood = Flood(f"/hooks/{ns}/roll", key, senders=6, patience=90)
+    flood.endpoints = [f"http://{svc['spec']['clusterIP']}:{port}"]
+    time.sleep(1)  # both caches hold the Workflow (they are Ready, and it was applied first)
+    sender = threading.Thread(target=flood.run, args=(0.25,))  # 4 a second, during the roll
+    sender.start()
+    try:
+        time.sleep(2)
+        rolling = time.monotonic()
+        cluster.kubectl("rollout", "restart", f"deployment/{name}", "-n", ns)
+        cluster.kubectl("rollout", "status", f"deployment/{name}", "-n", ns, "--timeout=240s",
+                        timeout=260)
+        # The old pods stop after the rollout's end (preStop, then SIGTERM): flood until gone.
+        deadline = time.monotonic() + 90
+        while before & {p["metadata"]["name"] for p in release.operator_pods()}:
+            assert time.monotonic() < deadline, "an old operator pod outlived the roll"
+            time.sleep(0.5)
+        rolled = time.monotonic() - rolling
+        time.sleep(2)
+    finally:
+        flood.stop.set()
+        sender.join(180)
+    assert not sender.is_alive()
+
+    after = release.ready_pods()
+    assert len(after) == dep["spec"]["replicas"] == 2 and not after & before, (before, after)
+    coordination = client.CoordinationV1Api(kube.core.api_client)
+    deadline = time.monotonic() + 30
+    while (holder := coordination.read_namespaced_lease(name, ns).spec.holder_identity) \
+            not in after:
+        assert time.monotonic() < deadline, f"the Lease is held by {holder}, not a new pod"
+        time.sleep(0.5)
+    runs = [r for r in kube.custom.list_namespaced_custom_object(
+        "taskforge.io", "v1alpha1", ns, "workflowruns")["items"]
+        if r["spec"].get("workflowRef", {}).get("name") == "roll"]
+    by_delivery = Counter((r["spec"].get("trigger") or {}).get("deliveryId") for r in runs)
+    print(f"\nrollout restart during a webhook flood: {len(flood.acked)}/{flood.total}"
+          f" deliveries acknowledged, {len(runs)} runs, {flood.retried} retries"
+          f" {dict(flood.retries)}; roll {rolled:.1f} s (restart to old pods gone);"
+          f" Lease held by {holder}")
+    assert flood.total > 0 and len(flood.acked) == flood.total
+    assert {r["metadata"]["name"] for r in runs} == set(flood.acked.values())
+    assert by_delivery == Counter(set(flood.acked)), "a delivery made no run or two"
+    last = flood.acked[f"flood-{flood.total - 1}"]
+    assert kube.wait_run(last, timeout=120)["status"]["phase"] == "Succeeded"  # the leader acts
 
 
 def test_helm_test_runs_a_one_step_workflow(cluster: ClusterUnderTest, release: Release) -> None:
