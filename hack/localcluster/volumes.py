@@ -22,7 +22,11 @@ from typing import Any
 from localcluster.envvars import ObjectSource
 
 JSON = dict[str, Any]
-SKIPPED_PATHS = ("/tmp",)
+# /tmp: shared with the host already (see above). The service account token: the API server's
+# ServiceAccount admission adds a projected `kube-api-access-*` volume there to every pod that
+# does not opt out (Jobs applied with kubectl, not the operator's, which opt out); the agent
+# gives processes no in-cluster credentials, as before it mounted volumes at all.
+SKIPPED_PATHS = ("/tmp", "/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class VolumeError(Exception):
