@@ -15,6 +15,7 @@ import tomllib
 from typing import Any
 
 import pytest
+import taskforge
 from localcluster.nodeconfig import POD_CIDR
 from localcluster.testing import ClusterUnderTest
 from taskforge.adapters.jobs import NON_ROOT_UID
@@ -57,7 +58,7 @@ def test_image_config_user_command_ports_labels() -> None:
     defaults = OperatorConfig()
     assert set(cfg["ExposedPorts"]) == {f"{defaults.http_port}/tcp", "9443/tcp"}
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    version = pyproject["version"]
+    version = taskforge.__version__  # pyproject's version is dynamic: this attribute
     labels = cfg["Labels"]
     assert labels["org.opencontainers.image.title"] == "taskforge"
     assert labels["org.opencontainers.image.version"] == version
