@@ -24,7 +24,13 @@ if [ "${PROMTOOL_FROM:-debian}" = go ]; then
   echo "$BIN"
   exit 0
 fi
-VERSION=$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')
+candidate() { apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}'; }
+VERSION=$(candidate)
+if [ -z "$VERSION" ] || [ "$VERSION" = "(none)" ]; then  # a fresh machine may have no lists
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  VERSION=$(candidate)
+fi
 [ -n "$VERSION" ] && [ "$VERSION" != "(none)" ] || { echo "apt offers no prometheus package" >&2; exit 1; }
 BIN="$CACHE/bin/promtool-debian-${VERSION//[^A-Za-z0-9.+-]/_}"
 if [ ! -x "$BIN" ]; then
