@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from taskforge.api.common import Condition
 from taskforge.api.run import RunPhase, WorkflowRunStatus
-from taskforge.engine.health import run_health, run_health_wire, workflow_health
+from taskforge.engine.health import (
+    health_is_current,
+    run_health,
+    run_health_wire,
+    workflow_health,
+)
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -109,3 +115,13 @@ def test_workflow_health(valid: bool, ready: str, stalled: str) -> None:
     assert {c.type: c.status for c in out} == {"Ready": ready, "Reconciling": "False",
                                                "Stalled": stalled}
     assert all(c.observed_generation == 4 for c in out)
+
+
+@pytest.mark.parametrize(("generation", "status", "current"), [
+    (2, {"observedGeneration": 2, "conditions": [{"type": "Completed", "status": "True"}]}, True),
+    (3, {"observedGeneration": 2, "conditions": [{"type": "Completed", "status": "True"}]}, False),
+    (2, {"observedGeneration": 2, "conditions": [{"type": "Succeeded", "status": "True"}]}, False),
+    (1, {}, False),
+])
+def test_health_is_current(generation: int, status: dict[str, Any], current: bool) -> None:
+    assert health_is_current(generation, status) is current

@@ -123,6 +123,13 @@ def run_health_wire(
     return [*others, *(c.to_k8s() for c in healthy.conditions or ())]
 
 
+def health_is_current(generation: int | None, status: dict[str, Any]) -> bool:
+    """A finished run needs a plan only to catch up its kstatus conditions: a run finished
+    before they existed, or whose spec was edited since (observedGeneration behind)."""
+    return status.get("observedGeneration") == generation and any(
+        c.get("type") == COMPLETED for c in status.get("conditions") or ())
+
+
 def workflow_health(
     conditions: list[Condition], *, valid: bool, reason: str, message: str, now: datetime,
     generation: int,

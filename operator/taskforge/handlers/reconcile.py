@@ -25,7 +25,7 @@ from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, W
 from taskforge.api.durations import parse_timestamp
 from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan, StoreResult
 from taskforge.engine.facts import RunFacts, WorkflowFacts
-from taskforge.engine.health import COMPLETED
+from taskforge.engine.health import health_is_current
 from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.sizes import check_job_size, check_run_size
 from taskforge.handlers import runlog
@@ -48,19 +48,6 @@ from taskforge.handlers.store import Key, Store
 log = logging.getLogger("taskforge.reconcile")
 CONFLICT_RETRY_SECONDS = 0.05
 RECENT_CREATE_SECONDS = 5.0
-
-
-def _health_current(body: dict[str, Any], status: dict[str, Any]) -> bool:
-    """A finished run needs a plan only to catch up its kstatus conditions: a run finished
-    before they existed, or whose spec was edited since (observedGeneration behind)."""
-    generation = (body.get("metadata") or {}).get("generation")
-    return status.get("observedGeneration") == generation and any(
-        c.get("type") == COMPLETED for c in status.get("conditions") or ())
-
-
-def _workflow_name(body: dict[str, Any]) -> str | None:
-    ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
-    return str(ref) if ref else None
 
 
 def _dump_status(status: WorkflowRunStatus) -> dict[str, Any]:
@@ -202,7 +189,7 @@ class RunReconciler(RunFailures):
             return
         old_status = body.get("status") or {}
         if (old_status.get("phase") in TERMINAL_RUN_PHASES and not self.store.jobs.get(key)
-                and _health_current(body, old_status)):
+                and health_is_current((body.get("metadata") or {}).get("generation"), old_status)):
             self.forget(str(body["metadata"].get("uid", "")))
             return
         now = datetime.now(UTC)
@@ -232,7 +219,7 @@ class RunReconciler(RunFailures):
                 result, spec, namespace=key[0], uid=uid, run_name=key[1], now=now
             )
         status, ship_retry = await self.limits.ship(
-            result.status, key[0], key[1], _workflow_name(body)
+            result.status, key[0], key[1], runlog.workflow_of(body)
         )
         ship_retry = self._ship_backoff(key, body, ship_retry)
         done = await self._apply_and_write(key, body, result, status, now)
@@ -250,7 +237,7 @@ class RunReconciler(RunFailures):
             await self.limits.release_finished(key[0], uid, spec, facts.status, status)
         phase = new_status.get("phase")
         if phase in TERMINAL_RUN_PHASES and old_status.get("phase") != phase:
-            workflow = _workflow_name(body)
+            workflow = runlog.workflow_of(body)
             if workflow and spec is not None and spec.concurrency is not None:
                 await self.limits.release_run(key[0], workflow, uid)
             if self.on_finished is not None:
