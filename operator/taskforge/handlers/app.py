@@ -17,7 +17,7 @@ from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
 from taskforge.engine.webhook import DeliveryAdmission
-from taskforge.handlers import cache_sync
+from taskforge.handlers import admission_server, cache_sync
 from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.leadership import (
     LeaderElector,
@@ -132,8 +132,11 @@ class Operator:
 
     async def readiness(self) -> dict[str, bool]:
         """/readyz: started, the caches synced (every listed object seen), Redis reachable
-        (when configured). A standby replica is ready too: it serves /hooks."""
+        (when configured), the admission webhook listening (unless it is off). A standby
+        replica is ready too: it serves /hooks and admission reviews."""
         checks = {"started": self.started, "cacheSynced": cache_sync.is_synced()}
+        if self.config.admission != "off":
+            checks["admission"] = admission_server.is_listening()
         if self.limits.conn is not None:
             checks["redis"] = await self.limits.conn.ping()
         return checks

@@ -143,7 +143,8 @@ def test_health_and_readiness_on_the_one_port(running_operator: OperatorProcess)
     base = f"http://127.0.0.1:{running_operator.http_port}"
     assert httpx.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
     ready = eventually(lambda: _ready(base))
-    assert ready["checks"] == {"started": True, "cacheSynced": True, "redis": True}
+    assert ready["checks"] == {"started": True, "cacheSynced": True, "redis": True,
+                               "admission": True}
     assert httpx.post(f"{base}/hooks/none/none", json={}, timeout=5).status_code == 404
     assert value(scrape(running_operator), "taskforge_webhook_requests_total", code="404") >= 1
 
