@@ -19,6 +19,7 @@ declare -A APT=(
   [libseccomp-dev]=/usr/include/seccomp.h [pkg-config]=/usr/bin/pkg-config
   [iproute2]=/usr/sbin/ip
   [zsh]=/usr/bin/zsh [fish]=/usr/bin/fish  # tests/e2e/test_cli_completion.py tries both
+  [postgresql]=/usr/lib/postgresql/15/bin/postgres  # the run archive's tests (issue 18)
 )
 missing=()
 for pkg in "${!APT[@]}"; do [ -e "${APT[$pkg]}" ] || missing+=("$pkg"); done
@@ -29,6 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   # Debian's package starts a system-wide server; the project runs its own on free ports.
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true  # ours: postgres_server.py
 fi
 
 PY=${PYTHON:-python3.11}
