@@ -2,7 +2,7 @@
 # Installs everything Taskforge's tests and demo need on a fresh Debian machine:
 # apt packages (redis-server; for the real node and `make image`: buildah, debootstrap,
 # the CNI plugins, busybox-static, iptables, and libseccomp-dev for runc; zsh and fish for
-# the completion tests), a Python venv
+# the completion tests; chromium and chromium-driver for the browser tests), a Python venv
 # with the project and its dev tools, and the control-plane and node binaries built from
 # Go modules (cached, see build-bins.sh and build-node-bins.sh).
 # Idempotent and quick when everything is already there.
@@ -19,6 +19,9 @@ declare -A APT=(
   [libseccomp-dev]=/usr/include/seccomp.h [pkg-config]=/usr/bin/pkg-config
   [iproute2]=/usr/sbin/ip
   [zsh]=/usr/bin/zsh [fish]=/usr/bin/fish  # tests/e2e/test_cli_completion.py tries both
+  # tests/e2e/browser (Selenium) and hack/ui_screenshots.py: Debian's browser and its driver,
+  # so nothing downloads a browser
+  [chromium]=/usr/bin/chromium [chromium-driver]=/usr/bin/chromedriver
   [postgresql]=/usr/lib/postgresql/15/bin/postgres  # the run archive's tests (issue 18)
 )
 missing=()
