@@ -17,7 +17,8 @@ from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
 from taskforge.engine.webhook import DeliveryAdmission
-from taskforge.handlers import admission_server, cache_sync
+from taskforge.handlers import admission_server, cache_sync, runlog
+from taskforge.handlers.archiver import Archiver
 from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.leadership import (
     LeaderElector,
@@ -63,6 +64,8 @@ class Operator:
                                             redis_outage=self.limits.outage)
         self.tasks: list[asyncio.Task[None]] = []
         self.elector: LeaderElector | None = None
+        # The run archive (issue 18), only with TASKFORGE_ARCHIVE_URL; it writes once leading.
+        self.archiver = Archiver(config.archive, self.store) if config.archive else None
         self.http: web.AppRunner | None = None
         self.started = False
 
@@ -213,6 +216,10 @@ class Operator:
         self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
         if self.limits.enabled:
             self.tasks.append(loop.create_task(renew_forever(self.limits, self.leases)))
+        if self.archiver is not None:
+            runlog.OBSERVERS.append(self.archiver.after_write)
+            self.tasks.append(loop.create_task(self.archiver.run()))
+            self.tasks.append(loop.create_task(self.archiver.catch_up()))
         for key in list(self.store.runs):
             self.run_queue.add(key)
         for key in list(self.store.workflows):
@@ -231,3 +238,7 @@ class Operator:
             self.elector.close()
         self.runs.planner.close()
         await self.limits.close()
+        if self.archiver is not None:
+            if self.archiver.after_write in runlog.OBSERVERS:
+                runlog.OBSERVERS.remove(self.archiver.after_write)
+            await self.archiver.close()

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskforge.adapters.archive_records import Retention
 from taskforge.adapters.jobs import JobSettings
 from taskforge.api.pod import PodSettings
 from taskforge.engine.election import Timing
@@ -138,6 +139,24 @@ class OperatorSettings(BaseSettings):
         validation_alias="TASKFORGE_LEASE_RETRY_PERIOD_SECONDS", default=1.0, gt=0,
         description="How often the leader renews and a standby checks the Lease.")
 
+    archive_url: str = Field(
+        validation_alias="TASKFORGE_ARCHIVE_URL", default="", repr=False,
+        description="PostgreSQL URL of the run archive (docs/archive.md); empty: no archive."
+        " The chart takes it from a Secret (archive.urlSecret).")
+    archive_retention_days: int | None = Field(
+        validation_alias="TASKFORGE_ARCHIVE_RETENTION_DAYS", default=None, ge=1,
+        description="Archived runs older than this many days are deleted; unset: kept.")
+    archive_retention_runs: int | None = Field(
+        validation_alias="TASKFORGE_ARCHIVE_RETENTION_RUNS", default=None, ge=1,
+        description="Archived runs kept per workflow (the newest); unset: all.")
+    archive_retention_interval_seconds: float = Field(
+        validation_alias="TASKFORGE_ARCHIVE_RETENTION_INTERVAL_SECONDS", default=3600.0, gt=0,
+        description="How often the leader enforces the archive's retention.")
+    archive_queue_records: int = Field(
+        validation_alias="TASKFORGE_ARCHIVE_QUEUE_RECORDS", default=20_000, ge=1,
+        description="Archive records held in memory while the database is away; beyond it"
+        " new ones are dropped and counted (taskforge_archive_dropped_total).")
+
     @model_validator(mode="after")
     def _lease_timing(self) -> OperatorSettings:
         problem = Timing(self.lease_duration_seconds, self.lease_renew_deadline_seconds,
@@ -175,6 +194,17 @@ def load_settings() -> OperatorSettings:
 
 
 @dataclass(frozen=True)
+class ArchiveSettings:
+    """The run archive's settings (handlers/archiver.py); None in OperatorConfig: no archive."""
+
+    url: str = field(repr=False)
+    queue_records: int = 20_000
+    queue_bytes: int = 128 * 1024 * 1024
+    retention: Retention = field(default_factory=Retention)
+    retention_interval: float = 3600.0
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     jobs: JobSettings = field(default_factory=JobSettings)
     namespaces: tuple[str, ...] = ()
@@ -193,6 +223,7 @@ class OperatorConfig:
     lease_namespace: str = ""
     lease_identity: str = ""
     lease_timing: Timing = field(default_factory=Timing)
+    archive: ArchiveSettings | None = None
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -220,6 +251,11 @@ class OperatorConfig:
             lease_identity=s.lease_identity,
             lease_timing=Timing(s.lease_duration_seconds, s.lease_renew_deadline_seconds,
                                 s.lease_retry_period_seconds),
+            archive=ArchiveSettings(
+                url=s.archive_url, queue_records=s.archive_queue_records,
+                retention=Retention(s.archive_retention_days, s.archive_retention_runs),
+                retention_interval=s.archive_retention_interval_seconds,
+            ) if s.archive_url.strip() else None,
         )
 
 

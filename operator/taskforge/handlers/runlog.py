@@ -14,14 +14,20 @@ workflow, run; step and attempt where one is meant).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from taskforge.adapters import metrics
 from taskforge.api import WorkflowRunStatus
-from taskforge.engine.telemetry import run_changes
+from taskforge.engine.telemetry import RunChanges, run_changes
 
 log = logging.getLogger("taskforge.run")
+
+RunObserver = Callable[[str, dict[str, Any], WorkflowRunStatus, RunChanges], None]
+OBSERVERS: list[RunObserver] = []
+"""Told what each written reconcile changed (the run archive, handlers/archiver.py); must
+not block: they start background work at most."""
 
 
 def workflow_of(body: dict[str, Any]) -> str | None:
@@ -41,6 +47,8 @@ def record(
 ) -> None:
     changes = run_changes(old, new, trigger=trigger_of(body), created_at=created_at)
     metrics.record_run_changes(namespace, workflow_of(body), changes)
+    for observe in OBSERVERS:
+        observe(namespace, body, new, changes)
     if changes.started and log.isEnabledFor(logging.DEBUG):
         log.debug("run started (trigger %s)", changes.trigger)
     for attempt in changes.attempts:
