@@ -1,0 +1,197 @@
+"""The web UI's pages: server-rendered Jinja2 shells, one small script, no build step.
+
+Why templates and hand-written JavaScript rather than an npm bundle: the UI is a handful of
+tables, a form and a graph, all fed by the JSON API and its Server-Sent Events. Jinja2 is
+already a dependency; `ui/static/app.js` is one file of plain browser JavaScript (fetch,
+EventSource, DOM), so there is nothing to build, nothing to audit in a node_modules tree, no
+CDN (there is no internet at run time) and the assets ship in the wheel as package data, so
+in the image too. A page is a few KiB and needs no framework to start.
+
+The pages hold no cluster data: each is a shell naming its namespace and object, and the
+script reads everything through `/api/v1`, whose every call is checked by RBAC as the
+caller. Buttons are shown only when `/api/v1/namespaces/{ns}/permissions` allows them, and
+the API checks again anyway. The one computation here is the step graph's layout
+(`graph.py`): the run page posts the names and edges it already received from the API and
+gets inline SVG back, so the layout code is pure, tested, and never touches the cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+
+from taskforge.web import graph
+from taskforge.web.auth import ACCESS_KEY, LocalAccess, User, current_user, require_user
+from taskforge.web.errors import ApiError, json_body
+
+UI = Path(__file__).resolve().parent / "ui"
+STATIC = UI / "static"
+PHASES = ("Pending", "Running", "Succeeded", "Failed", "Cancelled")
+# Kubernetes names (DNS-1123 labels/subdomains): anything else is refused before rendering.
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+MAX_GRAPH_STEPS = 5_000
+MAX_GRAPH_EDGES = 50_000
+MAX_STEP_NAME = 253
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(UI / "templates"),
+    autoescape=jinja2.select_autoescape(["html", "svg"]),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _asset_versions() -> dict[str, str]:
+    """A content hash per static file, so browsers may cache them and still see a new one."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+            for p in STATIC.iterdir() if p.is_file()}
+
+
+_VERSIONS = _asset_versions()
+_env.globals["static"] = lambda name: f"/static/{name}?v={_VERSIONS.get(name, '0')}"
+
+
+def render(template: str, **context: Any) -> str:
+    """Render one template (pure: a dict in, HTML out; the unit tests call this)."""
+    return _env.get_template(template).render(**context)
+
+
+def render_graph(steps: list[str], edges: list[list[str]], final: list[str]) -> str:
+    """The step graph as an SVG fragment, nodes in phase Pending until the page colours them."""
+    return render("graph.svg", g=graph.layout(steps, edges, final))
+
+
+def _mode(request: web.Request) -> str:
+    """"local" under `taskforge ui` (the kubeconfig's identity), else "cluster"."""
+    local = ACCESS_KEY in request.app and isinstance(request.app[ACCESS_KEY], LocalAccess)
+    return "local" if local else "cluster"
+
+
+def _name(request: web.Request, key: str) -> str:
+    value = request.match_info[key]
+    if not _NAME.match(value):
+        raise web.HTTPNotFound(text=f"{key} {value!r} is not a Kubernetes name")
+    return value
+
+
+async def _page(request: web.Request, template: str, page: str, **context: Any
+                ) -> web.Response:
+    user: User | None = await current_user(request)
+    if user is None:
+        raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='')}")
+    html = render(template, page=page, mode=_mode(request), user=user, **context)
+    return web.Response(text=html, content_type="text/html",
+                        headers={"Cache-Control": "no-store",
+                                 "Content-Security-Policy": CSP})
+
+
+# Everything the pages load is their own: no inline script, no third-party origin.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+       " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+async def index(request: web.Request) -> web.Response:
+    ns = request.cookies.get("taskforge_ns", "default")
+    ns = ns if _NAME.match(ns) else "default"
+    raise web.HTTPFound(f"/namespaces/{ns}/runs")
+
+
+async def pick_namespace(request: web.Request) -> web.Response:
+    """The header's namespace box (a plain GET form, so it works with no script)."""
+    ns = request.query.get("ns", "").strip()
+    if not _NAME.match(ns):
+        raise web.HTTPFound("/")
+    raise web.HTTPFound(f"/namespaces/{ns}/runs")
+
+
+async def login(request: web.Request) -> web.Response:
+    nxt = request.query.get("next", "/")
+    if not nxt.startswith("/") or nxt.startswith("//"):
+        nxt = "/"  # never an open redirect
+    html = render("login.html", page="login", mode=_mode(request), user=None, ns=None,
+                  next=nxt)
+    return web.Response(text=html, content_type="text/html",
+                        headers={"Content-Security-Policy": CSP})
+
+
+async def workflows(request: web.Request) -> web.Response:
+    return await _page(request, "workflows.html", "workflows", ns=_name(request, "ns"))
+
+
+async def workflow(request: web.Request) -> web.Response:
+    return await _page(request, "workflow.html", "workflow", ns=_name(request, "ns"),
+                       workflow=_name(request, "name"))
+
+
+async def runs(request: web.Request) -> web.Response:
+    wanted = set(request.query.getall("phase", []))
+    for value in request.query.getall("phase", []):
+        wanted.update(value.split(","))
+    wf = request.query.get("workflow") or None
+    if wf is not None and not _NAME.match(wf):
+        raise web.HTTPBadRequest(text=f"workflow {wf!r} is not a Kubernetes name")
+    return await _page(request, "runs.html", "runs", ns=_name(request, "ns"), workflow=wf,
+                       phases=PHASES, selected=wanted & set(PHASES))
+
+
+async def run(request: web.Request) -> web.Response:
+    return await _page(request, "run.html", "run", ns=_name(request, "ns"),
+                       run=_name(request, "name"))
+
+
+async def deadletters(request: web.Request) -> web.Response:
+    return await _page(request, "deadletters.html", "deadletters", ns=_name(request, "ns"))
+
+
+def _strings(body: dict[str, Any], key: str, limit: int) -> list[str]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or len(value) > limit:
+        raise ApiError(400, f"{key} must be a list of at most {limit} step names", key)
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not 0 < len(item) <= MAX_STEP_NAME:
+            raise ApiError(400, f"{key}[{i}] must be a step name (1-{MAX_STEP_NAME} chars)",
+                           f"{key}[{i}]")
+    return value
+
+
+async def graph_svg(request: web.Request) -> web.Response:
+    """POST {"steps": [names], "edges": [[from, to]], "finally": [names]} -> SVG.
+
+    Pure layout of data the caller already read from the API, so no RBAC check beyond being
+    logged in (which keeps anonymous callers from spending the server's CPU)."""
+    await require_user(request)
+    body = await json_body(request)
+    steps = _strings(body, "steps", MAX_GRAPH_STEPS)
+    final = _strings(body, "finally", MAX_GRAPH_STEPS)
+    edges = body.get("edges", [])
+    if not isinstance(edges, list) or len(edges) > MAX_GRAPH_EDGES:
+        raise ApiError(400, f"edges must be a list of at most {MAX_GRAPH_EDGES} pairs",
+                       "edges")
+    for i, edge in enumerate(edges):
+        if (not isinstance(edge, list) or len(edge) != 2
+                or not all(isinstance(x, str) for x in edge)):
+            raise ApiError(400, f"edges[{i}] must be a [from, to] pair of step names",
+                           f"edges[{i}]")
+    return web.Response(text=render_graph(steps, edges, final), content_type="image/svg+xml")
+
+
+def add_pages(app: web.Application) -> None:
+    """The hook `taskforge.web.app.create_app` calls: the UI's routes and static files."""
+    r = app.router
+    r.add_get("/", index)
+    r.add_get("/login", login)
+    r.add_get("/namespaces", pick_namespace)
+    r.add_get("/namespaces/{ns}/workflows", workflows)
+    r.add_get("/namespaces/{ns}/workflows/{name}", workflow)
+    r.add_get("/namespaces/{ns}/runs", runs)
+    r.add_get("/namespaces/{ns}/runs/{name}", run)
+    r.add_get("/namespaces/{ns}/deadletters", deadletters)
+    r.add_post("/ui/graph", graph_svg)
+    r.add_static("/static/", STATIC, append_version=False)

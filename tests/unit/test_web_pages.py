@@ -1,0 +1,104 @@
+"""The UI's templates and assets (taskforge.web.pages): rendered from plain values, no cluster.
+
+The browser tests (tests/e2e/browser) drive the same pages against the real API; these pin
+what must hold for any input: names are escaped, the graph is one node per step, the shells
+load only their own assets, and the assets are where the wheel ships them.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from taskforge.web import pages
+
+USER = {"name": "alice"}
+
+
+class Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def parse(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    collector = Collect()
+    collector.feed(html)
+    return collector.tags
+
+
+@pytest.mark.parametrize(("template", "context"), [
+    ("workflows.html", {"page": "workflows"}),
+    ("workflow.html", {"page": "workflow", "workflow": "hello"}),
+    ("runs.html", {"page": "runs", "workflow": None, "phases": pages.PHASES,
+                   "selected": {"Failed"}}),
+    ("run.html", {"page": "run", "run": "hello-1"}),
+    ("deadletters.html", {"page": "deadletters"}),
+    ("login.html", {"page": "login", "next": "/", "ns": None, "user": None}),
+])
+def test_shells_load_only_their_own_assets(template: str, context: dict[str, object]) -> None:
+    values: dict[str, object] = {"mode": "cluster", "user": USER, "ns": "team-a", **context}
+    tags = parse(pages.render(template, **values))
+    scripts = [a.get("src") for t, a in tags if t == "script"]
+    assert len(scripts) == 1
+    assert re.fullmatch(r"/static/app\.js\?v=[0-9a-f]{12}", scripts[0] or "")
+    assert next(a.get("href") or "" for t, a in tags if t == "link").startswith("/static/app.css")
+    assert all(not (a.get("src") or "").startswith("http") for _, a in tags)
+    assert not any(a.get("style") for _, a in tags)  # the CSP allows no inline style
+    body = next(a for t, a in tags if t == "body")
+    assert body["data-page"] == context["page"]
+
+
+def test_action_buttons_start_hidden_and_name_their_permission() -> None:
+    tags = parse(pages.render("run.html", page="run", mode="cluster", user=USER, ns="a",
+                              run="r"))
+    buttons = {a["id"]: a for t, a in tags if t == "button" and a.get("id", "").startswith("btn")}
+    assert set(buttons) == {"btn-cancel", "btn-retry"}
+    assert {b["data-needs"] for b in buttons.values()} == {"runs.cancel", "runs.retry"}
+    assert all("hidden" in b for b in buttons.values())
+
+
+def test_phase_filter_checks_the_selected_phases() -> None:
+    tags = parse(pages.render("runs.html", page="runs", mode="cluster", user=USER, ns="a",
+                              workflow="wf", phases=pages.PHASES,
+                              selected={"Failed", "Running"}))
+    boxes = {a["value"]: "checked" in a for t, a in tags if a.get("name") == "phase"}
+    assert boxes == {"Pending": False, "Running": True, "Succeeded": False, "Failed": True,
+                     "Cancelled": False}
+
+
+def test_hostile_names_are_escaped() -> None:
+    evil = '"><script>alert(1)</script>'
+    html = pages.render("run.html", page="run", mode="cluster", user={"name": evil}, ns="a",
+                        run=evil)
+    assert "<script>alert" not in html
+    svg = pages.render_graph([evil, "b"], [[evil, "b"]], [])
+    assert "<script>" not in svg
+    assert [a.get("data-step") for t, a in parse(svg) if t == "a"] == [evil, "b"]
+
+
+@pytest.mark.parametrize(("steps", "edges", "final", "counts"), [
+    ([], [], [], (0, 0, 0)),
+    (["a", "b", "c"], [["a", "b"], ["b", "c"]], [], (3, 2, 0)),
+    (["a", "b", "f"], [["a", "b"]], ["f"], (3, 1, 1)),
+])
+def test_graph_svg(steps: list[str], edges: list[list[str]], final: list[str],
+                   counts: tuple[int, int, int]) -> None:
+    nodes, paths, finals = counts
+    tags = parse(pages.render_graph(steps, edges, final))
+    anchors = [a for t, a in tags if t == "a"]
+    assert len(anchors) == nodes
+    assert all("phase-Pending" in (a.get("class") or "") for a in anchors)
+    assert sum("final" in (a.get("class") or "").split() for a in anchors) == finals
+    assert len([a for t, a in tags if t == "path" and a.get("marker-end")]) == paths
+    assert [a.get("href") for a in anchors] == [f"#step-{s}" for s in steps]
+
+
+def test_assets_are_package_data() -> None:
+    assert (pages.STATIC / "app.js").is_file() and (pages.STATIC / "app.css").is_file()
+    names = {p.name for p in (pages.UI / "templates").iterdir()}
+    assert {"base.html", "run.html", "runs.html", "graph.svg"} <= names
