@@ -239,7 +239,7 @@ function pageWorkflow() {
   api(API + "/workflows/" + encodeURIComponent(name)).then((wf) => {
     const spec = wf.spec || {};
     const steps = (spec.steps || []).length;
-    const sched = ((spec.triggers || {}).schedule || {}).schedule || spec.schedule || "";
+    const sched = (spec.schedule || {}).cron || "";
     document.getElementById("wf-summary").textContent =
       steps + " step" + (steps === 1 ? "" : "s") + (sched ? " · schedule " + sched : "");
     const params = spec.params || [];
@@ -396,7 +396,7 @@ function pageRun() {
     dl.replaceChildren();
     for (const [k, v] of pairs) if (v) dl.append(el("dt", {text: k}), el("dd", {text: v}));
     const terminal = TERMINAL.has(s.phase);
-    const cancelling = Boolean(((detail.run || {}).spec || {}).cancel);
+    const cancelling = Boolean(s.cancelRequested);
     document.getElementById("btn-cancel").dataset.state = terminal || cancelling ? "off" : "on";
     document.getElementById("btn-retry").dataset.state =
       s.phase === "Failed" || s.phase === "Cancelled" ? "on" : "off";

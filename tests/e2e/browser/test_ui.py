@@ -1,0 +1,181 @@
+"""The web UI in a real browser (headless Debian chromium), against the real cluster,
+operator and web server: live lists, the run graph turning green without a reload, logs
+streaming, cancel, RBAC-hidden buttons with a 403 behind them, and the run form's errors.
+
+The tests share one browser and one namespace, and run in file order (the viewer's test
+uses the runs the editor's made).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.e2e.browser.conftest import Browser, Team, WebServer
+
+WORKFLOWS: dict[str, dict[str, Any]] = {
+    "quick": {"steps": [
+        {"name": "fetch", "script": {"source": "echo fetching; sleep 1"}},
+        {"name": "left", "dependsOn": ["fetch"], "log": {"message": "left side"}},
+        {"name": "right", "dependsOn": ["fetch"], "script": {"source": "sleep 0.5; echo right"}},
+        {"name": "join", "dependsOn": ["left", "right"], "log": {"message": "joined"}},
+    ]},
+    "talky": {"steps": [
+        {"name": "talk", "script": {
+            "source": "for i in 1 2 3 4 5 6; do echo \"line-$i\"; sleep 0.6; done"}},
+    ]},
+    "sleepy": {"steps": [{"name": "nap", "script": {"source": "sleep 120"}}]},
+    "needs-param": {
+        "params": [{"name": "target", "required": True, "description": "where to go"},
+                   {"name": "count", "type": "integer", "default": 1}],
+        "steps": [{"name": "go", "log": {"message": "to {{ params.target }}"}}],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def ui(team: Team, browser: Browser) -> Browser:
+    for name, spec in WORKFLOWS.items():
+        team.kube.workflow(name, spec)
+    browser.login(team.tokens["editor"], f"/namespaces/{team.namespace}/runs")
+    return browser
+
+
+def kubectl_run(team: Team, workflow: str) -> str:
+    name = f"{workflow}-{uuid.uuid4().hex[:5]}"
+    team.cluster.kubectl("create", "-f", "-", input=f"""
+apiVersion: taskforge.io/v1alpha1
+kind: WorkflowRun
+metadata: {{name: {name}, namespace: {team.namespace}}}
+spec: {{workflowRef: {{name: {workflow}}}}}
+""")
+    return name
+
+
+def run_page(ui: Browser, team: Team, run: str) -> None:
+    ui.open(f"/namespaces/{team.namespace}/runs/{run}")
+    ui.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#graph svg .node"), 10)
+
+
+def node_phases(ui: Browser) -> dict[str, str]:
+    found: dict[str, str] = ui.js(
+        "return Object.fromEntries([...document.querySelectorAll('#graph .node')]"
+        ".map(n => [n.dataset.step, n.dataset.phase || 'Pending']))")
+    return found
+
+
+def test_run_created_with_kubectl_appears_within_a_second(ui: Browser, team: Team) -> None:
+    ui.open(f"/namespaces/{team.namespace}/runs")
+    ui.wait(lambda d: d.find_element(By.ID, "runs-count").text)  # the snapshot arrived
+    name = kubectl_run(team, "quick")
+    created = time.monotonic()
+    ui.wait(lambda d: d.find_elements(By.CSS_SELECTOR, f'#runs tr[data-run="{name}"]'), 5)
+    took = time.monotonic() - created
+    print(f"run row appeared {took * 1000:.0f} ms after kubectl create returned")
+    assert took < 1.0
+    # the phase filter hides it once it is not among the checked phases
+    ui.driver.find_element(By.CSS_SELECTOR, "#phase-filter input[value=Failed]").click()
+    ui.wait(lambda d: not d.find_elements(By.CSS_SELECTOR, f'#runs tr[data-run="{name}"]'))
+    assert "phase=Failed" in ui.driver.current_url
+
+
+def test_steps_turn_green_live_without_a_reload(ui: Browser, team: Team) -> None:
+    name = kubectl_run(team, "quick")
+    run_page(ui, team, name)
+    ui.js("window.__sameDocument = true")
+    first = node_phases(ui)
+    assert set(first) == {"fetch", "left", "right", "join"}
+    assert first["join"] != "Succeeded"  # fetch alone sleeps 1 s
+    ui.wait(lambda d: set(node_phases(ui).values()) == {"Succeeded"}, 30)
+    assert ui.js("return window.__sameDocument") is True  # updated in place, never reloaded
+    stroke = ui.js("return getComputedStyle(document.querySelector("
+                   "'#graph .node[data-step=join] rect')).stroke")
+    assert stroke == "rgb(26, 127, 55)"  # --succeeded: green
+    assert ui.driver.find_element(By.ID, "run-phase").text == "Succeeded"
+    rows = ui.driver.find_elements(By.CSS_SELECTOR, "#steps tbody tr")
+    assert [r.get_attribute("data-phase") for r in rows] == ["Succeeded"] * 4
+    # the table shows durations and the log step's outputs
+    assert ui.driver.find_element(By.CSS_SELECTOR, "#step-fetch td:nth-of-type(4)").text
+
+
+def test_logs_stream_while_the_step_runs(ui: Browser, team: Team) -> None:
+    name = kubectl_run(team, "talky")
+    run_page(ui, team, name)
+    ui.wait(lambda d: node_phases(ui).get("talk") == "Running", 20)
+    ui.driver.find_element(By.CSS_SELECTOR, 'button[data-logs="talk"]').click()
+    logs = ui.driver.find_element(By.ID, "logs")
+    ui.wait(lambda d: "line-1" in logs.text, 10)
+    early = logs.text
+    still_running = team.kube.run(name)["status"]["phase"] == "Running"
+    assert still_running and "line-6" not in early, early
+    ui.wait(lambda d: "line-6" in logs.text, 20)
+    assert logs.get_attribute("data-state") in ("streaming", "done")
+
+
+def test_cancel_from_the_ui_cancels_the_run(ui: Browser, team: Team) -> None:
+    name = kubectl_run(team, "sleepy")
+    run_page(ui, team, name)
+    ui.wait(lambda d: node_phases(ui).get("nap") == "Running", 20)
+    cancel = ui.wait(lambda d: d.find_element(By.ID, "btn-cancel").is_displayed()
+                     and d.find_element(By.ID, "btn-cancel"))
+    assert not ui.driver.find_element(By.ID, "btn-retry").is_displayed()
+    cancel.click()
+    run = team.kube.wait_run(name, timeout=30)
+    assert run["status"]["phase"] == "Cancelled"
+    ui.wait(lambda d: d.find_element(By.ID, "run-phase").text == "Cancelled", 10)
+    ui.wait(lambda d: d.find_element(By.ID, "btn-retry").is_displayed())
+    assert not ui.driver.find_element(By.ID, "btn-cancel").is_displayed()
+
+
+def test_run_form_names_a_missing_required_param(ui: Browser, team: Team) -> None:
+    ui.open(f"/namespaces/{team.namespace}/workflows/needs-param")
+    ui.wait(lambda d: d.find_element(By.ID, "run-section").is_displayed())
+    target = ui.wait(lambda d: d.find_element(By.ID, "param-target"))
+    ui.driver.find_element(By.ID, "run-submit").click()
+    error = ui.wait(lambda d: d.find_element(By.ID, "run-error").is_displayed()
+                    and d.find_element(By.ID, "run-error"))
+    assert "target" in error.text and "required" in error.text, error.text
+    assert target.get_attribute("aria-invalid") == "true"
+    assert ui.driver.switch_to.active_element == target  # the keyboard lands on it
+    runs = team.kube.custom.list_namespaced_custom_object(
+        "taskforge.io", "v1alpha1", team.namespace, "workflowruns",
+        label_selector="taskforge.io/workflow=needs-param")["items"]
+    assert runs == []
+    target.send_keys("mars")
+    ui.driver.find_element(By.ID, "run-submit").click()
+    ui.wait(lambda d: "/runs/needs-param" in d.current_url, 10)
+    ui.wait(lambda d: d.find_element(By.ID, "run-phase").text == "Succeeded", 30)
+
+
+def test_a_viewer_sees_no_action_buttons_and_gets_403(
+    ui: Browser, team: Team, web_server: WebServer
+) -> None:
+    running = kubectl_run(team, "sleepy")
+    team.kube.wait_run(running, lambda r: (r.get("status") or {}).get("phase") == "Running", 20)
+    ui.login(team.tokens["viewer"], f"/namespaces/{team.namespace}/runs/{running}")
+    ui.wait(lambda d: d.find_element(By.ID, "run-phase").text == "Running", 10)
+    ui.wait(lambda d: d.find_element(By.ID, "btn-cancel").get_attribute("data-allowed"))
+    assert ui.driver.find_element(By.ID, "btn-cancel").get_attribute("data-allowed") == "false"
+    assert not ui.driver.find_element(By.ID, "btn-cancel").is_displayed()
+    assert not ui.driver.find_element(By.ID, "btn-retry").is_displayed()
+    ui.open(f"/namespaces/{team.namespace}/workflows")
+    ui.wait(lambda d: d.find_elements(By.CSS_SELECTOR, '#workflows tr[data-workflow="quick"]'))
+    assert not [a for a in ui.driver.find_elements(By.CSS_SELECTOR, "#workflows a.button")
+                if a.is_displayed()]
+    ui.open(f"/namespaces/{team.namespace}/workflows/needs-param")
+    ui.wait(lambda d: d.find_element(By.ID, "run-section").get_attribute("data-allowed"))
+    assert not ui.driver.find_element(By.ID, "run-section").is_displayed()
+    # the server checks again: the viewer's own token gets 403 and nothing changes
+    api = f"{web_server.url}/api/v1/namespaces/{team.namespace}"
+    bearer = {"Authorization": f"Bearer {team.tokens['viewer']}"}
+    cancel = httpx.post(f"{api}/runs/{running}/cancel", headers=bearer, timeout=10)
+    start = httpx.post(f"{api}/runs", headers=bearer, timeout=10,
+                       json={"workflow": "needs-param", "params": {"target": "x"}})
+    assert (cancel.status_code, start.status_code) == (403, 403), (cancel.text, start.text)
+    assert cancel.json()["error"]["reason"] == "Forbidden"
+    assert not team.kube.run(running)["spec"].get("cancel")
