@@ -160,6 +160,12 @@ LIMITS_SKIPPED = Counter(
     " run_concurrency, step_rate, step_concurrency, webhook_rate.",
     ["kind"],
 )
+WATCH_EVENTS = Counter(
+    "taskforge_watch_events_total",
+    "Watch events received, by resource (workflowruns, workflows, jobs, pods). Jobs and pods"
+    " are selected server-side by the run label: other pods of the cluster are never sent.",
+    ["resource"],
+)
 LEADER = Gauge(
     "taskforge_leader",
     "1 while this replica holds the leader Lease (or runs without leader election), else 0.",

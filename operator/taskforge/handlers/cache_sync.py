@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from taskforge import GROUP
+from taskforge.adapters import metrics
 
 log = logging.getLogger("taskforge.cache")
 
@@ -114,7 +115,9 @@ def _wrap(original: Callable[..., AsyncIterator[Any]], tracker: CacheSync,
         resource, namespace = kwargs.get("resource"), kwargs.get("namespace")
         group, plural = str(getattr(resource, "group", "")), str(getattr(resource, "plural", ""))
         tracker.begin(group, plural, namespace)
+        counter = metrics.WATCH_EVENTS.labels(plural)  # one child per stream, not per event
         async for event in original(**kwargs):
+            counter.inc()
             if event is listed_marker:
                 tracker.listed(group, plural, namespace)
             elif isinstance(event, dict) and event.get("type") is None and not tracker.synced:
