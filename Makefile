@@ -8,7 +8,8 @@ PYTEST_ARGS ?=
 NODE ?= agent
 
 .PHONY: help setup cluster cluster-down crds lint types imports unit e2e test demo install \
-        uninstall run bench bench-all helm-lint chart-docs clean pythons image e2e-real-node
+        uninstall run bench bench-all helm-lint chart-docs clean pythons image e2e-real-node \
+        ui-screenshots
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -92,6 +93,9 @@ bench: setup ## The operator against the floor controller (ratios) and its write
 
 bench-all: setup ## Every benchmark (bench/bench_*.py, long); figures go to bench/RESULTS.md by hand
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+ui-screenshots: setup ## Screenshots of the real web UI into docs/ui/ (local cluster, operator, chromium)
+	@$(PY) hack/ui_screenshots.py
 
 helm-lint: setup ## helm lint and render the chart
 	@$$(cat $(LOCAL)/bin-dir)/helm lint charts/taskforge

@@ -239,13 +239,20 @@ function pageWorkflow() {
   api(API + "/workflows/" + encodeURIComponent(name)).then((wf) => {
     const spec = wf.spec || {};
     const steps = (spec.steps || []).length;
-    const sched = (spec.schedule || {}).cron || "";
+    const sched = ((spec.triggers || {}).schedule || {}).cron || "";
     document.getElementById("wf-summary").textContent =
       steps + " step" + (steps === 1 ? "" : "s") + (sched ? " · schedule " + sched : "");
     const params = spec.params || [];
     if (!params.length) fields.append(el("p", {class: "muted", text: "This workflow declares no params."}));
     for (const p of params) fields.append(paramInput(p));
   }).catch((e) => flash(e.message));
+  api(API + "/runs?limit=10&workflow=" + encodeURIComponent(name)).then((page) => {
+    const list = document.getElementById("recent-runs");
+    list.replaceChildren(...page.items.map((r) => el("li", {},
+      el("a", {href: "/namespaces/" + encodeURIComponent(NS) + "/runs/" + encodeURIComponent(r.name), text: r.name}),
+      " ", phaseBadge(r.phase), " ", el("span", {class: "muted", text: fmtTime(r.startedAt || r.created)}))));
+    if (!page.items.length) list.append(el("li", {class: "muted", text: "No runs yet."}));
+  }).catch(() => { /* the list of all runs is one link away */ });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.hidden = true;
@@ -357,13 +364,15 @@ function pageRun() {
       (a.message ? ": " + a.message : "")).join("\n");
     const outputs = s.outputs === null || s.outputs === undefined ? "" :
       el("details", {}, el("summary", {text: "outputs"}), el("pre", {text: JSON.stringify(s.outputs, null, 2)}));
-    const button = el("button", {type: "button", class: "link", "data-logs": s.name, text: "logs"});
-    button.addEventListener("click", () => followLogs(s.name));
+    // no attempt, no pod: nothing to show yet (the row is replaced when the step starts)
+    const button = s.attempts ? el("button", {type: "button", class: "link", "data-logs": s.name,
+      "aria-label": "logs of " + s.name, text: "logs"}) : null;
+    if (button) button.addEventListener("click", () => followLogs(s.name));
     return el("tr", {id: "step-" + s.name, "data-step": s.name, "data-phase": s.phase || "Pending"},
       el("th", {scope: "row", text: s.name + (s.finally ? " (finally)" : "")}), el("td", {text: s.type || ""}),
       el("td", {}, phaseBadge(s.phase)), el("td", {title: attempts, text: s.attempts || 0}),
       el("td", {text: fmtSeconds(s.durationSeconds)}),
-      el("td", {class: "msg", text: (s.message || "") + (s.exitCode ? " (exit " + s.exitCode + ")" : "")}),
+      el("td", {class: "msg", text: s.message || ""}),
       el("td", {}, outputs), el("td", {}, button));
   }
 
