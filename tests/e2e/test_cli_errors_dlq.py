@@ -65,14 +65,15 @@ def test_errors_are_one_line_with_exit_code_1(cli: Cli, tmp_path: Path) -> None:
 # --- dead letters ------------------------------------------------------------------------------
 
 
-def test_dlq_list_show_replay_purge(cli: Cli, redis_server: Any) -> None:
+def test_dlq_admin_path_list_show_replay_purge(cli: Cli, redis_server: Any) -> None:
+    """The ADMIN path (--redis-url: Redis directly, no API); tests/e2e/web covers the API."""
     prefix = f"cli-{uuid.uuid4().hex[:8]}:"
     settings = RedisSettings(url=redis_server.url, prefix=prefix)
 
     async def ship(namespace: str, run: str) -> str:
         conn = RedisConnection(settings)
         try:
-            return await DeadLetterStream(conn).ship({
+            return await DeadLetterStream(conn, namespace).ship({
                 "id": f"uid-{run}/transform", "workflow": "pipeline", "namespace": namespace,
                 "run": run, "step": "transform", "params": {"who": "dlq"},
                 "error": "script exited 1", "attempts": 3, "failedAt": iso(-30),
@@ -95,19 +96,24 @@ def test_dlq_list_show_replay_purge(cli: Cli, redis_server: Any) -> None:
     shown = json.loads(cli("dlq", "show", sid, *redis, "-o", "json").stdout)
     assert shown["params"] == {"who": "dlq"} and shown["attempts"] == 3
 
-    replayed = cli("dlq", "replay", sid, *redis, ns=False)
+    replayed = cli("dlq", "replay", sid, *redis)
     assert replayed.exit_code == 0, replayed.output
     new = replayed.stdout.split()[0].removeprefix(f"workflowrun.{GROUP}/")  # kubectl's form
     spec = cli.run_object(new)["spec"]
     assert spec["trigger"] == {"type": "replay"} and spec["params"] == {"who": "dlq"}
-    assert json.loads(cli("dlq", "list", *redis, "-o", "json").stdout)[0]["replayed_as"] == new
+    assert json.loads(cli("dlq", "list", *redis, "-o", "json").stdout)[0]["replayedAs"] == new
 
     refused = cli("dlq", "purge", "--all", *redis, input="")
     assert refused.exit_code == 1 and "--yes" in refused.stderr
     assert cli("dlq", "purge", sid, *redis).exit_code == 0
     gone = cli("dlq", "show", sid, *redis)
     assert gone.exit_code == 1 and "no dead-letter entry" in gone.stderr
-    assert cli("dlq", "purge", "--all", "--yes", *redis).stdout == "purged 1 entry\n"
+    bad = cli("dlq", "show", "not-an-id", *redis)
+    assert bad.exit_code == 1 and "is not a dead-letter id" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert cli("dlq", "purge", "--all", "--yes", *redis).stdout == "purged 0 entries\n"
+    assert cli("dlq", "purge", "--all", "--yes", *redis, "-n", "another-team",
+               ns=False).stdout == "purged 1 entry\n"
 
 
 def test_dlq_without_redis_is_a_one_line_error(cli: Cli) -> None:

@@ -1,11 +1,14 @@
-"""`taskforge dlq`: the dead-letter stream in Redis - list, show, replay, purge.
+"""`taskforge dlq`: dead-letter records of a namespace - list, show, replay, purge.
 
-A thin shell over `taskforge.adapters.deadletter.DeadLetterStream` (the operator's own
-reader and writer of the stream), run with `asyncio.run` per command. Redis is found like
-the operator finds it (REDIS_URL and the TASKFORGE_REDIS_* variables) or with
-`--redis-url`; from a laptop that is usually a `kubectl port-forward`. The operator's
-deadlines are tuned to fail a reconcile fast; a person at a terminal can wait a few
-seconds, so they are raised here.
+Through the Taskforge web API (taskforge.web), which authorizes each call by the caller's
+own RBAC in that namespace (list workflowruns to read, create to replay, delete to purge)
+and reads Redis itself: users need no Redis URL or password, and see only the namespaces
+they may see. The server is reached through the API server's service proxy, or directly
+with --server (a local `taskforge ui`); see cli/webapi.py.
+
+ADMIN PATH: `--redis-url` bypasses the API and RBAC and talks to Redis directly, like the
+operator (REDIS_URL and TASKFORGE_REDIS_* do NOT select it: it must be asked for by name).
+It is for the installation's administrators (and -A, every namespace at once).
 
 `replay` starts a fresh run of the record's workflow with the record's params (trigger
 `replay`) in the record's namespace, then notes the new run on the record.
@@ -24,7 +27,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from taskforge.adapters.deadletter import DeadLetterEntry, DeadLetterStream
+from taskforge.adapters.deadletter import BadIdError, DeadLetterEntry, DeadLetterStream
 from taskforge.adapters.redis_client import RedisConnection, RedisSettings, RedisUnavailableError
 from taskforge.cli.client import RUNS, WORKFLOWS, chosen_namespace, connect
 from taskforge.cli.errors import CliError
@@ -33,35 +36,54 @@ from taskforge.cli.render import compact, console, emit, human, parse_time
 from taskforge.cli.runs import run_manifest
 from taskforge.cli.show import DataOutput
 from taskforge.cli.watching import exit_code, follow
+from taskforge.cli.webapi import (
+    DEFAULT_SERVICE,
+    ServerOpt,
+    ServiceOpt,
+    TokenOpt,
+    WebApi,
+    kube_config,
+)
 from taskforge.engine.naming import label_value
+from taskforge.engine.rerun import LABEL_REPLAY_OF
 
 T = TypeVar("T")
-LABEL_REPLAY_OF = "taskforge.io/replay-of"
+_ADMIN = "Admin: direct Redis (bypasses the API and RBAC)"
 
-app = typer.Typer(help="The dead-letter stream: steps that failed for good.",
+app = typer.Typer(help="Dead letters: steps that failed for good, per namespace.",
                   no_args_is_help=True, rich_markup_mode=None)
 
 RedisUrlOpt = Annotated[
     str | None,
-    typer.Option("--redis-url", envvar="REDIS_URL", show_default=False,
-                 help="Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379/0)."),
+    typer.Option("--redis-url", show_default=False, rich_help_panel=_ADMIN,
+                 help="ADMIN: read and write Redis directly instead of the API (needs the"
+                 " Redis credentials; no RBAC)."),
 ]
 PrefixOpt = Annotated[
     str | None,
     typer.Option("--redis-prefix", envvar="TASKFORGE_REDIS_PREFIX", show_default=False,
-                 help="Key prefix of the installation (default: taskforge:)."),
+                 rich_help_panel=_ADMIN,
+                 help="ADMIN: key prefix of the installation (default: taskforge:)."),
 ]
 OutputOpt = Annotated[
     DataOutput | None,
     typer.Option("--output", "-o", help="Print json or yaml.", show_default=False),
 ]
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="Entry id, as listed.",
+                                      show_default=False)]
 
 
-def _with_stream(
-    url: str | None, prefix: str | None, action: Callable[[DeadLetterStream], Awaitable[T]]
-) -> T:
-    """Run one async action against the stream; Redis trouble becomes a one-line error."""
-    # The connection logs outages for the operator's log; here the error line says it all.
+def _view(e: DeadLetterEntry) -> dict[str, Any]:
+    """The API's shape (taskforge.web.deadletters.entry_view), for the admin path too."""
+    return {"id": e.stream_id, "record": e.id, "workflow": e.workflow or None,
+            "namespace": e.namespace, "run": e.run, "step": e.step, "params": e.params,
+            "error": e.error, "attempts": e.attempts, "failedAt": e.failed_at,
+            "shippedAt": e.shipped_at, "replayedAs": e.replayed_as, "replayedAt": e.replayed_at}
+
+
+def _redis(url: str, prefix: str | None,
+           action: Callable[[RedisConnection], Awaitable[T]]) -> T:
+    """ADMIN: run one async action against Redis; trouble becomes a one-line error."""
     quiet = logging.getLogger("taskforge.adapters.redis_client")
     if not quiet.handlers:
         quiet.addHandler(logging.NullHandler())
@@ -69,9 +91,7 @@ def _with_stream(
     try:
         settings = RedisSettings.from_env()
         settings = replace(
-            settings,
-            url=url or settings.url,
-            prefix=settings.prefix if prefix is None else prefix,
+            settings, url=url, prefix=settings.prefix if prefix is None else prefix,
             deadline=max(settings.deadline, 5.0),
             connect_timeout=max(settings.connect_timeout, 3.0),
             socket_timeout=max(settings.socket_timeout, 3.0),
@@ -83,7 +103,7 @@ def _with_stream(
     async def go() -> T:
         conn = RedisConnection(settings)
         try:
-            return await action(DeadLetterStream(conn))
+            return await action(conn)
         finally:
             await conn.aclose()
 
@@ -91,6 +111,15 @@ def _with_stream(
         return asyncio.run(go())
     except RedisUnavailableError as exc:
         raise CliError(str(exc)) from None
+    except BadIdError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _api(ctx: typer.Context, namespace: str | None, context: str | None, kubeconfig: Any, *,
+         server: str | None, service: str, token: str | None) -> WebApi:
+    del namespace  # the path names it
+    config = None if (server and token) else kube_config(ctx, context, kubeconfig)
+    return WebApi.connect(config, server, service, token)
 
 
 def _ago(timestamp: str, now: datetime) -> str:
@@ -102,10 +131,11 @@ def _ago(timestamp: str, now: datetime) -> str:
 def list_(
     ctx: typer.Context,
     *,
-    count: Annotated[int, typer.Option("--count", min=1, help="Newest N entries.")] = 50,
+    count: Annotated[int, typer.Option("--count", min=1, max=500, help="Newest N entries.")]
+    = 50,
     before: Annotated[
         str | None,
-        typer.Option("--before", help="Page back: entries older than this stream id.",
+        typer.Option("--before", help="Page back: entries older than this id.",
                      show_default=False),
     ] = None,
     workflow: Annotated[
@@ -113,9 +143,13 @@ def list_(
         typer.Option("--workflow", "-w", help="Only this workflow's entries.", show_default=False),
     ] = None,
     all_namespaces: Annotated[
-        bool, typer.Option("--all-namespaces", "-A", help="Entries of every namespace.")
+        bool, typer.Option("--all-namespaces", "-A",
+                           help="ADMIN (with --redis-url): entries of every namespace.")
     ] = False,
     output: OutputOpt = None,
+    server: ServerOpt = None,
+    service: ServiceOpt = DEFAULT_SERVICE,
+    token: TokenOpt = None,
     redis_url: RedisUrlOpt = None,
     redis_prefix: PrefixOpt = None,
     namespace: NamespaceOpt = None,
@@ -123,14 +157,30 @@ def list_(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """List dead-letter entries of the namespace (-n, as kubectl chooses it), newest first."""
-    entries = _with_stream(redis_url, redis_prefix, lambda s: s.list(count=count, before=before))
-    if not all_namespaces:
-        chosen = chosen_namespace(ctx, namespace, context, kubeconfig)
-        entries = [e for e in entries if e.namespace == chosen]
+    chosen = chosen_namespace(ctx, namespace, context, kubeconfig)
+    if redis_url:
+        async def read(conn: RedisConnection) -> list[dict[str, Any]]:
+            spaces = (sorted(str(n) for n in await conn.client.smembers(conn.key("dlq:namespaces")))
+                      if all_namespaces else [chosen])
+            found: list[dict[str, Any]] = []
+            for ns in spaces:
+                found += [_view(e) for e in
+                          await DeadLetterStream(conn, ns).list(count=count, before=before)]
+            return found
+        entries = _redis(redis_url, redis_prefix, read)
+    else:
+        if all_namespaces:
+            raise CliError("-A needs the admin path (--redis-url): the API serves one"
+                           " namespace at a time, as RBAC allows")
+        api = _api(ctx, namespace, context, kubeconfig, server=server, service=service,
+                   token=token)
+        params = {"limit": str(count), **({"before": before} if before else {})}
+        entries = api.call("GET", f"/api/v1/namespaces/{chosen}/deadletters",
+                           params=params)["items"]
     if workflow:
-        entries = [e for e in entries if e.workflow == workflow]
+        entries = [e for e in entries if e["workflow"] == workflow]
     if output is not None:
-        emit([e.to_dict() for e in entries], output.value)
+        emit(entries, output.value)
         return
     if not entries:
         print("No dead-letter entries.")
@@ -141,121 +191,171 @@ def list_(
         table.add_column(col, no_wrap=col != "ERROR")
     for e in entries:
         table.add_row(
-            e.stream_id, e.workflow or "(inline)", f"{e.namespace}/{e.run}", e.step,
-            str(e.attempts), _ago(e.failed_at, now), compact(e.error, 60), e.replayed_as or "-",
+            e["id"], e["workflow"] or "(inline)", f"{e['namespace']}/{e['run']}", e["step"],
+            str(e["attempts"]), _ago(e["failedAt"], now), compact(e["error"], 60),
+            e["replayedAs"] or "-",
         )
     console().print(table)
 
 
-def _entry(stream_id: str, url: str | None, prefix: str | None) -> DeadLetterEntry:
-    entry = _with_stream(url, prefix, lambda s: s.show(stream_id))
+def _admin_entry(url: str, prefix: str | None, ns: str, stream_id: str) -> dict[str, Any]:
+    entry = _redis(url, prefix, lambda c: DeadLetterStream(c, ns).show(stream_id))
     if entry is None:
-        raise CliError(f"no dead-letter entry {stream_id!r}")
-    return entry
+        raise CliError(f"no dead-letter entry {stream_id!r} in namespace {ns!r}")
+    return _view(entry)
 
 
 @app.command("show")
 def show(
-    stream_id: Annotated[str, typer.Argument(metavar="ID", help="Stream id, as listed.",
-                                             show_default=False)],
+    ctx: typer.Context,
+    stream_id: IdArg,
     *,
     output: OutputOpt = None,
+    server: ServerOpt = None,
+    service: ServiceOpt = DEFAULT_SERVICE,
+    token: TokenOpt = None,
     redis_url: RedisUrlOpt = None,
     redis_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Show one dead-letter entry in full."""
-    entry = _entry(stream_id, redis_url, redis_prefix)
+    ns = chosen_namespace(ctx, namespace, context, kubeconfig)
+    if redis_url:
+        entry = _admin_entry(redis_url, redis_prefix, ns, stream_id)
+    else:
+        api = _api(ctx, namespace, context, kubeconfig, server=server, service=service,
+                   token=token)
+        entry = api.call("GET", f"/api/v1/namespaces/{ns}/deadletters/{stream_id}")
     if output is not None:
-        emit(entry.to_dict(), output.value)
+        emit(entry, output.value)
         return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     now = datetime.now(UTC)
     for key, value in (
-        ("ID", entry.stream_id), ("Record", entry.id), ("Workflow", entry.workflow or "(inline)"),
-        ("Run", f"{entry.namespace}/{entry.run}"), ("Step", entry.step),
-        ("Attempts", str(entry.attempts)),
-        ("Failed", f"{entry.failed_at}  ({_ago(entry.failed_at, now)})"),
-        ("Shipped", entry.shipped_at), ("Params", compact(entry.params, 400)),
-        ("Error", entry.error),
-        ("Replayed as", f"{entry.replayed_as} at {entry.replayed_at}" if entry.replayed_as
-         else "-"),
+        ("ID", entry["id"]), ("Record", entry["record"]),
+        ("Workflow", entry["workflow"] or "(inline)"),
+        ("Run", f"{entry['namespace']}/{entry['run']}"), ("Step", entry["step"]),
+        ("Attempts", str(entry["attempts"])),
+        ("Failed", f"{entry['failedAt']}  ({_ago(entry['failedAt'], now)})"),
+        ("Shipped", entry["shippedAt"]), ("Params", compact(entry["params"], 400)),
+        ("Error", entry["error"]),
+        ("Replayed as", f"{entry['replayedAs']} at {entry['replayedAt']}"
+         if entry["replayedAs"] else "-"),
     ):
         grid.add_row(key, value)
     console().print(grid)
 
 
+def _admin_replay(ctx: typer.Context, url: str, prefix: str | None, ns: str, stream_id: str,
+                  *, context: str | None, kubeconfig: Any) -> str:
+    """ADMIN: the replay done here, with the kubeconfig's rights on the cluster."""
+    entry = _admin_entry(url, prefix, ns, stream_id)
+    cluster = connect(ctx, ns, context, kubeconfig)
+    source: dict[str, Any]
+    if entry["workflow"]:
+        cluster.get(WORKFLOWS, entry["workflow"])  # a clear error if it is gone
+        source = {"workflowRef": {"name": entry["workflow"]}}
+    else:
+        try:
+            inline = (cluster.get(RUNS, entry["run"]).get("spec") or {}).get("workflowSpec")
+        except CliError:
+            inline = None
+        if not inline:
+            raise CliError(f"entry {stream_id} has an inline workflow and run {entry['run']!r}"
+                           " (which held it) is gone: nothing to replay")
+        source = {"workflowSpec": inline}
+    manifest = run_manifest(
+        workflow=entry["workflow"] or entry["run"], name=None, source=source,
+        params=entry["params"] if isinstance(entry["params"], dict) else None,
+        trigger="replay",
+        labels={LABEL_REPLAY_OF: label_value(entry["run"])} if entry["run"] else None,
+    )
+    name = str(cluster.create(RUNS, manifest)["metadata"]["name"])
+    noted = _redis(url, prefix, lambda c: DeadLetterStream(c, ns).mark_replayed(stream_id, name))
+    if not noted:
+        print(f"warning: entry {stream_id} vanished meanwhile; not marked", file=sys.stderr)
+    return name
+
+
 @app.command("replay")
 def replay(
     ctx: typer.Context,
-    stream_id: Annotated[str, typer.Argument(metavar="ID", help="Stream id, as listed.",
-                                             show_default=False)],
+    stream_id: IdArg,
     *,
     watch: Annotated[bool, typer.Option("--watch", help="Follow the new run until it ends.")]
     = False,
+    server: ServerOpt = None,
+    service: ServiceOpt = DEFAULT_SERVICE,
+    token: TokenOpt = None,
     redis_url: RedisUrlOpt = None,
     redis_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Start a new run of the entry's workflow with its params, in its namespace."""
-    entry = _entry(stream_id, redis_url, redis_prefix)
-    cluster = connect(ctx, entry.namespace or None, context, kubeconfig)
-    source: dict[str, Any]
-    if entry.workflow:
-        cluster.get(WORKFLOWS, entry.workflow)  # a clear error if it is gone
-        source = {"workflowRef": {"name": entry.workflow}}
+    ns = chosen_namespace(ctx, namespace, context, kubeconfig)
+    if redis_url:
+        name = _admin_replay(ctx, redis_url, redis_prefix, ns, stream_id, context=context,
+                             kubeconfig=kubeconfig)
     else:
-        try:
-            inline = (cluster.get(RUNS, entry.run).get("spec") or {}).get("workflowSpec")
-        except CliError:
-            inline = None
-        if not inline:
-            raise CliError(f"entry {stream_id} has an inline workflow and run {entry.run!r}"
-                           " (which held it) is gone: nothing to replay")
-        source = {"workflowSpec": inline}
-    manifest = run_manifest(
-        workflow=entry.workflow or entry.run,
-        name=None,
-        source=source,
-        params=entry.params if isinstance(entry.params, dict) else None,
-        trigger="replay",
-        labels={LABEL_REPLAY_OF: label_value(entry.run)} if entry.run else None,
-    )
-    created = cluster.create(RUNS, manifest)
-    name = created["metadata"]["name"]
-    noted = _with_stream(redis_url, redis_prefix, lambda s: s.mark_replayed(stream_id, name))
-    print(f"workflowrun.taskforge.io/{name} created in {cluster.namespace}"
-          f" (replay of {stream_id})")
-    if not noted:
-        print(f"warning: entry {stream_id} vanished meanwhile; not marked", file=sys.stderr)
+        api = _api(ctx, namespace, context, kubeconfig, server=server, service=service,
+                   token=token)
+        answer = api.call("POST", f"/api/v1/namespaces/{ns}/deadletters/{stream_id}/replay")
+        name = str(answer["run"]["name"])
+    print(f"workflowrun.taskforge.io/{name} created in {ns} (replay of {stream_id})")
     if watch:
-        raise typer.Exit(exit_code(follow(cluster, name)))
+        raise typer.Exit(exit_code(follow(connect(ctx, ns, context, kubeconfig), name)))
 
 
 @app.command("purge")
 def purge(
+    ctx: typer.Context,
     stream_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="One entry to delete.",
                                                     show_default=False)] = None,
     *,
-    all_entries: Annotated[bool, typer.Option("--all", help="Delete every entry.")] = False,
+    all_entries: Annotated[bool, typer.Option("--all", help="Delete every entry of the"
+                                              " namespace.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (with --all).")] = False,
+    server: ServerOpt = None,
+    service: ServiceOpt = DEFAULT_SERVICE,
+    token: TokenOpt = None,
     redis_url: RedisUrlOpt = None,
     redis_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Delete one entry, or all of them with --all."""
+    """Delete one entry, or all of the namespace's with --all."""
     if (stream_id is None) == (not all_entries):
         raise CliError("give an entry ID or --all (not both)")
+    ns = chosen_namespace(ctx, namespace, context, kubeconfig)
+    if all_entries and not yes:
+        if not sys.stdin.isatty():
+            raise CliError("purge --all deletes every entry of the namespace: add --yes to"
+                           " confirm")
+        typer.confirm(f"Delete every dead-letter entry of namespace {ns}?", abort=True)
+    path = f"/api/v1/namespaces/{ns}/deadletters"
     if stream_id is not None:
-        removed = _with_stream(redis_url, redis_prefix, lambda s: s.purge(stream_id))
-        if not removed:
-            raise CliError(f"no dead-letter entry {stream_id!r}")
+        if redis_url:
+            removed = _redis(redis_url, redis_prefix,
+                             lambda c: DeadLetterStream(c, ns).purge(stream_id))
+            if not removed:
+                raise CliError(f"no dead-letter entry {stream_id!r} in namespace {ns!r}")
+        else:
+            _api(ctx, namespace, context, kubeconfig, server=server, service=service,
+                   token=token).call(
+                "DELETE", f"{path}/{stream_id}")
         print(f"purged {stream_id}")
         return
-    if not yes:
-        if not sys.stdin.isatty():
-            raise CliError("purge --all deletes every entry: add --yes to confirm")
-        typer.confirm("Delete every dead-letter entry?", abort=True)
-    removed = _with_stream(redis_url, redis_prefix, lambda s: s.purge_all())
+    if redis_url:
+        removed = _redis(redis_url, redis_prefix, lambda c: DeadLetterStream(c, ns).purge_all())
+    else:
+        removed = int(_api(ctx, namespace, context, kubeconfig, server=server, service=service,
+                   token=token).call(
+            "DELETE", path, params={"all": "true"})["purged"])
     print(f"purged {removed} entr{'y' if removed == 1 else 'ies'}")

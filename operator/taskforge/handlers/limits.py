@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from taskforge.adapters import metrics
-from taskforge.adapters.deadletter import DeadLetterStream
+from taskforge.adapters.deadletter import DeadLetterStream, migrate_legacy
 from taskforge.adapters.ratelimit import RateLimiter
 from taskforge.adapters.redis_client import RedisCallError, RedisConnection, RedisSettings
 from taskforge.adapters.reservations import Reservations
@@ -83,7 +83,6 @@ class Limits:
         self.conn = RedisConnection(settings) if settings is not None else None
         self.limiter = RateLimiter(self.conn) if self.conn else None
         self.slots = Slots(self.conn) if self.conn else None
-        self.dlq = DeadLetterStream(self.conn) if self.conn else None
         self.reservations = Reservations(self.conn) if self.conn else None
 
     @property
@@ -333,7 +332,7 @@ class Limits:
     ) -> tuple[WorkflowRunStatus, float | None]:
         """Ship an unshipped dead-letter record; marked shipped only once Redis has it."""
         letter = status.dead_letter
-        if letter is None or letter.shipped or self.dlq is None:
+        if letter is None or letter.shipped or self.conn is None:
             return status, None
         record: dict[str, Any] = {
             "id": letter.id,
@@ -347,7 +346,7 @@ class Limits:
             "failedAt": letter.failed_at,
         }
         try:
-            stream_id = await self.dlq.ship(record)
+            stream_id = await DeadLetterStream(self.conn, namespace).ship(record)
         except RedisCallError as exc:
             log.warning("dead letter of %s/%s waits in status: %s", namespace, run, exc)
             return status, SHIP_RETRY
@@ -362,10 +361,22 @@ class Limits:
 async def watch_redis(limits: Limits) -> None:
     """Background task: PING now and then, so `outage()` (and the Workflows' LimitsEnforced
     condition, through the health callback) follows Redis even when no limit is asked;
-    often while it is down, so the condition comes back within a second of Redis."""
+    often while it is down, so the condition comes back within a second of Redis.
+
+    Also moves dead letters of the old one-stream layout into the per-namespace streams
+    once Redis answers (see adapters/deadletter.migrate_legacy)."""
     if limits.conn is None:
         return
+    migrated = False
     while True:
+        if not migrated:
+            try:
+                moved = await migrate_legacy(limits.conn)
+                migrated = True
+                if moved:
+                    log.info("moved %d dead-letter records into per-namespace streams", moved)
+            except RedisCallError as exc:
+                log.warning("dead-letter migration waits for Redis: %s", exc)
         await asyncio.sleep(PROBE_DOWN if not limits.conn.healthy else PROBE_UP)
         await limits.conn.ping()
 

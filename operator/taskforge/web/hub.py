@@ -1,0 +1,188 @@
+"""One Kubernetes watch per resource kind, fanned out to every live viewer.
+
+A viewer (an SSE stream of a run page or a runs list) subscribes with a filter and a shape;
+the hub keeps ONE watch per kind (cluster mode: all namespaces, with the server's identity;
+local mode: one per namespace, since a kubeconfig user may not list cluster-wide) and, for
+each watch event, renders each shape once and puts the same bytes into the queue of every
+matching viewer. So 50 viewers of a run cost one watch and one rendering per change, never a
+request per viewer (issue 17: no polling of the API server per viewer).
+
+Memory is bounded: each viewer's queue holds at most `queue_size` messages (references to
+the shared bytes). A viewer that falls that far behind is dropped: its queue is emptied and
+it gets a RESET, so the browser's EventSource reconnects and starts from a fresh snapshot.
+When the watch breaks (the API server ends it, or its resourceVersion is too old: 410), the
+hub lists the current resourceVersion again and tells every viewer to RESYNC (send a new
+snapshot), since events in the gap are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from taskforge import GROUP, VERSION
+from taskforge.web.kubeapi import KubeApi, KubeError
+from taskforge.web.state import crd_path
+
+log = logging.getLogger("taskforge.web.hub")
+
+RESET = b"reset"  # the viewer fell behind: close, the client reconnects
+RESYNC = b"resync"  # the watch had a gap: send a new snapshot
+
+# (name, resourceVersion as int or 0, encoded SSE message) or a marker
+Message = tuple[str, int, bytes] | bytes
+Renderer = Callable[[str, dict[str, Any]], bytes]
+
+REGISTRY = CollectorRegistry()
+WATCHES = Gauge("taskforge_ui_kube_watches", "Kubernetes watches open (one per kind and scope)",
+                ["kind"], registry=REGISTRY)
+WATCH_STARTS = Counter("taskforge_ui_kube_watch_requests", "Watch requests sent to the API"
+                       " server", ["kind"], registry=REGISTRY)
+VIEWERS = Gauge("taskforge_ui_viewers", "Live (SSE) viewers connected", registry=REGISTRY)
+DROPPED = Counter("taskforge_ui_viewers_dropped", "Viewers dropped for falling behind",
+                  registry=REGISTRY)
+
+
+def resource_version(obj: dict[str, Any]) -> int:
+    rv = (obj.get("metadata") or {}).get("resourceVersion") or "0"
+    return int(rv) if str(rv).isdigit() else 0
+
+
+@dataclass(eq=False)
+class Subscriber:
+    match: Callable[[dict[str, Any]], bool]
+    shape: str
+    queue: asyncio.Queue[Message]
+    dropped: bool = False
+
+
+@dataclass(eq=False)
+class Feed:
+    """One watch of one kind in one scope (namespace, or "" for all)."""
+
+    plural: str
+    namespace: str
+    path: str
+    subscribers: set[Subscriber] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+
+
+class Hub:
+    def __init__(self, kube: KubeApi, renderers: dict[str, Renderer], *, per_namespace: bool,
+                 queue_size: int = 256) -> None:
+        self.kube = kube
+        self.renderers = renderers
+        self.per_namespace = per_namespace
+        self.queue_size = queue_size
+        self.feeds: dict[tuple[str, str], Feed] = {}
+
+    def subscribe(self, plural: str, namespace: str, shape: str,
+                  match: Callable[[dict[str, Any]], bool]) -> Subscriber:
+        scope = namespace if self.per_namespace else ""
+        feed = self.feeds.get((plural, scope))
+        if feed is None:
+            path = (crd_path(scope, plural) if scope
+                    else f"/apis/{GROUP}/{VERSION}/{plural}")
+            feed = self.feeds[(plural, scope)] = Feed(plural, scope, path)
+        sub = Subscriber(match, shape, asyncio.Queue(self.queue_size))
+        feed.subscribers.add(sub)
+        VIEWERS.inc()
+        if feed.task is None or feed.task.done():
+            feed.task = asyncio.create_task(self._run(feed), name=f"watch {plural} {scope}")
+        return sub
+
+    def unsubscribe(self, plural: str, namespace: str, sub: Subscriber) -> None:
+        feed = self.feeds.get((plural, namespace if self.per_namespace else ""))
+        if feed is not None and sub in feed.subscribers:
+            feed.subscribers.discard(sub)
+            VIEWERS.dec()
+
+    def watches(self) -> int:
+        return sum(1 for f in self.feeds.values() if f.task is not None and not f.task.done())
+
+    async def _run(self, feed: Feed) -> None:
+        """List the current resourceVersion, watch from it; on any break, again (RESYNC)."""
+        first = True
+        while True:
+            try:
+                listed = await self.kube.request("GET", feed.path, query={"limit": "1"})
+                rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                if not first:
+                    self._broadcast(feed, RESYNC)
+                first = False
+                WATCHES.labels(feed.plural).inc()
+                WATCH_STARTS.labels(feed.plural).inc()
+                try:
+                    await self._watch(feed, rv)
+                finally:
+                    WATCHES.labels(feed.plural).dec()
+            except asyncio.CancelledError:
+                raise
+            except (KubeError, OSError, TimeoutError, ValueError) as exc:
+                log.warning("watch of %s broke: %s", feed.plural, exc)
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("watch of %s failed", feed.plural)
+                await asyncio.sleep(1.0)
+
+    async def _watch(self, feed: Feed, rv: str) -> None:
+        query = {"resourceVersion": rv, "timeoutSeconds": "300"}
+        async for event in self.kube.watch(feed.path, query=query):
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "BOOKMARK":
+                continue
+            if kind == "ERROR":
+                raise KubeError(int(obj.get("code") or 500), str(obj.get("reason") or ""),
+                                str(obj.get("message") or ""))
+            self._dispatch(feed, str(kind), obj)
+
+    def _dispatch(self, feed: Feed, kind: str, obj: dict[str, Any]) -> None:
+        rendered: dict[str, bytes] = {}
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        rv = resource_version(obj)
+        for sub in list(feed.subscribers):
+            try:
+                if not sub.match(obj):
+                    continue
+                data = rendered.get(sub.shape)
+                if data is None:
+                    data = rendered[sub.shape] = self.renderers[sub.shape](kind, obj)
+            except Exception:
+                log.exception("rendering %s %s for a viewer failed", feed.plural, name)
+                continue
+            self._put(sub, (name, rv, data))
+
+    def _broadcast(self, feed: Feed, marker: bytes) -> None:
+        for sub in list(feed.subscribers):
+            self._put(sub, marker)
+
+    def _put(self, sub: Subscriber, msg: Message) -> None:
+        if sub.dropped:
+            return
+        try:
+            sub.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            sub.dropped = True
+            DROPPED.inc()
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+            sub.queue.put_nowait(RESET)
+
+    async def close(self) -> None:
+        for feed in self.feeds.values():
+            if feed.task is not None:
+                feed.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await feed.task
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One Server-Sent Event; JSON on one `data:` line (JSON never holds a raw newline)."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

@@ -1,0 +1,141 @@
+"""Live views over Server-Sent Events, fed by the hub's one watch per kind.
+
+Each stream: the caller is authorized once at connect (`watch` on the resource, as the
+caller), subscribes to the hub, then gets a snapshot (one read, with the server's identity)
+and after it every change. Events the subscription queued before the snapshot are skipped
+when their resourceVersion is not newer than what the snapshot showed, so a viewer never
+goes back in time. A `: ping` comment every 15 s keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from taskforge.web import views
+from taskforge.web.auth import Check, require
+from taskforge.web.hub import RESET, RESYNC, Hub, resource_version, sse
+from taskforge.web.reads import detail_of, get_run
+from taskforge.web.state import KUBE_KEY, crd_path, name_arg
+
+HUB_KEY = web.AppKey("taskforge_hub", Hub)
+PING_SECONDS = 15.0
+WRITE_TIMEOUT = 30.0
+
+
+def renderers() -> dict[str, Callable[[str, dict[str, Any]], bytes]]:
+    return {
+        "summary": lambda kind, run: sse("run", {"type": kind, "run": views.run_summary(run)}),
+        "detail": lambda kind, run: sse("run", {"type": kind, "detail": views.run_detail(
+            run, views.followed_spec(run))}),
+        "workflow": lambda kind, wf: sse("workflow", {"type": kind,
+                                                      "workflow": views.workflow_summary(wf)}),
+    }
+
+
+Snapshot = Callable[[], Awaitable[tuple[bytes, dict[str, int]]]]
+
+
+async def _stream(
+    request: web.Request, *, plural: str, ns: str, shape: str,
+    match: Callable[[dict[str, Any]], bool], snapshot: Snapshot,
+) -> web.StreamResponse:
+    hub = request.app[HUB_KEY]
+    sub = hub.subscribe(plural, ns, shape, match)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no"})
+    try:
+        data, seen = await snapshot()
+        await response.prepare(request)
+        await response.write(data)
+        while True:
+            try:
+                msg = await asyncio.wait_for(sub.queue.get(), PING_SECONDS)
+            except TimeoutError:
+                msg = b": ping\n\n"
+            if msg == RESET:
+                await response.write(sse("reset", {"reason": "this viewer fell behind"}))
+                break
+            if msg == RESYNC:
+                data, seen = await snapshot()
+            elif isinstance(msg, tuple):
+                name, rv, data = msg
+                if rv and rv <= seen.get(name, 0):
+                    continue
+                seen[name] = rv
+            else:
+                data = msg
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await response.write(data)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    finally:
+        hub.unsubscribe(plural, ns, sub)
+    return response
+
+
+async def live_runs(request: web.Request) -> web.StreamResponse:
+    ns = name_arg(request, "ns")
+    workflow = request.query.get("workflow") or None
+    await require(request, Check("watch", "workflowruns", ns))
+    kube = request.app[KUBE_KEY]
+
+    def match(run: dict[str, Any]) -> bool:
+        return ((run.get("metadata") or {}).get("namespace") == ns
+                and (workflow is None or views.run_workflow(run) == workflow))
+
+    async def snapshot() -> tuple[bytes, dict[str, int]]:
+        listed = await kube.request("GET", crd_path(ns, "workflowruns"))
+        runs = [r for r in listed.get("items") or [] if match(r)]
+        seen = {str(r["metadata"]["name"]): resource_version(r) for r in runs}
+        return sse("snapshot", {"items": [views.run_summary(r) for r in runs]}), seen
+
+    return await _stream(request, plural="workflowruns", ns=ns, shape="summary", match=match,
+                         snapshot=snapshot)
+
+
+async def live_run(request: web.Request) -> web.StreamResponse:
+    ns, name = name_arg(request, "ns"), name_arg(request, "name")
+    await require(request, Check("watch", "workflowruns", ns))
+    kube = request.app[KUBE_KEY]
+    await get_run(kube, ns, name)  # 404 before the stream starts
+
+    def match(run: dict[str, Any]) -> bool:
+        meta = run.get("metadata") or {}
+        return bool(meta.get("namespace") == ns and meta.get("name") == name)
+
+    async def snapshot() -> tuple[bytes, dict[str, int]]:
+        run = await get_run(kube, ns, name)
+        return sse("snapshot", await detail_of(kube, run)), {name: resource_version(run)}
+
+    return await _stream(request, plural="workflowruns", ns=ns, shape="detail", match=match,
+                         snapshot=snapshot)
+
+
+async def live_workflows(request: web.Request) -> web.StreamResponse:
+    ns = name_arg(request, "ns")
+    await require(request, Check("watch", "workflows", ns))
+    kube = request.app[KUBE_KEY]
+
+    def match(wf: dict[str, Any]) -> bool:
+        return bool((wf.get("metadata") or {}).get("namespace") == ns)
+
+    async def snapshot() -> tuple[bytes, dict[str, int]]:
+        listed = await kube.request("GET", crd_path(ns, "workflows"))
+        wfs = listed.get("items") or []
+        seen = {str(w["metadata"]["name"]): resource_version(w) for w in wfs}
+        return sse("snapshot", {"items": [views.workflow_summary(w) for w in wfs]}), seen
+
+    return await _stream(request, plural="workflows", ns=ns, shape="workflow", match=match,
+                         snapshot=snapshot)
+
+
+def add_routes(app: web.Application) -> None:
+    base = "/api/v1/namespaces/{ns}/live"
+    app.router.add_get(f"{base}/runs", live_runs)
+    app.router.add_get(f"{base}/runs/{{name}}", live_run)
+    app.router.add_get(f"{base}/workflows", live_workflows)

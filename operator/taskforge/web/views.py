@@ -1,0 +1,159 @@
+"""The JSON shapes of the API (see /tmp/web-contract.md, kept in the README's UI section):
+pure functions from Kubernetes objects to what a page needs.
+
+Computed once per object change and shared by every viewer of it (the live hub serializes
+each shape once per watch event, not once per viewer).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from taskforge.api.steps import STEP_TYPES
+from taskforge.engine.naming import LABEL_WORKFLOW
+from taskforge.engine.rerun import layout
+
+
+def _parse(ts: Any) -> datetime | None:
+    if not isinstance(ts, str) or not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def iso(when: datetime) -> str:
+    """UTC, seconds, Z: the form of creationTimestamp, so such strings compare as times."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_of(ts: Any) -> str | None:
+    when = _parse(ts)
+    return iso(when) if when else None
+
+
+def run_workflow(run: dict[str, Any]) -> str | None:
+    meta, spec = run.get("metadata") or {}, run.get("spec") or {}
+    ref = (spec.get("workflowRef") or {}).get("name")
+    return str(ref) if ref else (meta.get("labels") or {}).get(LABEL_WORKFLOW)
+
+
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    meta, spec, status = run.get("metadata") or {}, run.get("spec") or {}, run.get("status") or {}
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "workflow": run_workflow(run),
+        "phase": status.get("phase") or "Pending",
+        "progress": status.get("progress"),
+        "startedAt": status.get("startedAt"),
+        "finishedAt": status.get("finishedAt"),
+        "created": meta.get("creationTimestamp"),
+        "duration": status.get("duration"),
+        "message": status.get("message"),
+        "trigger": (spec.get("trigger") or {}).get("type"),
+        "cancelRequested": bool(spec.get("cancel")),
+        "resourceVersion": meta.get("resourceVersion"),
+    }
+
+
+def followed_spec(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The workflow spec the run pinned (or carries inline); None: ask for the Workflow."""
+    for candidate in ((run.get("status") or {}).get("workflowSpec"),
+                      (run.get("spec") or {}).get("workflowSpec")):
+        if isinstance(candidate, dict):
+            return candidate
+    return None
+
+
+def _step_type(step: dict[str, Any]) -> str:
+    return next((t for t in STEP_TYPES if step.get(t) is not None),
+                next((k for k in ("forEach", "workflow") if step.get(k) is not None), "unknown"))
+
+
+def _seconds(start: Any, end: Any) -> float | None:
+    a, b = _parse(start), _parse(end)
+    return round((b - a).total_seconds(), 3) if a and b else None
+
+
+def run_detail(run: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, Any]:
+    """The run, its summary and its steps in DAG order (finally last), with the edges."""
+    status = run.get("status") or {}
+    observed: dict[str, Any] = status.get("steps") or {}
+    graph = layout(spec)
+    declared = {str(s.get("name")): s for key in ("steps", "finally")
+                for s in (spec or {}).get(key) or [] if isinstance(s, dict)}
+    names = graph.order + [n for n in observed if n not in set(graph.order)]
+    finals = set(graph.finally_steps)
+    steps = []
+    for name in names:
+        st = observed.get(name) or {}
+        steps.append({
+            "name": name,
+            "type": _step_type(declared.get(name) or {}),
+            "phase": st.get("phase") or "Pending",
+            "attempts": int(st.get("attempts") or 0),
+            "startedAt": st.get("startedAt"),
+            "finishedAt": st.get("finishedAt"),
+            "durationSeconds": _seconds(st.get("startedAt"), st.get("finishedAt")),
+            "message": st.get("message"),
+            "exitCode": st.get("exitCode"),
+            "outputs": st.get("outputs"),
+            "nextAttemptAt": st.get("nextAttemptAt"),
+            "dependsOn": graph.deps.get(name, []),
+            "finally": name in finals,
+            "attemptHistory": [
+                {k: a.get(k) for k in ("attempt", "startedAt", "finishedAt", "exitCode",
+                                       "reason", "message")}
+                for a in st.get("attemptHistory") or [] if isinstance(a, dict)
+            ],
+        })
+    edges = [[dep, name] for name in names for dep in graph.deps.get(name, [])]
+    return {"run": run, "summary": run_summary(run), "steps": steps, "edges": edges,
+            "finally": graph.finally_steps}
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == kind:
+            return c
+    return None
+
+
+def workflow_summary(wf: dict[str, Any], last_run: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta, spec = wf.get("metadata") or {}, wf.get("spec") or {}
+    steps = [s for s in spec.get("steps") or [] if isinstance(s, dict)]
+    schedule = spec.get("schedule") or {}
+    valid = _condition(wf, "Valid")
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "steps": len(steps),
+        "stepNames": [s.get("name") for s in steps],
+        "schedule": schedule.get("cron") if isinstance(schedule, dict) else None,
+        "suspended": bool(schedule.get("suspend")) if isinstance(schedule, dict) else False,
+        "valid": None if valid is None else valid.get("status") == "True",
+        "validMessage": None if valid is None else valid.get("message"),
+        "params": [p for p in spec.get("params") or [] if isinstance(p, dict)],
+        "lastRun": None if last_run is None else {
+            k: run_summary(last_run)[k] for k in ("name", "phase", "startedAt", "created")},
+        "created": meta.get("creationTimestamp"),
+        "resourceVersion": meta.get("resourceVersion"),
+    }
+
+
+def event_view(event: dict[str, Any]) -> dict[str, Any]:
+    involved = event.get("involvedObject") or {}
+    return {
+        "type": event.get("type"),
+        "reason": event.get("reason"),
+        "message": event.get("message"),
+        "count": event.get("count") or 1,
+        "first": event.get("firstTimestamp") or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp"),
+        "last": event.get("lastTimestamp") or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp"),
+        "object": f"{involved.get('kind')}/{involved.get('name')}",
+    }

@@ -1,0 +1,173 @@
+"""Fixtures of the web API tests: the real server (`python -m taskforge.web`) as a process
+against the session's control plane and Redis, the real operator, and users.
+
+Users are ServiceAccounts of the test's namespace with Roles, and their tokens come from
+the TokenRequest API, so every request is authenticated by TokenReview and authorized by
+SubjectAccessReview exactly as in a cluster. The server's own identity is the test
+kubeconfig's (the chart gives it a narrow ServiceAccount; tests/e2e/test_helm_* render it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from localcluster.testing import ClusterUnderTest
+
+from tests.e2e.cli_kit import install_crds
+from tests.e2e.operator.conftest import Kube, OperatorProcess
+
+VIEW_RULES = """
+- apiGroups: [taskforge.io]
+  resources: [workflows, workflowruns]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [pods, pods/log, events]
+  verbs: [get, list, watch]
+"""
+EDIT_RULES = VIEW_RULES + """
+- apiGroups: [taskforge.io]
+  resources: [workflowruns]
+  verbs: [create, patch, update, delete]
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WebServer:
+    def __init__(self, kubeconfig: Path, redis_url: str, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig), REDIS_URL=redis_url,
+                   TASKFORGE_UI_PORT=str(self.port), TASKFORGE_UI_HOST="0.0.0.0",
+                   TASKFORGE_UI_VIEWER_QUEUE="64")
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, "-m", "taskforge.web"], env=env,
+                                     stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"web server exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"web server not up in 30 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def metric(self, name: str, labels: str = "") -> float:
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith(name + (f"{{{labels}}}" if labels else "")):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="package")
+def web_crds(cluster: ClusterUnderTest) -> None:
+    install_crds(cluster)
+
+
+@pytest.fixture(scope="package")
+def web(cluster: ClusterUnderTest, web_crds: None, redis_server: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    server = WebServer(cluster.kubeconfig, redis_server.url,
+                       tmp_path_factory.mktemp("web") / "web.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def web_operator(cluster: ClusterUnderTest, web_crds: None, redis_server: Any,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(cluster.kubeconfig, redis_server.url,
+                           tmp_path_factory.mktemp("web-operator"))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@dataclass
+class Users:
+    namespace: str
+    viewer: str
+    editor: str
+    nobody: str
+
+
+def make_user(cluster: ClusterUnderTest, namespace: str, name: str, rules: str | None) -> str:
+    cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
+    if rules:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: {name}}}
+rules:{rules}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {name}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {name}}}
+subjects: [{{kind: ServiceAccount, name: {name}, namespace: {namespace}}}]
+""")
+    return cluster.kubectl("create", "token", name, "-n", namespace,
+                           "--duration=1h").stdout.strip()
+
+
+@pytest.fixture
+def users(cluster: ClusterUnderTest, namespace: str) -> Users:
+    return Users(namespace, make_user(cluster, namespace, "viewer", VIEW_RULES),
+                 make_user(cluster, namespace, "editor", EDIT_RULES),
+                 make_user(cluster, namespace, "nobody", None))
+
+
+class Api:
+    """The web API as one user (a bearer token), for one namespace."""
+
+    def __init__(self, web: WebServer, token: str | None, namespace: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=web.url, headers=headers, timeout=30)
+        self.ns = namespace
+
+    def __call__(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        if not path.startswith("/"):
+            path = f"/api/v1/namespaces/{self.ns}/{path}"
+        return self.http.request(method, path, **kw)
+
+
+@pytest.fixture
+def kube(cluster: ClusterUnderTest, namespace: str, web_operator: OperatorProcess) -> Kube:
+    return Kube(cluster.api_client(), namespace, cluster.kubeconfig)
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    err: dict[str, Any] = body["error"]
+    assert err["status"] == response.status_code and err["message"], err
+    return err
