@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 ROOT_HELP_FILE = Path(importlib.import_module("taskforge.cli").__file__ or "").with_name(
     "_roothelp.py")
-HEAVY = ("kubernetes", "pydantic", "redis", "yaml", "jinja2", "cel", "taskforge.api")
+HEAVY = ("kubernetes", "lightkube", "httpx2", "rich", "pydantic", "redis", "yaml", "jinja2", "cel",
+         "taskforge.api")
 
 
 def _imports_after(*argv: str) -> set[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import gzip
 import threading
-import zlib
 from collections import OrderedDict
 from typing import Any, cast
 
@@ -30,30 +29,24 @@ from kubernetes.client.exceptions import ApiException
 from taskforge import API_VERSION
 from taskforge.adapters import kube
 from taskforge.adapters.jobs import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, RunRef
-from taskforge.api.resultlog import (
-    MAX_RESULT_BYTES,
-    ResultLogError,
-    digest,
-    log_read_window,
-    parse_log,
+from taskforge.adapters.resultpack import (
+    ANNOTATION_PARTS,
+    ANNOTATION_SHA,
+    ANNOTATION_SIZE,
+    DATA_KEY,
+    LABEL_RESULT,
+    PART_BYTES,
+    ResultReadError,
+    part_name,
+    read_result,
 )
+from taskforge.api.resultlog import ResultLogError, log_read_window, parse_log
 from taskforge.engine.actions import StoreResult
 from taskforge.engine.naming import label_value
 
 CONTAINER = "step"
-DATA_KEY = "result.json.gz"
-PART_BYTES = 1_000_000
-"""Bytes of gzip data per ConfigMap (the API server allows 1 MiB of data in one)."""
-ANNOTATION_SHA = "taskforge.io/result-sha256"
-ANNOTATION_SIZE = "taskforge.io/result-size"
-ANNOTATION_PARTS = "taskforge.io/result-parts"
-LABEL_RESULT = "taskforge.io/result"
 CACHE_BYTES = 64 * 1024 * 1024
 LOG_TIMEOUT_SECONDS = 30
-
-
-class ResultReadError(RuntimeError):
-    """A stored result that cannot be read as it was stored (missing, altered, too big)."""
 
 
 def _core() -> client.CoreV1Api:
@@ -87,16 +80,12 @@ def read_result_log(namespace: str, pod: str, ref: dict[str, Any]) -> bytes:
                      lines=int(ref["lines"]))
 
 
-def _part_name(name: str, index: int) -> str:
-    return name if index == 0 else f"{name}-{index + 1}"
-
-
 def _manifest(run: RunRef, action: StoreResult, index: int, parts: list[bytes]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": _part_name(action.config_map, index),
+            "name": part_name(action.config_map, index),
             "namespace": run.namespace,
             "labels": {
                 LABEL_RESULT: "true",
@@ -145,10 +134,9 @@ def store_result(run: RunRef, action: StoreResult) -> bool:
     return created
 
 
-def _get(namespace: str, name: str, core: Any = None) -> dict[str, Any] | None:
+def _get(namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        response = (core or _core()).read_namespaced_config_map(name, namespace,
-                                                                  _preload_content=False)
+        response = _core().read_namespaced_config_map(name, namespace, _preload_content=False)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -156,33 +144,10 @@ def _get(namespace: str, name: str, core: Any = None) -> dict[str, Any] | None:
     return kube.read_body(response)
 
 
-def load_result(namespace: str, name: str, sha256: str, core: Any = None) -> bytes:
-    """The stored result's JSON, checked against its SHA-256 and capped while unzipping.
-
-    `core`: a CoreV1Api of another client (the CLI's, with the user's kubeconfig)."""
-    first = _get(namespace, name, core)
-    if first is None:
-        raise ResultReadError(f"configmap {namespace}/{name} not found")
-    annotations = (first.get("metadata") or {}).get("annotations") or {}
-    parts = int(annotations.get(ANNOTATION_PARTS, "1"))
-    if not 1 <= parts <= 3:
-        raise ResultReadError(f"configmap {namespace}/{name}: bad part count {parts}")
-    bodies = [first]
-    for index in range(1, parts):
-        body = _get(namespace, _part_name(name, index), core)
-        if body is None:
-            raise ResultReadError(f"configmap {namespace}/{_part_name(name, index)} not found")
-        bodies.append(body)
-    try:
-        packed = b"".join(base64.b64decode((b.get("binaryData") or {})[DATA_KEY]) for b in bodies)
-        inflater = zlib.decompressobj(wbits=31)
-        data = inflater.decompress(packed, MAX_RESULT_BYTES + 1)
-    except (KeyError, ValueError, zlib.error) as exc:
-        raise ResultReadError(f"configmap {namespace}/{name}: unreadable: {exc}") from exc
-    if len(data) > MAX_RESULT_BYTES or digest(data) != sha256:
-        raise ResultReadError(f"configmap {namespace}/{name} does not hold the result status"
-                              " names (SHA-256 differs)")
-    return data
+def load_result(namespace: str, name: str, sha256: str) -> bytes:
+    """The stored result's JSON, checked (resultpack.read_result), read with the operator's
+    client."""
+    return read_result(namespace, name, sha256, lambda part: _get(namespace, part))
 
 
 class ResultCache:

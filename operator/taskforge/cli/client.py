@@ -1,10 +1,19 @@
-"""A thin wrapper over the kubernetes client for the CLI: kubeconfig, context, namespace.
+"""A thin wrapper over lightkube for the CLI: kubeconfig, context, namespace.
+
+Why lightkube and not the kubernetes client the operator uses: `pip install taskforge` is
+the CLI, and the kubernetes client with what only it needs is ~140 MiB of the 188 MiB
+that install took; lightkube with its models and HTTP stack is ~15 MiB. It reads
+kubeconfigs as kubectl does for what the CLI needs (client certificates, tokens, token
+files, exec plugins, in-cluster service accounts), and its `ApiError` carries the
+apiserver's Status. The operator keeps the kubernetes client and kopf
+(`taskforge[operator]`).
 
 Unlike `taskforge.adapters.kube` (one process-wide client, in-cluster first, for the
 operator), the CLI builds its client from the options a person typed: `--kubeconfig`,
-`--context` and `-n`, with kubectl's defaults (the KUBECONFIG variable, the current
-context, the context's namespace, else "default"). Calls return plain JSON dicts, like the
-adapters, and turn the apiserver's answers into one-line `CliError`s.
+`--context` and `-n`, with kubectl's defaults (the KUBECONFIG variable, which may list
+several files, the current context, the context's namespace, else "default"). Objects are
+lightkube's generic resources, handed to the commands as plain JSON dicts; a missing object
+or CRD becomes a one-line `CliError`, other API errors are described by `errors.describe`.
 
 The cluster options are accepted both before the command (`taskforge -n ns get r`) and
 after it (`taskforge get r -n ns`, the way kubectl and its plugins are used); the value
@@ -13,16 +22,20 @@ given after the command wins.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx2
 import typer
-import urllib3
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+import yaml
+from lightkube import ALL_NS, ApiError, Client, ConfigError, KubeConfig, NotReadyError
+from lightkube import operators as ops
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.types import PatchType
 
 from taskforge import GROUP, VERSION
 from taskforge.cli.errors import CliError, api_message
@@ -30,10 +43,16 @@ from taskforge.cli.options import ClusterOptions
 
 RUNS = "workflowruns"
 WORKFLOWS = "workflows"
-MERGE_PATCH = "application/merge-patch+json"
+_KINDS = {RUNS: "WorkflowRun", WORKFLOWS: "Workflow"}
 _SINGULAR = {RUNS: "run", WORKFLOWS: "workflow"}
-_TIMEOUT = (5.0, 30.0)  # connect, read: an unreachable cluster fails fast, not after minutes
-_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# connect, then each read: an unreachable cluster fails fast, not after minutes. Watches
+# and followed logs have no read timeout (lightkube lifts it); a watch asks the server to
+# end it after _WATCH_SECONDS, and lightkube then resumes from the last version seen.
+_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
+_WATCH_SECONDS = 60
+_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_T = TypeVar("_T")
+
 
 def connect(
     ctx: typer.Context,
@@ -61,117 +80,163 @@ def chosen_namespace(
     )
     if options.namespace:
         return options.namespace
-    path = _kubeconfig_path(options)
-    if _has_kubeconfig(path):
+    paths = _kubeconfig_paths(options)
+    if paths:
         try:
-            return _context_namespace(path, options.context) or "default"
+            return _load_kubeconfig(paths).get(options.context).namespace  # type: ignore[union-attr]
         except Exception:  # an unreadable kubeconfig: the default, as kubectl falls back
             return "default"
     return "default"
 
 
-def _kubeconfig_path(options: ClusterOptions) -> str:
+def _kubeconfig_paths(options: ClusterOptions) -> list[Path]:
+    """The kubeconfig files that exist, in kubectl's order of precedence."""
     if options.kubeconfig is not None:
         if not options.kubeconfig.exists():
             raise CliError(f"kubeconfig {options.kubeconfig} does not exist")
-        return str(options.kubeconfig)
-    return os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+        return [options.kubeconfig]
+    listed = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    paths = [Path(p).expanduser() for p in listed.split(os.pathsep) if p]
+    return [p for p in paths if p.is_file()]
 
 
-def _has_kubeconfig(path: str) -> bool:
-    return any(Path(p).expanduser().exists() for p in path.split(os.pathsep) if p)
+def _load_kubeconfig(paths: list[Path]) -> KubeConfig:
+    """One kubeconfig from the files KUBECONFIG lists, merged by kubectl's rule: the first
+    file to name a cluster, context or user wins, and so does the first current-context.
+    Relative file references are made absolute against the file they appear in."""
+    if len(paths) == 1:
+        return KubeConfig.from_file(paths[0])
+    merged: dict[str, Any] = {"clusters": [], "contexts": [], "users": []}
+    for path in paths:
+        doc = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: not a kubeconfig")
+        merged.setdefault("current-context", doc.get("current-context"))
+        merged["current-context"] = merged["current-context"] or doc.get("current-context")
+        for section, item in (("clusters", "cluster"), ("contexts", "context"),
+                              ("users", "user")):
+            known = {e["name"] for e in merged[section]}
+            for entry in doc.get(section) or []:
+                if entry.get("name") in known:
+                    continue
+                body = dict(entry.get(item) or {})
+                for key in ("certificate-authority", "client-certificate", "client-key",
+                            "tokenFile"):
+                    if body.get(key) and not Path(body[key]).is_absolute():
+                        body[key] = str(path.parent / body[key])
+                merged[section].append({"name": entry.get("name"), item: body})
+    return KubeConfig.from_dict(merged, fname=paths[0])
+
+
+@functools.cache
+def _resource(group: str, version: str, kind: str, plural: str) -> Any:
+    """A lightkube generic resource, created once per process (its registry refuses a
+    second class for the same kind)."""
+    return create_namespaced_resource(group, version, kind, plural)
+
+
+def _crd(plural: str) -> Any:
+    return _resource(GROUP, VERSION, _KINDS[plural], plural)
+
+
+def _retrying(call: Callable[[], _T]) -> _T:
+    """One quick retry when the connection could not be made, and a few on 429/503 (the
+    apiserver did not process those requests, e.g. while a new CRD's storage starts).
+    Nothing else is re-sent: a create that may have been processed must not be repeated."""
+    for attempt in range(4):
+        try:
+            return call()
+        except httpx2.ConnectError:
+            if attempt >= 1:
+                raise
+        except ApiError as exc:
+            if exc.status.code not in (429, 503) or attempt >= 3:
+                raise
+            after = exc.response.headers.get("Retry-After", "") if exc.response else ""
+            time.sleep(min(float(after), 2.0) if after.isdigit() else 0.2 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """lightkube's generic objects are dicts of plain JSON values; yaml.safe_dump wants the
+    dict itself, not a subclass."""
+    return dict(obj)
 
 
 class Cluster:
     """The Taskforge resources, pods and logs of one namespace of one cluster."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.api = api
+    def __init__(self, client: Client, namespace: str) -> None:
+        self.client = client
         self.namespace = namespace
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
 
     @classmethod
     def from_options(cls, options: ClusterOptions) -> Cluster:
-        cfg = client.Configuration()
-        path = _kubeconfig_path(options)
-        namespace = options.namespace
-        if _has_kubeconfig(path) or options.context:
-            if not _has_kubeconfig(path):
-                raise CliError(f"no kubeconfig found at {path}")
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path,
-                context=options.context,
-                client_configuration=cfg,
-                persist_config=False,
-            )
-            if namespace is None:
-                namespace = _context_namespace(path, options.context)
+        paths = _kubeconfig_paths(options)
+        if paths:
+            try:
+                config = _load_kubeconfig(paths).get(options.context)
+            except ConfigError:
+                raise  # lightkube's sentence; errors.describe prefixes "kubeconfig:"
+            except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+                # a context naming a missing cluster or user, a field of the wrong type
+                raise CliError(f"kubeconfig {os.pathsep.join(map(str, paths))}: cannot read"
+                               f" it: {type(exc).__name__}: {exc}") from None
+        elif options.context:
+            raise CliError(f"context {options.context!r}: no kubeconfig found")
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=cfg
-            )
-            if namespace is None and _SA_NAMESPACE.exists():
-                namespace = _SA_NAMESPACE.read_text().strip()
+            config = KubeConfig.from_service_account(_SA_DIR).get()
         else:
+            where = os.environ.get("KUBECONFIG") or "~/.kube/config"
             raise CliError(
-                f"no kubeconfig found at {path}: set KUBECONFIG or pass --kubeconfig"
+                f"no kubeconfig found at {where}: set KUBECONFIG or pass --kubeconfig"
             )
-        # One quick retry on connect and a few on 429/503 with Retry-After (the apiserver
-        # did not process those requests, e.g. while a new CRD's storage starts), none on
-        # read: a request that may have been processed, such as a create, is never re-sent.
-        cfg.retries = urllib3.Retry(
-            total=4, connect=1, read=0, status=3, redirect=0, other=0,
-            allowed_methods=None, backoff_factor=0.2,
-        )
-        return cls(client.ApiClient(cfg), namespace or "default")
+        if config is None:  # pragma: no cover (get() raises without a default)
+            raise CliError("kubeconfig: no context")
+        namespace = options.namespace or config.namespace
+        return cls(Client(config, namespace=namespace, timeout=_TIMEOUT), namespace)
 
     @property
     def server(self) -> str:
-        return str(self.api.configuration.host)
+        return str(self.client.config.cluster.server)
 
     # --- Taskforge objects --------------------------------------------------------------
 
     def get(self, plural: str, name: str) -> dict[str, Any]:
         """One object; a clear error when it does not exist."""
         try:
-            response = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, plural, name,
-                _preload_content=False, _request_timeout=_TIMEOUT,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                self._check_served(plural, exc)
-                raise CliError(
-                    f"{plural}.{GROUP} {name!r} not found in namespace {self.namespace!r}"
-                ) from None
+            return _plain(_retrying(lambda: self.client.get(_crd(plural), name)))
+        except ApiError as exc:
+            self._not_found(plural, name, exc)
             raise
-        return _json(response)
 
     def list_objects(
         self, plural: str, *, all_namespaces: bool = False, label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"_preload_content": False, "_request_timeout": _TIMEOUT}
-        if label_selector:
-            kwargs["label_selector"] = label_selector
-        if field_selector:
-            kwargs["field_selector"] = field_selector
+        return self._list(plural, all_namespaces, label_selector, field_selector)[0]
+
+    def _list(
+        self, plural: str, all_namespaces: bool, label_selector: str | None,
+        field_selector: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The objects and the list's resourceVersion (where a watch starts)."""
+        def once() -> tuple[list[dict[str, Any]], str | None]:
+            listing = self.client.list(
+                _crd(plural), namespace=ALL_NS if all_namespaces else self.namespace,
+                labels=labels(label_selector), fields=fields(field_selector),
+            )
+            items = [_plain(o) for o in listing]  # lightkube lists on the first iteration
+            try:
+                return items, listing.resourceVersion
+            except NotReadyError:  # a list without metadata.resourceVersion
+                return items, None
+
         try:
-            if all_namespaces:
-                response = self.custom.list_cluster_custom_object(
-                    GROUP, VERSION, plural, **kwargs
-                )
-            else:
-                response = self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, plural, **kwargs
-                )
-        except ApiException as exc:
-            if exc.status == 404:
-                self._check_served(plural, exc)
+            return _retrying(once)
+        except ApiError as exc:
+            self._not_found(plural, None, exc)
             raise
-        items: list[dict[str, Any]] = _json(response).get("items") or []
-        return items
 
     def watch_list(
         self, plural: str, *, all_namespaces: bool = False, label_selector: str | None = None,
@@ -180,175 +245,144 @@ class Cluster:
         """`(event, object)` for each object listed now, then `("LISTED", {})`, then each
         change (ADDED, MODIFIED, DELETED) as it happens: what `list --watch` prints. An
         expired resourceVersion (410) lists again, announcing every object as MODIFIED."""
-        selectors: dict[str, Any] = {k: v for k, v in (("label_selector", label_selector),
-                                       ("field_selector", field_selector)) if v}
-
-        def lister(**kwargs: Any) -> Any:
-            if all_namespaces:
-                return self.custom.list_cluster_custom_object(
-                    GROUP, VERSION, plural, **selectors, **kwargs)
-            return self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, plural, **selectors, **kwargs)
-
         first = True
         while True:
-            listed = _json(lister(_preload_content=False, _request_timeout=_TIMEOUT))
-            for obj in listed.get("items") or []:
+            items, version = self._list(plural, all_namespaces, label_selector, field_selector)
+            for obj in items:
                 yield ("ADDED" if first else "MODIFIED"), obj
             if first:
                 yield "LISTED", {}
                 first = False
-            version = (listed.get("metadata") or {}).get("resourceVersion")
-            while version is not None:
-                response: Any = lister(
-                    watch=True, resource_version=version, allow_watch_bookmarks=True,
-                    timeout_seconds=60,
-                    _preload_content=False, _request_timeout=(_TIMEOUT[0], 90.0),
-                )
-                try:
-                    for line in lines(response):
-                        event = json.loads(line)
-                        kind, data = event.get("type"), event.get("object") or {}
-                        if kind == "ERROR":
-                            if data.get("code") != 410:
-                                raise CliError(f"watch failed: {data.get('message', data)}")
-                            version = None  # list again
-                            break
-                        version = data.get("metadata", {}).get("resourceVersion", version)
-                        if kind in ("ADDED", "MODIFIED", "DELETED"):
-                            yield kind, data
-                finally:
-                    response.release_conn()
+            events = self.client.watch(
+                _crd(plural), namespace=ALL_NS if all_namespaces else self.namespace,
+                labels=labels(label_selector), fields=fields(field_selector),
+                resource_version=version, server_timeout=_WATCH_SECONDS,
+            )
+            try:
+                for kind, obj in events:
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        yield kind, _plain(obj)
+            except ApiError as exc:
+                if exc.status.code != 410:
+                    raise CliError(f"watch failed: {api_message(exc)}") from None
+                # expired: list again
 
     def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        resource = _crd(plural)
         try:
-            response = self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, plural, body,
-                _preload_content=False, _request_timeout=_TIMEOUT,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                self._check_served(plural, exc)
-            if exc.status in (400, 409, 422):
+            return _plain(_retrying(lambda: self.client.create(
+                resource(body), namespace=self.namespace)))
+        except ApiError as exc:
+            self._not_found(plural, None, exc)
+            if exc.status.code in (400, 409, 422):
                 message = api_message(exc)
                 raise CliError(f"cannot create the {_SINGULAR[plural]}: {message}") from None
             raise
-        return _json(response)
 
     def patch(self, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the object's spec or metadata (never status: that is the operator's)."""
         try:
-            response = self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, plural, name, patch,
-                _content_type=MERGE_PATCH, _preload_content=False, _request_timeout=_TIMEOUT,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                self._check_served(plural, exc)
-                raise CliError(
-                    f"{plural}.{GROUP} {name!r} not found in namespace {self.namespace!r}"
-                ) from None
+            return _plain(_retrying(lambda: self.client.patch(
+                _crd(plural), name, patch, patch_type=PatchType.MERGE)))
+        except ApiError as exc:
+            self._not_found(plural, name, exc)
             raise
-        return _json(response)
 
     def watch(self, plural: str, name: str) -> Iterator[dict[str, Any] | None]:
-        """The object now and after each change; None once it is deleted.
-
-        A plain watch request rather than `kubernetes.watch.Watch`: the events are used as
-        plain dicts, and an expired resourceVersion (410) simply restarts from a fresh get.
-        """
+        """The object now and after each change; None once it is deleted. An expired
+        resourceVersion (410) starts again from a fresh get."""
         obj = self.get(plural, name)
         yield obj
-        version = obj["metadata"].get("resourceVersion")
         while True:
-            response: Any = self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, plural,
-                field_selector=f"metadata.name={name}", watch=True,
-                resource_version=version, allow_watch_bookmarks=True, timeout_seconds=60,
-                _preload_content=False, _request_timeout=(_TIMEOUT[0], 90.0),
+            events = self.client.watch(
+                _crd(plural), fields={"metadata.name": name},
+                resource_version=obj["metadata"].get("resourceVersion"),
+                server_timeout=_WATCH_SECONDS,
             )
             try:
-                for line in lines(response):
-                    event = json.loads(line)
-                    kind, data = event.get("type"), event.get("object") or {}
-                    if kind == "ERROR":
-                        if data.get("code") != 410:
-                            raise CliError(f"watch failed: {data.get('message', data)}")
-                        obj = self.get(plural, name)
-                        yield obj
-                        version = obj["metadata"].get("resourceVersion")
-                        break
-                    version = data.get("metadata", {}).get("resourceVersion", version)
+                for kind, data in events:
                     if kind == "DELETED":
                         yield None
                         return
                     if kind in ("ADDED", "MODIFIED"):
-                        yield data
-            finally:
-                response.release_conn()
+                        yield _plain(data)
+            except ApiError as exc:
+                if exc.status.code != 410:
+                    raise CliError(f"watch failed: {api_message(exc)}") from None
+                obj = self.get(plural, name)
+                yield obj
 
-    def _check_served(self, plural: str, exc: ApiException) -> None:
-        """A 404 without a Status naming the object means the CRD itself is missing."""
-        try:
-            details = json.loads(exc.body or "{}").get("details") or {}
-        except ValueError:
-            details = {}
-        if not details.get("name"):
+    def _not_found(self, plural: str, name: str | None, exc: ApiError) -> None:
+        """A 404 names the object, or (without a Status naming it) the CRD is missing."""
+        if exc.status.code != 404:
+            return
+        details = exc.status.details
+        if details is None or not details.name:
             raise CliError(
                 f"the server does not serve {plural}.{GROUP}/{VERSION}: are the Taskforge"
                 " CRDs installed? (kubectl apply --server-side -f crds/)"
             ) from None
+        if name is not None:
+            raise CliError(
+                f"{plural}.{GROUP} {name!r} not found in namespace {self.namespace!r}"
+            ) from None
 
-    # --- pods and logs -------------------------------------------------------------------
+    # --- pods, logs and stored results ---------------------------------------------------
 
     def pods(self, label_selector: str) -> list[dict[str, Any]]:
-        response = self.core.list_namespaced_pod(
-            self.namespace, label_selector=label_selector,
-            _preload_content=False, _request_timeout=_TIMEOUT,
-        )
-        items: list[dict[str, Any]] = _json(response).get("items") or []
-        return items
+        pod = _resource("", "v1", "Pod", "pods")
+        return _retrying(lambda: [_plain(p) for p in self.client.list(
+            pod, namespace=self.namespace, labels=labels(label_selector))])
 
-    def pod_log(self, pod: str, container: str, *, follow: bool = False) -> Any:
-        """The raw log response (a urllib3 response); iterate it with `lines`."""
-        # A follow may stay silent for as long as the step does: a day's read timeout then
-        # (the client insists on a number).
-        timeout = (_TIMEOUT[0], 86400.0) if follow else _TIMEOUT
+    def log_lines(self, pod: str, container: str, *, follow: bool = False) -> Iterator[str]:
+        """The container's log, line by line as it arrives (with `follow`, until the
+        container ends: a step may stay silent for as long as it runs)."""
         try:
-            return self.core.read_namespaced_pod_log(
-                pod, self.namespace, container=container, follow=follow,
-                _preload_content=False,
-                _request_timeout=timeout,
-            )
-        except ApiException as exc:
-            if exc.status in (400, 404):
+            stream = _retrying(lambda: self.client.log(
+                pod, namespace=self.namespace, container=container, follow=follow,
+                newlines=False))
+        except ApiError as exc:
+            if exc.status.code in (400, 404):
                 raise CliError(f"no logs for pod {pod}: {api_message(exc)}") from None
+            raise
+        return iter(stream)
+
+    def config_map(self, name: str) -> dict[str, Any] | None:
+        """A ConfigMap of the namespace as JSON, None when there is none (stored results:
+        `adapters.resultpack.read_result` reads them through this)."""
+        config_map = _resource("", "v1", "ConfigMap", "configmaps")
+        try:
+            return _plain(_retrying(lambda: self.client.get(config_map, name)))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
             raise
 
 
-def lines(response: Any) -> Iterator[str]:
-    """Complete text lines of a streamed (chunked) response, as they arrive."""
-    pending = b""
-    for chunk in response.stream(amt=None, decode_content=False):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for raw in complete:
-            yield raw.decode("utf-8", "replace")
-    if pending:
-        yield pending.decode("utf-8", "replace")
+def labels(selector: str | None) -> dict[str, Any] | None:
+    """A kubectl label selector (`-l`), sent as typed. lightkube builds selectors from
+    `{key: operator}`, and its "exists" operator is the bare text of its key; so the whole
+    selector as one key goes out verbatim, and the apiserver parses it (set-based terms
+    too) and words any error, as for kubectl. tests/unit/test_cli_client.py pins this."""
+    return {selector: None} if selector else None
 
 
-def _json(response: Any) -> dict[str, Any]:
-    data = response.data
-    return dict(json.loads(data)) if data else {}
-
-
-def _context_namespace(path: str, context: str | None) -> str | None:
-    contexts, current = config.list_kube_config_contexts(path)  # type: ignore[no-untyped-call]
-    chosen = current
-    if context is not None:
-        chosen = next((c for c in contexts if c.get("name") == context), None)
-    if not chosen:
+def fields(selector: str | None) -> Any:
+    """A kubectl field selector (`--field-selector`): terms `key=value`, `key==value` or
+    `key!=value`, comma-separated (the only forms field selectors have), as the list of
+    `(key, operator)` pairs lightkube's selector builder takes (`Client.list` annotates a
+    dict, which could not say `a!=x,a!=y`)."""
+    if not selector:
         return None
-    namespace = (chosen.get("context") or {}).get("namespace")
-    return str(namespace) if namespace else None
+    out: list[tuple[str, Any]] = []
+    for term in selector.split(","):
+        key, op, value = term.partition("!=")
+        if op:
+            out.append((key.strip(), ops.not_equal(value.strip())))
+            continue
+        key, op, value = term.partition("=")
+        if not op or not key.strip():
+            raise CliError(f"--field-selector: {term!r} is not key=value, key==value or"
+                           " key!=value")
+        out.append((key.strip(), ops.equal(value.removeprefix("=").strip())))
+    return out

@@ -1,17 +1,16 @@
 """One-line errors for people, and the command group that turns them into exit code 1.
 
-The kubernetes client is imported only when an error has to be described and a command
-has loaded it: `taskforge --help` must not pay for it.
+The HTTP client (lightkube, httpx2) is imported only when an error has to be described and
+a command has loaded it: `taskforge --help` must not pay for it.
 
 A CLI that prints a traceback for "run not found" or "connection refused" reads as a
-crash. Commands raise `CliError` (or let an `ApiException` or a connection error escape);
-`Group.invoke` catches them once for every command and sub-command, prints
+crash. Commands raise `CliError` (or let lightkube's `ApiError` or a connection error
+escape); `Group.invoke` catches them once for every command and sub-command, prints
 `error: ...` on stderr and exits 1. Bugs still raise, so they stay visible.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -21,62 +20,57 @@ import typer
 from typer.core import TyperGroup, TyperOption
 
 if TYPE_CHECKING:  # the client is imported by the commands that use it, not by `--help`
-    from kubernetes.client.exceptions import ApiException
+    from lightkube import ApiError
 
 
 class CliError(Exception):
     """An expected failure with a message for the user; the CLI exits 1."""
 
 
-def api_message(exc: ApiException) -> str:
-    """The apiserver's own sentence from a Status body, else the HTTP reason."""
-    body: Any = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body.strip():
-        try:
-            status = json.loads(body)
-        except ValueError:
-            return f"{exc.status} {body.strip()[:200]}"
-        if isinstance(status, dict) and status.get("message"):
-            return str(status["message"])
-    return f"{exc.status} {exc.reason}"
+def api_message(exc: ApiError) -> str:
+    """The apiserver's own sentence from its Status, else the HTTP status and reason."""
+    status = exc.status
+    if status.message:
+        return str(status.message)
+    return f"{status.code} {status.reason or ''}".strip()
 
 
 def describe(exc: BaseException) -> str | None:
     """The one-line message for an expected error, or None for a bug."""
     if isinstance(exc, CliError):
         return str(exc)
-    if "kubernetes" not in sys.modules:  # no command that talks to the cluster has run
+    if "lightkube" not in sys.modules:  # no command that talks to the cluster has run
         return None
-    import urllib3.exceptions  # noqa: PLC0415 (lazy: see the module's docstring)
-    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-    from kubernetes.config import ConfigException  # noqa: PLC0415
+    import httpx2  # noqa: PLC0415 (lazy: see the module's docstring)
+    from lightkube import ApiError, ConfigError  # noqa: PLC0415
 
-    if isinstance(exc, ApiException):
-        if exc.status in (401, 403):
+    if isinstance(exc, ApiError):
+        if exc.status.code in (401, 403):
             return f"not allowed: {api_message(exc)}"
         return f"Kubernetes API error: {api_message(exc)}"
-    if isinstance(exc, urllib3.exceptions.MaxRetryError):
-        pool = exc.pool
-        where = f" at {pool.scheme}://{pool.host}:{pool.port}" if pool is not None else ""
+    if isinstance(exc, httpx2.HTTPStatusError):  # an answer that is not a Kubernetes Status
+        response = exc.response
+        if response.status_code in (401, 403):
+            return f"not allowed: {response.status_code} {response.reason_phrase}"
+        body = " ".join(response.text.split())[:200]
+        return f"Kubernetes API error: {response.status_code} {body or response.reason_phrase}"
+    if isinstance(exc, httpx2.TransportError):  # refused, unresolvable, TLS, timeouts
+        try:
+            url = exc.request.url
+            where = f" at {url.scheme}://{url.netloc.decode()}"
+        except RuntimeError:  # no request attached
+            where = ""
         return f"cannot reach the Kubernetes API{where}: {_reason(exc)}"
-    if isinstance(exc, urllib3.exceptions.HTTPError):
-        return f"cannot reach the Kubernetes API: {exc}"
-    if isinstance(exc, ConfigException):
+    if isinstance(exc, ConfigError):
         return f"kubeconfig: {exc}"
     return None
 
 
 def _reason(exc: Any) -> str:
-    """`Connection refused` rather than urllib3's nested repr of the pool and the retry."""
-    reason = exc.reason
-    text = str(reason) if reason is not None else str(exc)
-    # NewConnectionError reads "HTTPSConnection(...): Failed to establish a new connection:
-    # [Errno 111] Connection refused"; keep the last part.
-    text = re.sub(r"^\w*Connection\([^)]*\): ", "", text)
-    text = text.rsplit("Failed to establish a new connection: ", 1)[-1]
-    return re.sub(r"^\[Errno -?\d+\] ", "", text)
+    """`Connection refused` rather than `[Errno 111] Connection refused`; the exception's
+    name when it says nothing (a timeout)."""
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(exc)).strip()
+    return text or type(exc).__name__
 
 
 class Group(TyperGroup):

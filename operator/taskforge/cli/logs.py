@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from taskforge.cli.client import RUNS, Cluster, connect, lines
+from taskforge.cli.client import RUNS, Cluster, connect
 from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError, describe
 from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
@@ -115,12 +115,8 @@ class _Writer:
 
 def _stream(cluster: Cluster, pod: StepPod, writer: _Writer, follow: bool) -> None:
     try:
-        response = cluster.pod_log(pod.name, CONTAINER, follow=follow)
-        try:
-            for text in lines(response):
-                writer.line(pod, text)
-        finally:
-            response.release_conn()
+        for text in cluster.log_lines(pod.name, CONTAINER, follow=follow):
+            writer.line(pod, text)
     except Exception as exc:  # a thread must report in one line, never die with a traceback
         message = describe(exc) or f"{type(exc).__name__}: {exc}"
         writer.note(f"{pod.step}: {message}")

@@ -47,7 +47,7 @@ NoHeadersOpt = Annotated[
 
 def with_whole_results(cluster: Cluster, run: dict[str, Any]) -> dict[str, Any]:
     """The run with each stored result in place of its summary in `outputs`."""
-    from taskforge.adapters.results import ResultReadError, load_result  # noqa: PLC0415
+    from taskforge.adapters.resultpack import ResultReadError, read_result  # noqa: PLC0415
 
     steps = (run.get("status") or {}).get("steps") or {}
     for name, step in steps.items():
@@ -55,7 +55,8 @@ def with_whole_results(cluster: Cluster, run: dict[str, Any]) -> dict[str, Any]:
         if not ref:
             continue
         try:
-            data = load_result(cluster.namespace, ref["configMap"], ref["sha256"], cluster.core)
+            data = read_result(cluster.namespace, ref["configMap"], ref["sha256"],
+                               cluster.config_map)
         except ResultReadError as exc:
             raise CliError(f"step {name!r}: the stored result cannot be read: {exc}") from None
         step["outputs"] = json.loads(data)
