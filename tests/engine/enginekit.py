@@ -166,6 +166,8 @@ def cond(p: Plan) -> tuple[str, str]:
 
 Outcome = Callable[[str, int], ObservedJob]
 """Decides how attempt `attempt` of a step ends (a finished ObservedJob)."""
+ItemOutcome = Callable[[str, int, int], ObservedJob]
+"""(step, item index, attempt) -> how that attempt of a forEach item ends."""
 
 
 @dataclass
@@ -179,6 +181,8 @@ class Cluster:
     jobs: dict[str, ObservedJob] = field(default_factory=dict)
     names: dict[tuple[str, int], str] = field(default_factory=dict)
     plans: list[Plan] = field(default_factory=list)
+    item_outcome: ItemOutcome | None = None
+    """How attempt `attempt` of forEach item `index` of a step ends (default: `outcome`)."""
 
     def facts(self) -> RunFacts:
         return replace(self.base, status=self.status, jobs=tuple(self.jobs.values()), now=self.now)
@@ -190,7 +194,8 @@ class Cluster:
             if isinstance(a, CreateJob):
                 self.names.setdefault((a.step, a.attempt), a.job_name)
                 if a.job_name not in self.jobs:
-                    self.jobs[a.job_name] = ObservedJob(a.job_name, a.step, a.attempt, "Active")
+                    self.jobs[a.job_name] = ObservedJob(a.job_name, a.step, a.attempt, "Active",
+                                                        item=a.item)
             elif isinstance(a, DeleteJob) and a.job_name in self.jobs:
                 old = self.jobs[a.job_name]
                 if old.state == "Active":
@@ -205,7 +210,14 @@ class Cluster:
         n = 0
         for name, j in list(self.jobs.items()):
             if j.state == "Active" and (wanted is None or j.step in wanted):
-                self.jobs[name] = replace(self.outcome(j.step, j.attempt), finished_at=self.now)
+                if j.item is not None:
+                    ended = (self.item_outcome(j.step, j.item, j.attempt) if self.item_outcome
+                             else self.outcome(j.step, j.attempt))
+                    self.jobs[name] = replace(ended, name=j.name, item=j.item,
+                                              finished_at=self.now)
+                else:
+                    self.jobs[name] = replace(self.outcome(j.step, j.attempt),
+                                              finished_at=self.now)
                 n += 1
         return n
 

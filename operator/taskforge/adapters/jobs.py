@@ -24,6 +24,7 @@ LABEL_WORKFLOW = "taskforge.io/workflow"
 LABEL_RUN = "taskforge.io/run"
 LABEL_STEP = "taskforge.io/step"
 LABEL_ATTEMPT = "taskforge.io/attempt"
+LABEL_ITEM = "taskforge.io/item"
 TERMINATION_PATH = "/dev/termination-log"
 NON_ROOT_UID = 65532
 
@@ -244,6 +245,13 @@ def _waiting_failure(pod: dict[str, Any]) -> str | None:
     return None
 
 
+def _item(value: Any) -> int | None:
+    """The forEach item of a Job (label taskforge.io/item), None for a plain step's Job."""
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 6:
+        return None
+    return int(value)
+
+
 def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> ObservedJob:
     """What one step attempt looks like now, from its Job and its pod.
 
@@ -261,6 +269,7 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> ObservedJob:
         "step": labels.get(LABEL_STEP, ""),
         "attempt": int(labels.get(LABEL_ATTEMPT, "1")),
         "started_at": parse_timestamp(status.get("startTime")),
+        "item": _item(labels.get(LABEL_ITEM)),
     }
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if
                   c.get("status") == "True"}

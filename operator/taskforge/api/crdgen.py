@@ -127,6 +127,8 @@ RESOURCES = [
             _column("Duration", "string", ".status.duration", "How long the run took so far."),
             _AGE,
             _column("Message", "string", ".status.message", "Why it is in this phase.", 1),
+            _column("Items", "string", ".status.itemProgress",
+                    "Ended forEach items / all items.", 1),
         ],
         # Runs by workflow however they were created (kubectl, GitOps, CLI, triggers), with no
         # label to keep in sync: `kubectl get tfr --field-selector spec.workflowRef.name=x`.

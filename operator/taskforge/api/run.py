@@ -164,6 +164,66 @@ class StoredResult(Model):
     sha256: str = Field(max_length=64, description="SHA-256 of that JSON, to check a read.")
 
 
+MAX_ITEM_FAILURES_KEPT = 20
+"""Failed items of a forEach step kept with their own record; the rest are counted."""
+
+
+class ItemRecord(Model):
+    """One item of a forEach step: kept while it runs or waits for a retry, and for the first
+    failed items. Every other item is only its letter in `phases`."""
+
+    index: int = Field(description="The item's position in forEach.items, from 0.")
+    attempts: int = Field(default=0, description="Attempts launched for this item.")
+    job_name: str | None = Field(default=None, description="Its latest attempt's Job.")
+    started_at: Timestamp | None = Field(default=None, description="When its latest attempt began.")
+    finished_at: Timestamp | None = Field(default=None, description="When it ended (failed).")
+    next_attempt_at: Timestamp | None = Field(
+        default=None, description="When its next attempt starts (waiting for a retry)."
+    )
+    exit_code: int | None = Field(default=None, description="Exit code of its latest attempt.")
+    failure: StepFailure | None = Field(default=None, description="Kind of its last failure.")
+    message: str | None = Field(
+        default=None, max_length=MAX_ATTEMPT_MESSAGE_CHARS,
+        description="Why it failed, cut to 128 characters.",
+    )
+
+
+class ItemsStatus(Model):
+    """Progress of a forEach step, bounded whatever the number of items: counts, one letter
+    per item, a record per item that runs or waits (at most maxParallel) and per failed item
+    (the first 20), and the items' outputs in order within a byte budget."""
+
+    total: int = Field(default=0, description="Number of items.")
+    succeeded: int = Field(default=0, description="Items that succeeded.")
+    failed: int = Field(default=0, description="Items that failed for good.")
+    running: int = Field(default=0, description="Items with a Job running now.")
+    retrying: int = Field(default=0, description="Items waiting for their next attempt.")
+    pending: int = Field(default=0, description="Items not started yet.")
+    cancelled: int = Field(default=0, description="Items stopped or never started.")
+    phases: str = Field(
+        default="",
+        description="One letter per item, in order: P pending, R running, T waiting to retry,"
+        " S succeeded, F failed, C cancelled (or never started).",
+    )
+    active: list[ItemRecord] | None = Field(
+        default=None, description="The items running or waiting to retry."
+    )
+    failures: list[ItemRecord] | None = Field(
+        default=None, max_length=MAX_ITEM_FAILURES_KEPT,
+        description="The first 20 failed items.",
+    )
+    values: list[Any] | None = Field(
+        default=None,
+        description="The items, when forEach.items is a template (rendered once, when the"
+        " step started).",
+    )
+    outputs: list[Any] | None = Field(
+        default=None,
+        description="Each item's outputs, in order (null for an item that did not succeed);"
+        " an item over its share of the budget keeps a per-key summary (_truncated).",
+    )
+
+
 class StepStatus(Model):
     """Status of one step. Kept small on purpose: a 1,000-step run must stay well under etcd's
     object limit."""
@@ -203,6 +263,9 @@ class StepStatus(Model):
     )
     reused: bool | None = Field(
         default=None, description="The result was taken from an earlier run (spec.reuseSteps)."
+    )
+    items: ItemsStatus | None = Field(
+        default=None, description="Progress of a forEach step's items."
     )
     attempt_history: list[AttemptRecord] | None = Field(
         default=None,
@@ -276,12 +339,21 @@ class WorkflowRunStatus(Model):
         " taskforge.api.durations.format_duration).",
     )
     progress: str | None = Field(default=None, description="Terminal steps / all steps, e.g. 3/5.")
+    item_progress: str | None = Field(
+        default=None,
+        description="Ended forEach items / all items of the run's forEach steps, e.g. 340/1000.",
+    )
     steps: dict[str, StepStatus] | None = Field(
         default=None, description="Status of each step, by step name."
     )
     message: str | None = Field(default=None, description="Why the run is in this phase.")
     dead_letter: DeadLetter | None = Field(
         default=None, description="The dead-letter record of the step that failed the run."
+    )
+    outputs: dict[str, str] | None = Field(
+        default=None,
+        description="The run's outputs (the workflow's spec.outputs, rendered when the run"
+        " succeeded), at most 16 KiB.",
     )
 
 

@@ -272,6 +272,50 @@ class StepConcurrency(Model):
     max_running: int = Field(ge=1, le=10_000, description="Steps running at once under the key.")
 
 
+MAX_FOREACH_ITEMS = 1000
+"""Items of one forEach step: each is its own Job series, and the status keeps a phase letter
+and (while it runs or after it failed) a small record per item; see engine/fanout.py."""
+MAX_ITEMS_TEMPLATE_CHARS = 4096
+
+
+class ForEach(Model):
+    """Run the step once per item, each item its own series of attempts (Jobs, retries)."""
+
+    items: Any = Field(
+        description="The items: a list (at most 1,000), or a template that renders to a JSON"
+        " list, e.g. '{{ steps.list.outputs.names | tojson }}'. The step's templates see"
+        " {{ item }} and {{ index }} (from 0). Any JSON: its size counts toward the run's"
+        " size (see README, Limits).",
+    )
+    max_parallel: int = Field(
+        default=10,
+        ge=1,
+        le=MAX_FOREACH_ITEMS,
+        description="Items running (or waiting for a retry) at once, 1 to 1,000; default 10.",
+    )
+
+    @model_validator(mode="after")
+    def _items_shape(self) -> ForEach:
+        items = self.items
+        if isinstance(items, str):
+            if not items.strip():
+                raise ValueError("forEach.items: an empty template")
+            if len(items) > MAX_ITEMS_TEMPLATE_CHARS:
+                raise ValueError(f"forEach.items: a template of {len(items)} characters, over"
+                                 f" {MAX_ITEMS_TEMPLATE_CHARS}")
+        elif isinstance(items, list):
+            if len(items) > MAX_FOREACH_ITEMS:
+                raise ValueError(f"forEach.items: {len(items)} items, over the limit of"
+                                 f" {MAX_FOREACH_ITEMS}")
+        else:
+            raise ValueError("forEach.items must be a list or a template string that renders"
+                             f" to a JSON list, not {type(items).__name__}")
+        return self
+
+
+_FOREACH_LIMITS_MESSAGE = "forEach cannot be combined with rateLimit or concurrency"
+
+
 class Step(Model):
     """One unit of work, run as one Kubernetes Job per attempt. Set exactly one step type:
     http, script, log, container, slack or email."""
@@ -283,7 +327,12 @@ class Step(Model):
                 ".filter(t, t).size() == 1",
                 message_expression="'step ' + self.name + ' must set exactly one step type"
                 " (" + ", ".join(STEP_TYPES) + ")'",
-            )
+            ),
+            cel_rule(
+                "!has(self.forEach) || (!has(self.rateLimit) && !has(self.concurrency))",
+                _FOREACH_LIMITS_MESSAGE,
+                field_path=".forEach",
+            ),
         )
     )
 
@@ -333,6 +382,12 @@ class Step(Model):
     container: ContainerStep | None = Field(default=None, description="Run any container image.")
     slack: SlackStep | None = Field(default=None, description="Post to a Slack incoming webhook.")
     email: EmailStep | None = Field(default=None, description="Send an e-mail over SMTP.")
+    for_each: ForEach | None = Field(
+        default=None,
+        description="Fan-out: run the step once per item, at most maxParallel at once. It"
+        " succeeds when every item does (with continueOnFailure: when they have all ended,"
+        " failed items allowed); its outputs are the list of the items' outputs, in order.",
+    )
     pod: PodSettings | None = Field(
         default=None,
         description="Pod settings of this step (service account, pull secrets, scheduling,"
@@ -347,6 +402,12 @@ class Step(Model):
                 f"step {self.name!r} must set exactly one of {', '.join(STEP_TYPES)}"
                 f" (found {len(chosen)}: {', '.join(chosen) or 'none'})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _for_each_alone(self) -> Step:
+        if self.for_each is not None and (self.rate_limit or self.concurrency):
+            raise ValueError(f"step {self.name!r}: {_FOREACH_LIMITS_MESSAGE}")
         return self
 
     @property

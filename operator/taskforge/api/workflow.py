@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,9 @@ from taskforge.api.sizes import (
 from taskforge.api.steps import Duration, RetryPolicy, Step
 
 BodyPath = Annotated[str, StringConstraints(max_length=1024)]
+OUTPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_RUN_OUTPUTS = 50
+OutputTemplate = Annotated[str, StringConstraints(max_length=4096)]
 ParamType = Literal["string", "number", "integer", "boolean", "object", "array"]
 
 
@@ -219,6 +223,19 @@ class WorkflowSpec(Model):
         description="Pod settings of every step (service account, pull secrets, scheduling,"
         " resources, labels, volumes), over the chart's stepPodDefaults; a step's pod wins.",
     )
+    outputs: dict[MapKey, OutputTemplate] | None = Field(
+        default=None,
+        max_length=MAX_RUN_OUTPUTS,
+        description="Outputs of the whole run: name to template, e.g. {total:"
+        " '{{ steps.sum.outputs.value }}'}, rendered when the run succeeds and recorded in"
+        " status.outputs (strings; a sub-workflow step's outputs). Names are letters,"
+        " digits and '_'. At most 16 KiB in all: a run whose outputs are larger, or whose"
+        " output template fails, ends Failed (reason OutputsFailed) naming the output.",
+        json_schema_extra=k8s_validations(
+            cel_rule("self.all(k, k.matches('" + OUTPUT_NAME_PATTERN + "'))",
+                     "output names are letters, digits and '_', not starting with a digit")
+        ),
+    )
     step_events: Literal["default", "all"] = Field(
         default="default",
         description="Which Kubernetes Events a run posts. default: retries, failures and the"
@@ -242,6 +259,14 @@ class WorkflowSpec(Model):
             for dep in step.dependencies:
                 if dep not in seen:
                     raise ValueError(f"finally step {step.name!r} depends on unknown step {dep!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _output_names(self) -> WorkflowSpec:
+        for key in self.outputs or {}:
+            if not re.match(OUTPUT_NAME_PATTERN, key):
+                raise ValueError(f"outputs: name {key!r} must be letters, digits and '_',"
+                                 " not starting with a digit")
         return self
 
     @model_validator(mode="after")

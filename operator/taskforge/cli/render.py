@@ -274,6 +274,8 @@ def _clock(when: datetime | None) -> str:
 
 def _step_details(st: dict[str, Any], now: datetime) -> list[Text]:
     details: list[Text] = []
+    if isinstance(st.get("items"), dict):
+        details.append(item_line(st["items"]))
     if st.get("outputs"):
         details.append(Text(f"outputs: {summary(st['outputs'])}", style="dim"))
     if st.get("message"):
@@ -287,6 +289,21 @@ def _step_details(st: dict[str, Any], now: datetime) -> list[Text]:
         details.append(Text(f"rate-limited until {until:%H:%M:%S}", style="yellow"))
     details.extend(attempt_lines(st, now))
     return details
+
+
+def item_line(items: dict[str, Any]) -> Text:
+    """A forEach step's items: 'items 7/10 ended: 6 succeeded, 1 failed, 3 running'."""
+    total = int(items.get("total") or 0)
+    counts = {k: int(items.get(k) or 0) for k in
+              ("succeeded", "failed", "cancelled", "running", "retrying", "pending")}
+    ended = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+    parts = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    line = Text(f"items {ended}/{total} ended" + (f": {parts}" if parts else ""))
+    failures = [f"#{f.get('index')}: {compact(str(f.get('message') or 'failed'), 60)}"
+                for f in (items.get("failures") or [])[:3] if isinstance(f, dict)]
+    if failures:
+        line.append(f"  failed {'; '.join(failures)}", style="red")
+    return line
 
 
 def attempt_lines(st: dict[str, Any], now: datetime) -> list[Text]:
@@ -333,7 +350,10 @@ def _header(run: dict[str, Any], now: datetime) -> Table:
     if status.get("message"):
         phase.append(f"  {compact(str(status['message']), 160)}")
     grid.add_row("Phase", phase)
-    grid.add_row("Progress", status.get("progress") or "-")
+    progress = status.get("progress") or "-"
+    if status.get("itemProgress"):
+        progress += f"  (forEach items {status['itemProgress']})"
+    grid.add_row("Progress", progress)
     if status.get("startedAt"):
         grid.add_row("Started", f"{status['startedAt']}  ({age_of(status['startedAt'], now)} ago)")
         grid.add_row("Duration", span(status.get("startedAt"), status.get("finishedAt"), now))

@@ -35,6 +35,8 @@ class CreateJob:
     pod: PodSettings | None = None
     """The workflow's spec.pod merged with the step's pod (engine/podsettings.py); the Job
     builder merges the chart's defaults under it."""
+    item: int | None = None
+    """The forEach item this attempt runs (engine/fanout.py); None for a plain step."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,13 @@ def step_entry(
     engine/stored.py); `note` says why it could not be loaded, for the error a template
     gets when it reads a key the summary left out.
     """
+    if status.items is not None:  # a forEach step: its items' outputs, in order
+        return {
+            "phase": status.phase,
+            "outputs": list(status.items.outputs or ()),
+            "exitCode": status.exit_code,
+            "attempts": status.attempts,
+        }
     if whole is not None:
         outputs: Mapping[str, Any] = whole
     else:
@@ -104,6 +111,8 @@ class EvalContext:
         notes: list[str] = []
         for name in sorted(set(_TOKEN.findall(expression)) & self.steps._known):
             outputs = self.steps[name]["outputs"]
+            if not isinstance(outputs, StepOutputs):
+                continue
             for key in truncated_keys(outputs):
                 if key in expression:
                     notes.append(outputs.explain(key))

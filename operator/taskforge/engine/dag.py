@@ -39,6 +39,8 @@ class Dag:
     final_set: frozenset[str]
     tolerant: frozenset[str] = frozenset()
     """Steps with continueOnFailure: their failure neither skips dependents nor fails the run."""
+    fanout: frozenset[str] = frozenset()
+    """Steps with forEach (engine/fanout.py)."""
 
     def is_final(self, name: str) -> bool:
         return name in self.final_set
@@ -139,6 +141,7 @@ def build(spec: WorkflowSpec) -> Dag:
         order=(*main_order, *final_order),
         final_set=frozenset(final_names),
         tolerant=frozenset(n for n, s in steps.items() if s.continue_on_failure),
+        fanout=frozenset(n for n, s in steps.items() if s.for_each is not None),
     )
 
 

@@ -44,6 +44,8 @@ class ObservedJob:
     log and the adapter read and checked it there (see engine/stored.py)."""
     result_error: str | None = None
     """Why such a result could not be read (the pod and its log are gone, say)."""
+    item: int | None = None
+    """The forEach item this Job runs (label taskforge.io/item); None for a plain step."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ LABEL_WORKFLOW = "taskforge.io/workflow"
 LABEL_RUN = "taskforge.io/run"
 LABEL_STEP = "taskforge.io/step"
 LABEL_ATTEMPT = "taskforge.io/attempt"
+LABEL_ITEM = "taskforge.io/item"
 
 
 def _digest(*parts: str) -> str:
@@ -59,6 +60,13 @@ def hashed_job_name(run_name: str, step: str, attempt: int) -> str:
     suffix = f"-{_digest(run_name, step, str(attempt))}-{attempt}"
     prefix = _dns(f"{run_name}-{step}")[: MAX_LABEL - len(suffix)].rstrip("-")
     return f"{prefix}{suffix}" if prefix else suffix.lstrip("-")
+
+
+def item_job_name(run_name: str, step: str, index: int, attempt: int) -> str:
+    """The Job of attempt `attempt` of forEach item `index`: always the hashed form, whose
+    hash covers `step[index]` (no step name holds `[`), so it cannot meet a plain step's
+    readable name in the same run, and the item's index stays visible before the hash."""
+    return hashed_job_name(run_name, f"{step}[{index}]", attempt)
 
 
 def label_value(text: str) -> str:

@@ -45,7 +45,7 @@ def adopt(work: Work) -> None:
     phase = work.phase
     for job in work.facts.jobs:
         name = job.step
-        if phase.get(name) not in _ADOPTABLE:
+        if job.item is not None or phase.get(name) not in _ADOPTABLE:
             continue
         st = work.steps.get(name)
         attempts = st.attempts if st is not None else 0

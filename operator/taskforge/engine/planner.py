@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from taskforge.api.durations import parse_duration, to_millis
 from taskforge.api.run import TERMINAL_RUN_PHASES, StepFailure, StepStatus, WorkflowRunStatus
 from taskforge.engine import attempts as history
+from taskforge.engine import fanout
 from taskforge.engine import status as runstatus
 from taskforge.engine.actions import Action, CreateJob, DeleteJob, Plan
 from taskforge.engine.conditions import WhenError, evaluate_when
@@ -34,6 +35,7 @@ from taskforge.engine.naming import job_labels, job_name
 from taskforge.engine.observe import adopt, failed, fold
 from taskforge.engine.podsettings import merge_pod_settings
 from taskforge.engine.results import bound_message
+from taskforge.engine.runoutputs import OUTPUTS_FAILED, OutputsError, render_outputs
 from taskforge.engine.start import start_run
 from taskforge.engine.status import CANCELLING, TIMING_OUT
 from taskforge.engine.templating import (
@@ -110,6 +112,11 @@ def delete_active(
     for job in jobs:
         if job.state != "Active" or job.name in done:
             continue
+        if job.item is not None:  # a forEach item's attempt (engine/fanout.py)
+            if fanout.orphaned(job, steps.get(job.step)):
+                out.append(DeleteJob(job.name, f"step {job.step!r} item {job.item} is done"))
+                done.add(job.name)
+            continue
         st = steps.get(job.step)
         if st is not None and st.phase == "Running" and st.attempts == job.attempt:
             continue
@@ -166,6 +173,13 @@ def _result(work: Work, status: WorkflowRunStatus, cause: str | None) -> Plan:
     facts, dag = work.facts, work.dag
     if work.all_done:
         outcome = runstatus.outcome(dag, work.steps, work.phase, cause, work.spec.timeout)
+        outputs = None
+        if outcome.phase == "Succeeded":
+            try:
+                outputs = render_outputs(work.spec.outputs, work.ctx.for_templates(),
+                                         work.render)
+            except OutputsError as exc:
+                outcome = runstatus.Outcome("Failed", OUTPUTS_FAILED, bound_message(str(exc)))
         letter = None
         if outcome.failed_step is not None:
             letter = runstatus.dead_letter(facts.uid, work.workflow, outcome.failed_step,
@@ -174,18 +188,32 @@ def _result(work: Work, status: WorkflowRunStatus, cause: str | None) -> Plan:
             status, steps=work.steps, phase=work.phase, dag=dag,
             generation=facts.generation, now=work.stamp, result=outcome, letter=letter,
         )
+        if outputs is not None:
+            new = new.model_copy(update={"outputs": outputs})
+        new = _with_item_progress(new, work)
         work.actions.append(event)
         return Plan(actions=tuple(work.actions), status=new, requeue_after=None)
     new = runstatus.running_status(
         status, steps=work.steps, phase=work.phase, dag=dag, generation=facts.generation,
         now=work.stamp, cause=cause, failing=work.failing,
     )
+    new = _with_item_progress(new, work)
     requeue = None
     if work.more:
         requeue = 0.0
     elif work.wakeups:
         requeue = max((min(work.wakeups) - work.now).total_seconds(), 0.0)
     return Plan(actions=tuple(work.actions), status=new, requeue_after=requeue)
+
+
+def _with_item_progress(status: WorkflowRunStatus, work: Work) -> WorkflowRunStatus:
+    """`itemProgress` (forEach items ended / all) for `kubectl get -o wide` and the CLI."""
+    if not work.dag.fanout:
+        return status
+    progress = fanout.item_progress(work.steps)
+    if progress == status.item_progress:
+        return status
+    return status.model_copy(update={"item_progress": progress})
 
 
 def _advance(work: Work, names: tuple[str, ...], *, final: bool) -> None:
@@ -201,6 +229,9 @@ def _advance(work: Work, names: tuple[str, ...], *, final: bool) -> None:
         if ph in TERMINAL:
             continue
         st = work.get(name)
+        if ph == "Running" and st.items is not None:
+            fanout.advance(work, name, st, halt_run=not final and work.failing is not None)
+            continue
         if ph == "Running":
             if (name, st.attempts) not in work.jobs:  # created but not observed (yet)
                 _launch(work, name, st, st.attempts, again=True)
@@ -247,6 +278,9 @@ def _consider(work: Work, name: str, st: StepStatus) -> None:
         if not go:
             _skip(work, name, st, f"when {when!r} is false")
             return
+    if fanout.is_fanout(work, name):
+        fanout.start(work, name, st)
+        return
     _launch(work, name, st, st.attempts + 1)
 
 
@@ -271,6 +305,9 @@ def _cancel(work: Work, names: tuple[str, ...], why: str) -> None:
         if work.phase[name] in TERMINAL:
             continue
         st = work.get(name)
+        if st.items is not None:
+            fanout.cancel(work, name, st, why)
+            continue
         if st.phase == "Running" and st.job_name and st.job_name not in work.deleted:
             work.actions.append(DeleteJob(st.job_name, f"step {name!r}: {why}"))
             work.deleted.add(st.job_name)

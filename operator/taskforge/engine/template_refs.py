@@ -73,8 +73,13 @@ def upstream(dag: Dag, name: str) -> set[str]:
     return seen
 
 
+ITEM_VARIABLES = frozenset({"item", "index"})
+"""What a forEach step's templates see besides TEMPLATE_VARIABLES (engine/fanout.py)."""
+
+
 def template_problems(source: str, path: str, *, params: frozenset[str], steps: frozenset[str],
-                      before: set[str], step: str) -> list[str]:
+                      before: set[str], step: str,
+                      extra: frozenset[str] = frozenset()) -> list[str]:
     """Problems of one templated string; [] when it is fine."""
     try:
         tree = ENV.parse(source)
@@ -87,9 +92,11 @@ def template_problems(source: str, path: str, *, params: frozenset[str], steps: 
     # and this runs on the operator's event loop. Names read minus names bound anywhere in
     # the template never evaluates anything (bounded templates, sandbox.py).
     read = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
-    for name in sorted(read - shadowed - TEMPLATE_VARIABLES - set(ENV.globals)):
+    for name in sorted(read - shadowed - TEMPLATE_VARIABLES - extra - set(ENV.globals)):
+        more = ", item and index" if extra else ""
+        hint = " (item and index exist in forEach steps)" if name in ITEM_VARIABLES else ""
         problems.append(f"{path}: the template reads {name!r}, which is not defined"
-                        " (templates see params, steps, run and trigger)")
+                        f" (templates see params, steps, run{more} and trigger){hint}")
     if "params" not in shadowed:
         for name in dict.fromkeys(_named(tree, "params")):
             if name not in params:
@@ -116,10 +123,20 @@ def step_template_problems(spec: WorkflowSpec, dag: Dag) -> list[str]:
     for group, members in groups:
         for i, step in enumerate(members):
             config = getattr(step, step.step_type).to_k8s()
+            extra = ITEM_VARIABLES if step.for_each is not None else frozenset()
+            if step.for_each is not None and isinstance(step.for_each.items, str):
+                config = {**config, "\0items": step.for_each.items}
             before: set[str] | None = None
-            for path, source in strings(config, f"{group}[{i}].{step.step_type}"):
+            for found, source in strings(config, f"{group}[{i}].{step.step_type}"):
                 if before is None:
                     before = upstream(dag, step.name)
+                path, names = found, extra
+                if found.endswith(".\0items"):  # items render before any item exists
+                    path, names = f"{group}[{i}].forEach.items", frozenset[str]()
                 problems += template_problems(source, path, params=params, steps=steps,
-                                              before=before, step=step.name)
+                                              before=before, step=step.name, extra=names)
+    for key, source in (spec.outputs or {}).items():
+        for path, text in strings(source, f"spec.outputs.{key}"):
+            problems += template_problems(text, path, params=params, steps=steps,
+                                          before=set(dag.main), step="")
     return problems

@@ -60,6 +60,7 @@ __all__ = [
     "defer_to_worker",
     "is_reference",
     "plain_context",
+    "render_config",
     "render_in_process",
     "render_jinja",
     "render_step_config",
@@ -264,10 +265,18 @@ def render_step_config(
     step_type = step.step_type
     config: dict[str, Any] = getattr(step, step_type).to_k8s()
     try:
-        try:
-            return _walk(_Walk(context, jinja=False), config, step_type)
-        except _NeedsJinja:
-            pass
-        return render(config, plain_context(context, config), step_type)
+        return render_config(config, context, render, step_type)
     except TemplateError as exc:
         raise type(exc)(f"step {step.name!r}: {exc}") from exc
+
+
+def render_config(
+    config: dict[str, Any], context: dict[str, Any], render: Renderer, root: str
+) -> dict[str, Any]:
+    """Any JSON-like config with every template rendered: plain lookups here, the rest by
+    `render` (a step's config, a forEach items template, a run's outputs)."""
+    try:
+        return _walk(_Walk(context, jinja=False), config, root)
+    except _NeedsJinja:
+        pass
+    return render(config, plain_context(context, config), root)

@@ -42,9 +42,14 @@ class Work:
         exact `now`."""
         self.spec = spec
         self.dag = dag
-        self.jobs: dict[tuple[str, int], ObservedJob] = {
-            (j.step, j.attempt): j for j in facts.jobs
-        }
+        self.jobs: dict[tuple[str, int], ObservedJob] = {}
+        self.item_jobs: dict[str, dict[tuple[int, int], ObservedJob]] = {}
+        """forEach items' Jobs by step, then (item, attempt) (engine/fanout.py)."""
+        for j in facts.jobs:
+            if j.item is None:
+                self.jobs[(j.step, j.attempt)] = j
+            else:
+                self.item_jobs.setdefault(j.step, {})[(j.item, j.attempt)] = j
         self.actions: list[Action] = []
         self.wakeups: list[datetime] = []
         self.deleted: set[str] = set()

@@ -329,6 +329,8 @@ class RunReconciler(RunFailures):
             try:
                 return await asyncio.to_thread(kube.create_job, ref.namespace, manifest)
             except kube.JobNameTakenError as exc:
+                if action.item is not None:  # already the hashed form (naming.item_job_name)
+                    raise
                 other = replace(action, job_name=hashed_job_name(ref.name, action.step,
                                                                  action.attempt))
                 self._post_in_background(body, EmitEvent(
