@@ -65,8 +65,11 @@ def chromium(width: int = 1366, height: int = 900) -> WebDriver:
 class Stage:
     """Everything up in `workdir`; `with Stage(...) as s:` stops it all afterwards."""
 
-    def __init__(self, workdir: Path, namespace: str = "default", user: str = "alice") -> None:
+    def __init__(self, workdir: Path, namespace: str = "default", user: str = "alice",
+                 *, with_operator: bool = True) -> None:
+        """`with_operator=False`: no operator (a benchmark that writes run status itself)."""
         self.workdir = workdir
+        self.with_operator = with_operator
         self.namespace = namespace
         self.user = user
         self.cluster = LocalCluster(workdir / "cluster")
@@ -80,7 +83,8 @@ class Stage:
         self.cluster.start()
         try:
             install_crds(self.cluster)
-            self.operator = start_operator(self.cluster, self.workdir / "operator.log")
+            if self.with_operator:
+                self.operator = start_operator(self.cluster, self.workdir / "operator.log")
             self.web = self.start_web()
             if self.namespace != "default":
                 self.kubectl("create", "namespace", self.namespace)

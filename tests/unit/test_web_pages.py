@@ -101,4 +101,4 @@ def test_graph_svg(steps: list[str], edges: list[list[str]], final: list[str],
 def test_assets_are_package_data() -> None:
     assert (pages.STATIC / "app.js").is_file() and (pages.STATIC / "app.css").is_file()
     names = {p.name for p in (pages.UI / "templates").iterdir()}
-    assert {"base.html", "run.html", "runs.html", "graph.svg"} <= names
+    assert {"base.html", "run.html", "runs.html"} <= names

@@ -17,7 +17,9 @@ gets inline SVG back, so the layout code is pure, tested, and never touches the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
+from markupsafe import escape
 
 from taskforge.web import graph
 from taskforge.web.auth import ACCESS_KEY, LocalAccess, User, current_user, require_user
@@ -41,7 +44,7 @@ MAX_STEP_NAME = 253
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(UI / "templates"),
-    autoescape=jinja2.select_autoescape(["html", "svg"]),
+    autoescape=jinja2.select_autoescape(["html"]),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -63,9 +66,41 @@ def render(template: str, **context: Any) -> str:
     return _env.get_template(template).render(**context)
 
 
+def _label(name: str, width: int = 21) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 def render_graph(steps: list[str], edges: list[list[str]], final: list[str]) -> str:
-    """The step graph as an SVG fragment, nodes in phase Pending until the page colours them."""
-    return render("graph.svg", g=graph.layout(steps, edges, final))
+    """The step graph as an SVG fragment, nodes in phase Pending until the page colours them.
+
+    Built by joining strings (every name escaped) rather than through a template: for a
+    1,000-step run that is several times faster than Jinja's loop, and it is the one large
+    piece of markup the server makes."""
+    g = graph.layout(steps, edges, final)
+    w, h = g.node_w, g.node_h
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" width="{g.width}"'
+           f' height="{g.height}" viewBox="0 0 {g.width} {g.height}" role="group"'
+           ' aria-label="Steps graph"><defs><marker id="arrow" viewBox="0 0 8 8" refX="8"'
+           ' refY="4" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z"'
+           ' class="arrowhead"/></marker></defs><g class="edges">']
+    out += [f'<path d="{e.path}" marker-end="url(#arrow)"/>' for e in g.edges]
+    out.append("</g>")
+    for n in g.nodes:
+        name = escape(n.name)
+        final_class = " final" if n.final else ""
+        out.append(f'<a href="#step-{name}" class="node phase-Pending{final_class}"'
+                   f' data-step="{name}"><title>{name}</title><rect x="{n.x}" y="{n.y}"'
+                   f' width="{w}" height="{h}" rx="6"/><text x="{n.x + 10}" y="{n.y + 25}">'
+                   f"{escape(_label(n.name))}</text></a>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _graph_cached(key: str, body: str) -> str:
+    """The SVG of one graph shape; the key is the body's hash, so a run's viewers share it."""
+    data = json.loads(body)
+    return render_graph(data["steps"], data["edges"], data["finally"])
 
 
 def _mode(request: web.Request) -> str:
@@ -179,7 +214,11 @@ async def graph_svg(request: web.Request) -> web.Response:
                 or not all(isinstance(x, str) for x in edge)):
             raise ApiError(400, f"edges[{i}] must be a [from, to] pair of step names",
                            f"edges[{i}]")
-    return web.Response(text=render_graph(steps, edges, final), content_type="image/svg+xml")
+    canonical = json.dumps({"steps": steps, "edges": edges, "finally": final},
+                           separators=(",", ":"))
+    key = hashlib.sha256(canonical.encode()).hexdigest()
+    return web.Response(text=_graph_cached(key, canonical), content_type="image/svg+xml",
+                        headers={"Cache-Control": "no-store"})
 
 
 def add_pages(app: web.Application) -> None:

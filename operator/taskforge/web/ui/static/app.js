@@ -8,6 +8,7 @@ const body = document.body;
 const NS = body.dataset.ns || "";
 const API = "/api/v1/namespaces/" + encodeURIComponent(NS);
 const TERMINAL = new Set(["Succeeded", "Failed", "Cancelled"]);
+let perms = {}; // what RBAC lets the caller do here (GET .../permissions)
 
 // ---------- small helpers ----------
 function el(tag, attrs, ...children) {
@@ -90,7 +91,6 @@ async function api(path, options) {
 
 // Shows every element marked data-needs="group.action" that the caller may use.
 async function applyPermissions() {
-  let perms = {};
   try {
     perms = await api(API + "/permissions");
   } catch (e) {
@@ -341,6 +341,7 @@ function pageRun() {
       steps: detail.steps.map((s) => s.name), edges: detail.edges || [], finally: detail.finally || []}});
     document.getElementById("graph").innerHTML = svg;
     colourGraph(current);
+    performance.mark("tf:graph");
   }
 
   function colourGraph(detail) {
@@ -349,10 +350,9 @@ function pageRun() {
     const phases = new Map(detail.steps.map((s) => [s.name, s.phase || "Pending"]));
     for (const node of nodes) {
       const phase = phases.get(node.dataset.step) || "Pending";
-      const cls = "phase-" + phase;
-      if (!node.classList.contains(cls)) {
-        for (const c of [...node.classList]) if (c.startsWith("phase-")) node.classList.remove(c);
-        node.classList.add(cls);
+      if (node.dataset.phase !== phase) {
+        node.classList.remove("phase-" + (node.dataset.phase || "Pending"));
+        node.classList.add("phase-" + phase);
         node.dataset.phase = phase;
       }
     }
@@ -481,8 +481,10 @@ function pageRun() {
   function onDetail(detail) {
     const previous = current;
     current = detail;
+    if (!previous) performance.mark("tf:snapshot");
     renderSummary(detail);
     renderSteps(detail);
+    if (!previous) performance.mark("tf:steps");
     drawGraph(detail).catch((e) => flash("Could not draw the graph: " + e.message));
     colourGraph(detail);
     loadEventsSoon();
@@ -519,7 +521,8 @@ function pageRun() {
 // ---------- dead letters ----------
 function deadLetterRow(d, withRun) {
   const replay = el("button", {type: "button", "data-needs": "deadletters.replay", hidden: true,
-    "data-allowed": String(perms.deadletters && perms.deadletters.replay), text: "Replay"});
+    "data-allowed": String(Boolean(perms.deadletters && perms.deadletters.replay)),
+    text: "Replay"});
   replay.addEventListener("click", async () => {
     replay.disabled = true;
     try {
@@ -533,8 +536,6 @@ function deadLetterRow(d, withRun) {
     el("td", {text: d.step || ""}), el("td", {class: "msg", text: d.error || ""}), el("td", {text: d.attempts || ""}),
     el("td", {}, runLink(d.replayedAs)), el("td", {}, replay));
 }
-
-let perms = {};
 
 function pageDeadLetters() {
   const tbody = document.querySelector("#deadletters tbody");
@@ -556,7 +557,7 @@ function pageDeadLetters() {
 }
 
 // ---------- start ----------
-document.addEventListener("DOMContentLoaded", async () => {
+document.addEventListener("DOMContentLoaded", () => {
   if (NS) document.cookie = "taskforge_ns=" + encodeURIComponent(NS) + "; path=/; SameSite=Strict";
   const logout = document.getElementById("logout");
   if (logout) logout.addEventListener("click", async () => {
@@ -564,7 +565,9 @@ document.addEventListener("DOMContentLoaded", async () => {
     location.assign("/login");
   });
   const page = body.dataset.page;
-  if (NS && page !== "login") perms = await applyPermissions();
+  // Permissions and the page's data load side by side: elements made before the answer
+  // are updated by applyPermissions, those made after read `perms`.
+  if (NS && page !== "login") applyPermissions();
   ({login: pageLogin, workflows: pageWorkflows, workflow: pageWorkflow, runs: pageRuns,
     run: pageRun, deadletters: pageDeadLetters}[page] || (() => {}))();
 });
