@@ -76,9 +76,8 @@ class Operator:
             return
         # A short delay folds the status updates of runs that finish together into one write.
         self.workflow_queue.add_after((key[0], ref), WORKFLOW_BATCH_SECONDS)
-        for run in self.store.runs_of_workflow(key[0], ref):
-            if not (run.get("status") or {}).get("startedAt"):
-                self.run_queue.add((key[0], run["metadata"]["name"]))
+        for run in self.store.unstarted_runs(key[0], ref):
+            self.run_queue.add((key[0], run["metadata"]["name"]))
 
     def leases(self) -> Iterator[tuple[str, str]]:
         """Every slot lease still in use, from the cache (read by the renewal task)."""

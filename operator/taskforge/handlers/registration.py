@@ -20,7 +20,8 @@ import kopf
 
 from taskforge import GROUP, VERSION
 from taskforge.adapters.jobs import LABEL_RUN
-from taskforge.handlers import admission, cache_sync
+from taskforge.api.run import TERMINAL_RUN_PHASES
+from taskforge.handlers import admission, cache_sync, children
 from taskforge.handlers.app import Operator
 from taskforge.handlers.config import OperatorConfig
 
@@ -121,6 +122,9 @@ async def run_event(event: kopf.RawEvent, namespace: str | None, name: str, **_:
         return
     if not own:  # the echo of our own status write: the reconcile that wrote it knew it all
         op.run_queue.add(key)
+    parent = children.parent_of(body)
+    if parent is not None and (body.get("status") or {}).get("phase") in TERMINAL_RUN_PHASES:
+        op.run_queue.add((key[0], parent))  # a workflow step ends with its child run
 
 
 @kopf.on.event(GROUP, VERSION, "workflows")
@@ -129,13 +133,13 @@ async def workflow_event(event: kopf.RawEvent, namespace: str | None, name: str,
     deleted, body = _raw(event)
     cache_sync.TRACKER.seen("workflows", body)
     key = (_ns(namespace), name)
+    own = not deleted and op.store.own_workflow_write(key, body)
     op.store.put_workflow(key, None if deleted else body)
-    if deleted:
+    if deleted or own:  # the echo of our own status write changes nothing we read
         return
     op.workflow_queue.add(key)
-    for run in op.store.runs_of_workflow(*key):
-        if not (run.get("status") or {}).get("workflowSpec"):
-            op.run_queue.add((key[0], run["metadata"]["name"]))
+    for run in op.store.unpinned_runs(*key):
+        op.run_queue.add((key[0], run["metadata"]["name"]))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})

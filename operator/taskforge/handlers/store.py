@@ -44,10 +44,23 @@ def slim_pod(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _workflow_of(body: dict[str, Any]) -> str | None:
+    ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
+    return str(ref) if ref else None
+
+
 class Store:
     def __init__(self) -> None:
         self.runs: dict[Key, dict[str, Any]] = {}
         self.workflows: dict[Key, dict[str, Any]] = {}
+        # (namespace, workflow) -> names of its runs, and of those not started / not pinned.
+        # Every finished run asks for the waiting runs of its workflow: a scan of all runs
+        # made that O(runs) per finish, O(runs^2) for a burst (4% of the CPU at 600 runs).
+        self._by_workflow: defaultdict[Key, set[str]] = defaultdict(set)
+        self._unstarted: defaultdict[Key, set[str]] = defaultdict(set)
+        self._unpinned: defaultdict[Key, set[str]] = defaultdict(set)
+        # The resourceVersion our last status write of a Workflow got back (echo detection).
+        self._workflow_written: dict[Key, str] = {}
         self.jobs: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.pods: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
         # After our own status write: (resourceVersion it was based on, body the server returned).
@@ -59,6 +72,7 @@ class Store:
     def put_run(self, key: Key, body: dict[str, Any] | None) -> None:
         if body is not None:
             body = without_managed_fields(body)
+        self._index_run(key, self.runs.get(key), body)
         if body is None:
             self.runs.pop(key, None)
             self._written.pop(key, None)
@@ -66,6 +80,25 @@ class Store:
                 self._observed.pop((key[0], name), None)
         else:
             self.runs[key] = body
+
+    def _index_run(self, key: Key, old: dict[str, Any] | None,
+                   new: dict[str, Any] | None) -> None:
+        namespace, name = key
+        if old is not None and (workflow := _workflow_of(old)) is not None:
+            for index in (self._by_workflow, self._unstarted, self._unpinned):
+                names = index.get((namespace, workflow))
+                if names is not None:
+                    names.discard(name)
+                    if not names:
+                        del index[(namespace, workflow)]
+        if new is None or (workflow := _workflow_of(new)) is None:
+            return
+        status = new.get("status") or {}
+        self._by_workflow[(namespace, workflow)].add(name)
+        if not status.get("startedAt"):
+            self._unstarted[(namespace, workflow)].add(name)
+        if not status.get("workflowSpec"):
+            self._unpinned[(namespace, workflow)].add(name)
 
     def own_write(self, key: Key, body: dict[str, Any]) -> bool:
         """Whether a watched run body is the echo of our own last status write (the same
@@ -101,18 +134,37 @@ class Store:
     def put_workflow(self, key: Key, body: dict[str, Any] | None) -> None:
         if body is None:
             self.workflows.pop(key, None)
+            self._workflow_written.pop(key, None)
         else:
             self.workflows[key] = body
 
+    def wrote_workflow(self, key: Key, body: dict[str, Any]) -> None:
+        """Our status write of a Workflow, as the server returned it."""
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self._workflow_written[key] = str(rv)
+
+    def own_workflow_write(self, key: Key, body: dict[str, Any]) -> bool:
+        """Whether a watched Workflow is the echo of our own last status write: the very
+        version the server returned to it, so nothing in it is news to the reconcile that
+        wrote it (a change by anyone else makes a newer version, with its own event)."""
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        return rv is not None and self._workflow_written.get(key) == str(rv)
+
     def runs_of_workflow(self, namespace: str, workflow: str) -> list[dict[str, Any]]:
-        out = []
-        for (ns, _), body in self.runs.items():
-            if ns != namespace:
-                continue
-            ref = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
-            if ref == workflow:
-                out.append(body)
-        return out
+        return self._named(namespace, self._by_workflow.get((namespace, workflow)))
+
+    def unstarted_runs(self, namespace: str, workflow: str) -> list[dict[str, Any]]:
+        """Runs of the workflow whose status has no startedAt (waiting, or not seen yet)."""
+        return self._named(namespace, self._unstarted.get((namespace, workflow)))
+
+    def unpinned_runs(self, namespace: str, workflow: str) -> list[dict[str, Any]]:
+        """Runs of the workflow whose status holds no pinned workflowSpec yet."""
+        return self._named(namespace, self._unpinned.get((namespace, workflow)))
+
+    def _named(self, namespace: str, names: set[str] | None) -> list[dict[str, Any]]:
+        runs = self.runs
+        return [runs[(namespace, n)] for n in sorted(names or ()) if (namespace, n) in runs]
 
     # -- jobs and pods --------------------------------------------------------
     # A step's Job and pod send about eight watch events (pod created, bound, running,

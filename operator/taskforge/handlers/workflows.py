@@ -106,8 +106,9 @@ class WorkflowReconciler:
         patch = merge_patch(old, new)
         if patch:
             try:
-                await asyncio.to_thread(kube.patch_status, kube.WORKFLOWS, key[0], key[1],
-                                        {"status": patch})
+                stored = await asyncio.to_thread(kube.patch_status, kube.WORKFLOWS, key[0],
+                                                 key[1], {"status": patch})
+                self.store.wrote_workflow(key, stored)
             except Exception as exc:
                 if not kube.is_status(exc, 404):
                     raise
