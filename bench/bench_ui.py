@@ -247,10 +247,6 @@ def main() -> None:
                         "return performance.getEntriesByType('mark')"
                         ".map(m => [m.name, m.startTime])"):
                     marks.setdefault(mark[0], []).append(float(mark[1]))
-            for entry in driver.execute_script(
-                    "return performance.getEntriesByType('resource')"
-                    ".map(r => [r.name, r.startTime, r.responseStart, r.responseEnd])"):
-                print("resource", entry, file=sys.stderr)
             phases = ", ".join(f"{k.removeprefix('tf:')} at {statistics.median(v):.0f} ms"
                                for k, v in sorted(marks.items(), key=lambda kv: kv[1][0]))
             rows.append(("1,000-step run page, browser: navigation to graph + table drawn",
@@ -258,10 +254,6 @@ def main() -> None:
                          f"median of 5, max {max(loads):.0f} ms (headless chromium; "
                          f"{phases})"))
             rss_after_pages = rss_mib(pid)
-            if sys.argv[1:] == ["page"]:
-                for what, value, detail in rows:
-                    print(f"| {what} | {value} | {detail} |")
-                return
 
             # --- 50 viewers, one watch ---
             watches_before = apiserver_watches(stage)

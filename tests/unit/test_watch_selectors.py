@@ -7,12 +7,16 @@ upgrade changes how a selector is matched to a resource.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import kopf
 import pytest
+from kopf._cogs.clients import api as kopf_api
 from kopf._cogs.structs.references import Resource
-
 from taskforge import GROUP, VERSION
-from taskforge.handlers.registration import select_step_objects
+from taskforge.adapters import fastjson
+from taskforge.handlers.registration import decode_watch_events_fast, select_step_objects
 
 
 @pytest.mark.parametrize(("resource", "selectors"), [
@@ -27,3 +31,27 @@ def test_selectors_by_resource(resource: Resource, selectors: list[str]) -> None
     settings = kopf.OperatorSettings()
     select_step_objects(settings)
     assert list(settings.watching.label_selectors.collect(resource)) == selectors
+
+
+
+def test_kopf_watch_lines_decode_with_orjson() -> None:
+    """kopf's stream decodes each line with its module's `json.loads`: ours once hooked."""
+    assert decode_watch_events_fast()
+    assert isinstance(getattr(kopf_api, "json", None), fastjson.JsonModule)
+    assert decode_watch_events_fast()  # a second call keeps the hook
+    source = Path(kopf_api.__file__).read_text()
+    assert "json.loads(line" in source, "kopf changed how it decodes watch lines"
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": [1, 2.5, "x", null, true], "b": {"c": "\u00e9"}}',
+    b'{"n": 9223372036854775807, "m": -1}',
+    '"\\ud800"',  # a lone surrogate escape: orjson refuses, the stdlib reads it
+])
+def test_fast_loads_agree_with_the_stdlib(text: str | bytes) -> None:
+    assert fastjson.loads(text) == json.loads(text)
+
+
+def test_what_the_stdlib_also_refuses_is_refused() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        fastjson.loads('{"a": ')

@@ -34,6 +34,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from taskforge import GROUP, VERSION
+from taskforge.adapters import fastjson
 
 RUNS = "workflowruns"
 WORKFLOWS = "workflows"
@@ -65,7 +66,7 @@ def read_body(response: Any) -> dict[str, Any]:
         data = response.data
     finally:
         response.release_conn()
-    return dict(json.loads(data)) if data else {}
+    return dict(fastjson.loads(data)) if data else {}
 
 
 def request(method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any, cast
@@ -19,6 +20,7 @@ from typing import Any, cast
 import kopf
 
 from taskforge import GROUP, VERSION
+from taskforge.adapters import fastjson
 from taskforge.adapters.jobs import LABEL_RUN
 from taskforge.api.run import TERMINAL_RUN_PHASES
 from taskforge.handlers import admission, cache_sync, children
@@ -68,6 +70,26 @@ def select_step_objects(settings: kopf.OperatorSettings) -> None:
         settings.watching.label_selectors[group, version, plural] = LABEL_RUN
 
 
+def decode_watch_events_fast() -> bool:
+    """kopf's watch streams decoded with orjson (adapters/fastjson.py says why).
+
+    kopf decodes each watch line with `json.loads` in `kopf._cogs.clients.api.stream` and has
+    no setting for it, so its module's `json` is replaced; False (and the stdlib) if a kopf
+    upgrade moved it. `tests/unit/test_watch_selectors.py` fails then.
+    """
+    try:
+        from kopf._cogs.clients import api  # noqa: PLC0415 - private, see the docstring
+    except ImportError:
+        return False
+    current = getattr(api, "json", None)
+    if isinstance(current, fastjson.JsonModule):
+        return True
+    if current is not json:
+        return False
+    api.json = fastjson.JsonModule()  # type: ignore[attr-defined,assignment]
+    return True
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global OPERATOR  # noqa: PLW0603 - kopf handlers are module-level functions
@@ -83,6 +105,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     admission.configure(settings, config)
     if not cache_sync.install():  # before kopf's watchers start (they start after startup)
         cache_sync.TRACKER.force("this kopf version has no watch stream to hook")
+    if not decode_watch_events_fast():
+        log.warning("kopf's watch streams decode with the stdlib: no `json` in kopf's api module")
     OPERATOR = Operator(config)
     await OPERATOR.start()
     gc.freeze()  # the startup objects live forever: keep full collections short
