@@ -200,6 +200,39 @@ async def test_waiters_are_served_in_order_with_staggered_times(conn: RedisConne
     assert await conn.client.zcard(limiter.key("q") + ":q") == 0
 
 
+async def test_higher_priority_goes_first_equal_priorities_keep_their_order(
+    conn: RedisConnection,
+) -> None:
+    """spec.priority in the queue: an urgent waiter that comes last is first in line and is
+    admitted first; equal priorities keep the order of first denial; a waiter whose priority
+    is raised is re-banded; and the limit itself never moves (one token per 100 ms)."""
+    limiter = RateLimiter(conn)
+    assert (await limiter.acquire("p", 10, 1.0, burst=1, waiter="w0")).allowed
+    low = [await limiter.acquire("p", 10, 1.0, burst=1, waiter=f"low{i}") for i in (1, 2)]
+    assert [a.ahead for a in low] == [0, 1]
+    urgent = await limiter.acquire("p", 10, 1.0, burst=1, waiter="urgent", priority=10)
+    assert not urgent.allowed and urgent.ahead == 0
+    # The urgent one's place pushed both low ones back.
+    assert (await limiter.acquire("p", 10, 1.0, burst=1, waiter="low1")).ahead == 1
+    assert (await limiter.acquire("p", 10, 1.0, burst=1, waiter="low2")).ahead == 2
+    mid = await limiter.acquire("p", 10, 1.0, burst=1, waiter="mid", priority=5)
+    assert mid.ahead == 1  # behind urgent, ahead of the low ones
+    # low2 raised to 10: it keeps its arrival, so it goes before urgent (same priority,
+    # denied earlier), and mid is now third.
+    assert (await limiter.acquire("p", 10, 1.0, burst=1, waiter="low2", priority=10)).ahead == 0
+    assert (await limiter.acquire("p", 10, 1.0, burst=1, waiter="mid", priority=5)).ahead == 2
+    order: list[str] = []
+    pending = {"urgent": 10, "low2": 10, "mid": 5, "low1": 0}
+    deadline = time.monotonic() + 5
+    while pending and time.monotonic() < deadline:
+        for name, prio in list(pending.items()):
+            if (await limiter.acquire("p", 10, 1.0, burst=1, waiter=name, priority=prio)).allowed:
+                order.append(name)
+                del pending[name]
+        await asyncio.sleep(0.01)
+    assert order == ["low2", "urgent", "mid", "low1"]
+
+
 async def test_a_waiter_that_never_returns_loses_its_place(conn: RedisConnection) -> None:
     limiter = RateLimiter(conn, grace=0.2)
     await limiter.acquire("lapse", 10, 1.0, burst=1)

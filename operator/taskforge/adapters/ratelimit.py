@@ -30,13 +30,23 @@ Fairness: plain GCRA gives the token to whoever asks first, and callers that all
 retry at the same retry_after race; measured on a shared key, the winner of one
 race tends to win the next (its re-request meets a quieter server), 58:21 over
 3 s. So a denied caller that names itself (``waiter``) joins a queue ordered by
-first denial, and the k-th in line is admitted only once the schedule holds
-k + 1 tokens for it: ``allow_at = TAT + interval * cost * (k + 1) - span``. The
-waiters are served in order, each gets its own retry_after (no stampede), and
-since ``allow_at`` only grows with k the queue can delay an admission relative
-to plain GCRA but never add one: the limit holds whatever the queue says. A
-waiter holds its place on a lease (its retry_after plus ``grace``) so a caller
-that never returns stops blocking the line by itself.
+priority (higher first), then first denial, and the k-th in line is admitted only
+once the schedule holds k + 1 tokens for it:
+``allow_at = TAT + interval * cost * (k + 1) - span``. The waiters are served in
+order, each gets its own retry_after (no stampede), and since ``allow_at`` only
+grows with k the queue can delay an admission relative to plain GCRA but never add
+one: the limit holds whatever the queue says. A waiter holds its place on a lease
+(its retry_after plus ``grace``) so a caller that never returns stops blocking the
+line by itself.
+
+Priorities (spec.priority, issue 19): the queue's score is ``band * 2^40 + n``, ``band``
+being PRIORITY_MAX - priority (0 to 2000) and ``n`` the waiter's arrival number from a
+counter kept next to the queue, so higher priority sorts first and equal priorities keep
+the order of first denial; both parts stay exact in a double (2000 * 2^40 < 2^53). A caller
+counts as ahead of it only the waiters of its own or a better band, so an urgent run can be
+admitted past a queue of lower ones, never past the limit. Keys are per namespace
+(engine/limits.py), so a priority reorders one tenant's waiters only; a waiter whose
+priority changes is re-banded at its next call, keeping its arrival number.
 """
 
 from __future__ import annotations
@@ -49,12 +59,14 @@ from taskforge.adapters.redis_client import (
     RedisConnection,
     RedisUnavailableError,
 )
+from taskforge.api.timing import PRIORITY_MAX, PRIORITY_MIN
 
 log = logging.getLogger(__name__)
 
-# KEYS: bucket (the TAT), waiters (zset: first denial, µs), leases (zset: come back by, µs).
-# ARGV: emission interval µs (may be fractional), burst span µs (interval * burst), cost,
-# waiter id ('' for none), grace µs. Returns {allowed, retry_after µs, tokens left, ahead}.
+# KEYS: bucket (the TAT), waiters (zset: band * 2^40 + arrival number), leases (zset: come
+# back by, µs), arrival counter. ARGV: emission interval µs (may be fractional), burst span µs
+# (interval * burst), cost, waiter id ('' for none), grace µs, band (PRIORITY_MAX - priority,
+# 0 to 2000: lower goes first). Returns {allowed, retry_after µs, tokens left, ahead}.
 # Numbers passed to redis.call are formatted with %.17g: Lua's default (%.14g) would
 # drop the last digits of a microsecond timestamp.
 GCRA_LUA = """
@@ -63,6 +75,8 @@ local span = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local waiter = ARGV[4]
 local grace = tonumber(ARGV[5])
+local band = tonumber(ARGV[6])
+local STRIDE = 1099511627776
 local function num(x) return string.format('%.17g', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -76,7 +90,15 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   if waiter ~= '' then mine = redis.call('ZSCORE', KEYS[2], waiter) end
   if mine then
     queued = true
-    ahead = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. mine)
+    mine = tonumber(mine)
+    local want = band * STRIDE + mine % STRIDE
+    if want ~= mine then
+      redis.call('ZADD', KEYS[2], num(want), waiter)
+      mine = want
+    end
+    ahead = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. num(mine))
+  elseif waiter ~= '' then
+    ahead = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. num((band + 1) * STRIDE))
   else
     ahead = redis.call('ZCARD', KEYS[2])
   end
@@ -101,12 +123,16 @@ if now >= allow_at then
   return {1, 0, tokens(new_tat), ahead}
 end
 if waiter ~= '' then
-  if not queued then redis.call('ZADD', KEYS[2], num(now), waiter) end
+  if not queued then
+    local seq = redis.call('INCR', KEYS[4]) % STRIDE
+    redis.call('ZADD', KEYS[2], num(band * STRIDE + seq), waiter)
+  end
   redis.call('ZADD', KEYS[3], num(allow_at + grace), waiter)
   local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
   local until_ms = num(math.ceil(tonumber(last[2]) / 1000))
   redis.call('PEXPIREAT', KEYS[2], until_ms)
   redis.call('PEXPIREAT', KEYS[3], until_ms)
+  redis.call('PEXPIREAT', KEYS[4], until_ms)
 end
 return {0, math.ceil(allow_at - now), tokens(tat), ahead}
 """
@@ -176,6 +202,7 @@ class RateLimiter:
         *,
         burst: int | None = None,
         waiter: str | None = None,
+        priority: int = 0,
     ) -> Admission:
         """Take ``cost`` tokens from ``key`` (``limit`` per ``per_seconds``, bucket size
         ``burst``, default ``limit``) if they are there; otherwise say when they will be.
@@ -184,6 +211,8 @@ class RateLimiter:
         are then admitted in the order of their first denial and each is told a
         different time, so a contended key is shared fairly and nobody stampedes.
         A caller without ``waiter`` queues behind every waiter but keeps no place.
+        ``priority`` (clamped to the CRD's range) orders waiters: higher first, then
+        first denial.
 
         Never raises for Redis trouble: an unreachable Redis yields the outage
         policy with ``degraded=True`` within the connection deadline. Raises
@@ -197,11 +226,14 @@ class RateLimiter:
         interval_us = per_seconds * 1_000_000.0 / limit
         base = self.key(key)
         args: list[str | int] = [
-            repr(interval_us), repr(interval_us * size), cost, waiter or "", self._grace_us
+            repr(interval_us), repr(interval_us * size), cost, waiter or "", self._grace_us,
+            PRIORITY_MAX - max(PRIORITY_MIN, min(priority, PRIORITY_MAX)),
         ]
         try:
             reply = await self._conn.run(
-                lambda: self._script(keys=[base, base + ":q", base + ":l"], args=args),
+                lambda: self._script(
+                    keys=[base, base + ":q", base + ":l", base + ":n"], args=args
+                ),
                 f"rate limit {key!r}",
             )
         except RedisBusyError as err:

@@ -16,6 +16,7 @@ from taskforge.api.common import (
     list_map,
 )
 from taskforge.api.durations import Timestamp
+from taskforge.api.timing import Priority, StartAfter, StartAt
 from taskforge.api.workflow import ObjectMeta, WorkflowSpec
 
 StepFailure = Literal["Failed", "TimedOut", "PodFailure", "TemplateLimit"]
@@ -76,7 +77,12 @@ _RUN_SPEC_RULES = [
     cel_rule(
         "has(self.workflowRef) != has(self.workflowSpec)",
         "set exactly one of workflowRef and workflowSpec",
-    )
+    ),
+    cel_rule(
+        "!(has(self.startAt) && has(self.startAfter))",
+        "set at most one of startAt and startAfter",
+        field_path=".startAfter",
+    ),
 ]
 
 
@@ -113,11 +119,34 @@ class WorkflowRunSpec(Model):
         max_length=2000,
         description="Steps that succeeded in an earlier run: not run again, outputs reused.",
     )
+    start_at: StartAt | None = Field(
+        default=None,
+        description="Start the run at this time (RFC 3339, e.g. 2026-01-01T09:00:00Z); until"
+        " then it stays Pending with reason Scheduled. Not together with startAfter.",
+    )
+    start_after: StartAfter | None = Field(
+        default=None,
+        description="Start the run this long after it was created, e.g. 10m (at most 8784h);"
+        " until then it stays Pending with reason Scheduled. Not together with startAt.",
+    )
+    priority: Priority | None = Field(
+        default=None,
+        description="Priority of this run (-1000 to 1000; default: the workflow's priority,"
+        " else 0). When a concurrency or rate limit makes runs or steps wait, higher priority"
+        " goes first, then creation order; only among waiters under the same limit key, which"
+        " is always within one namespace. The operator may cap it (chart value maxPriority).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkflowRunSpec:
         if (self.workflow_ref is None) == (self.workflow_spec is None):
             raise ValueError("set exactly one of workflowRef and workflowSpec")
+        return self
+
+    @model_validator(mode="after")
+    def _one_start(self) -> WorkflowRunSpec:
+        if self.start_at is not None and self.start_after is not None:
+            raise ValueError("startAfter: set at most one of startAt and startAfter")
         return self
 
 

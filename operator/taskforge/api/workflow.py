@@ -27,6 +27,7 @@ from taskforge.api.sizes import (
     text_budget_rule,
 )
 from taskforge.api.steps import Duration, RetryPolicy, Step
+from taskforge.api.timing import Priority
 
 BodyPath = Annotated[str, StringConstraints(max_length=1024)]
 OUTPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -235,6 +236,12 @@ class WorkflowSpec(Model):
             cel_rule("self.all(k, k.matches('" + OUTPUT_NAME_PATTERN + "'))",
                      "output names are letters, digits and '_', not starting with a digit")
         ),
+    )
+    priority: Priority | None = Field(
+        default=None,
+        description="Default priority of this workflow's runs (-1000 to 1000, default 0); a"
+        " run's spec.priority wins. When a concurrency or rate limit makes runs or steps wait,"
+        " higher priority goes first, then creation order.",
     )
     step_events: Literal["default", "all"] = Field(
         default="default",

@@ -21,6 +21,7 @@ from taskforge.cli.params import load_param_file, parse_assignments, resolve
 from taskforge.cli.render import emit, is_terminal
 from taskforge.cli.runs import plan_retry, run_manifest
 from taskforge.cli.watching import exit_code, follow
+from taskforge.cli.when import start_fields, start_note
 
 
 class CreateOutput(StrEnum):
@@ -87,6 +88,22 @@ def run(
         typer.Option("--param-file", help="YAML file with a mapping of params (-p wins).",
                      show_default=False),
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Start at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z;"
+                     " without an offset: local time). Pending (Scheduled) until then.",
+                     show_default=False),
+    ] = None,
+    in_: Annotated[
+        str | None,
+        typer.Option("--in", help="Start this long after creation, e.g. 10m or 1h30m.",
+                     show_default=False),
+    ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option("--priority", help="Priority (-1000..1000; default: the workflow's):"
+                     " higher goes first when limits make runs wait.", show_default=False),
+    ] = None,
     watch: WatchOpt = False,
     name: NameOpt = None,
     output: OutputOpt = None,
@@ -94,7 +111,8 @@ def run(
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Start a run of a Workflow (a WorkflowRun with trigger manual)."""
+    """Start a run of a Workflow (a WorkflowRun with trigger manual), now or later."""
+    timing = start_fields(at, in_, priority)
     given = load_param_file(param_file) if param_file else {}
     given.update(parse_assignments(param or []))
     cluster = connect(ctx, namespace, context, kubeconfig)
@@ -107,8 +125,9 @@ def run(
         params=params,
         trigger="manual",
     )
+    manifest["spec"].update(timing)
     created = cluster.create(RUNS, manifest)
-    _report(cluster, created, output, watch, "")
+    _report(cluster, created, output, watch, start_note(timing))
 
 
 def retry(

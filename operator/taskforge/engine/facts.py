@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from taskforge.api.run import WorkflowRunSpec, WorkflowRunStatus
 from taskforge.api.workflow import WorkflowSpec
+from taskforge.engine.timing import not_before
 
 JobState = Literal["Active", "Succeeded", "Failed"]
 JobFailure = Literal["Failed", "TimedOut", "PodFailure"]
@@ -118,6 +119,9 @@ class RunFacts:
         """
         if self.status is not None and self.status.started_at is not None:
             return None
+        spec = self.spec
+        if not_before(spec.start_at, spec.start_after, self.created_at, self.now) is not None:
+            return None  # a delayed run meets the gates when it is due, not before
         if self.spec.workflow_spec is not None:
             return self.spec.workflow_spec, None
         if self.workflow is not None:

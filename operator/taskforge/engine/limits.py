@@ -52,17 +52,25 @@ def step_holder(run_uid: str, step: str) -> str:
 
 
 class Waiter(NamedTuple):
-    """A run waiting for a slot: ordered by creation time, then name (the tie-break
-    Kubernetes users can see, since creationTimestamp has one-second resolution)."""
+    """A run waiting for a slot: ordered by priority (higher first), then creation time,
+    then name (the tie-break Kubernetes users can see, since creationTimestamp has
+    one-second resolution)."""
 
     created: datetime
     name: str
+    priority: int = 0
+
+    @property
+    def order(self) -> tuple[int, datetime, str]:
+        return (-self.priority, self.created, self.name)
 
 
 def queue_rank(me: Waiter, waiting: Iterable[Waiter]) -> int:
     """How many of ``waiting`` must be admitted before ``me`` (``me`` may be among them).
 
-    Pass every run of the workflow that has not started and is not finished; the
-    result is the ``rank`` argument of ``Slots.acquire``.
+    Pass every run of the workflow that has not started, is not finished and is due (a
+    delayed run waits for its time, not for a slot); the result is the ``rank`` argument
+    of ``Slots.acquire``.
     """
-    return sum(1 for w in waiting if (w.created, w.name) < (me.created, me.name))
+    mine = me.order
+    return sum(1 for w in waiting if w.order < mine)

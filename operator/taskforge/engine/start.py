@@ -10,7 +10,7 @@ from __future__ import annotations
 import weakref
 from typing import Literal
 
-from taskforge.api.durations import format_duration, to_millis
+from taskforge.api.durations import format_duration, format_timestamp, to_millis
 from taskforge.api.run import PinnedWorkflow, StepStatus, WorkflowRunStatus
 from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.actions import EmitEvent, Plan
@@ -20,6 +20,7 @@ from taskforge.engine.facts import RunFacts
 from taskforge.engine.params import ParamsError, check_defaults, resolve_params
 from taskforge.engine.results import bound_message, bound_outputs, output_budget
 from taskforge.engine.template_refs import step_template_problems
+from taskforge.engine.timing import SCHEDULED, not_before
 
 WORKFLOW_NOT_FOUND_REQUEUE = 5.0
 
@@ -141,6 +142,15 @@ def _pending(
 def start_run(facts: RunFacts) -> WorkflowRunStatus | Plan:
     """A pinned, Running status to plan on; or a finished Plan (Pending or Failed)."""
     run_spec = facts.spec
+    due = not_before(run_spec.start_at, run_spec.start_after, facts.created_at, facts.now)
+    if due is not None:
+        # Before the workflow is even looked at: it may be created by then. The requeue is
+        # the exact wake-up; a restarted operator derives the same instant from the spec.
+        if run_spec.cancel:
+            return _failed(facts, "Cancelled", "cancelled before it started", None,
+                           phase="Cancelled")
+        return _pending(facts, SCHEDULED, f"scheduled to start at {format_timestamp(due)}",
+                        "Normal", max((due - facts.now).total_seconds(), 0.0))
     pinned: PinnedWorkflow | None = None
     if run_spec.workflow_spec is not None:
         spec = run_spec.workflow_spec

@@ -14,6 +14,7 @@ from taskforge.api import TERMINAL_RUN_PHASES
 from taskforge.api.durations import parse_timestamp
 from taskforge.engine.facts import RunFacts
 from taskforge.engine.limits import Waiter
+from taskforge.engine.timing import effective_priority, raw_not_before
 from taskforge.handlers.limits import Limits, RunGate
 from taskforge.handlers.store import Key, Store
 
@@ -36,12 +37,19 @@ class RunAdmitter:
         if spec.rate_limit is None and spec.concurrency is None:
             return None
         workflow = workflow or key[1]  # an inline spec's limits are its run's own
-        waiting = [
-            Waiter(_created(r, facts.now), r["metadata"]["name"])
-            for r in self.store.runs_of_workflow(key[0], workflow)
-            if not (r.get("status") or {}).get("startedAt")
-            and (r.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES
-        ]
+        default = spec.priority
+        cap = self.limits.max_priority
+        waiting: list[Waiter] = []
+        for r in self.store.runs_of_workflow(key[0], workflow):
+            status, run_spec = r.get("status") or {}, r.get("spec") or {}
+            if status.get("startedAt") or status.get("phase") in TERMINAL_RUN_PHASES:
+                continue
+            created = _created(r, facts.now)
+            if run_spec.get("cancel") or raw_not_before(run_spec, created, facts.now):
+                continue  # a delayed run waits for its time, not for a slot
+            priority = effective_priority(run_spec.get("priority"), default, cap)
+            waiting.append(Waiter(created, r["metadata"]["name"], priority))
+        mine = effective_priority(facts.spec.priority, default, cap)
         # No field a user sets skips a limit: trigger.type is not trusted; a reservation is
         # only a claim that Limits checks in Redis (see adapters/reservations.py).
         return await self.limits.admit_run(
@@ -49,7 +57,8 @@ class RunAdmitter:
             namespace=key[0],
             workflow=workflow,
             uid=facts.uid,
-            me=Waiter(facts.created_at, key[1]),
+            me=Waiter(facts.created_at, key[1], mine),
+            priority=mine,
             waiting=waiting,
             now=facts.now,
             reservation=facts.spec.trigger.reservation if facts.spec.trigger else None,

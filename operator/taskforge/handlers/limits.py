@@ -32,6 +32,7 @@ from taskforge.adapters.reservations import Reservations
 from taskforge.adapters.slots import Slots
 from taskforge.api.durations import format_duration, parse_duration
 from taskforge.api.run import WorkflowRunStatus
+from taskforge.api.timing import PRIORITY_MAX
 from taskforge.api.workflow import WorkflowSpec
 from taskforge.engine.actions import CreateJob, EmitEvent, Plan
 from taskforge.engine.defer import hold_back
@@ -56,6 +57,8 @@ down that long), the run pays again: never fewer checks than runs."""
 CLAIM_KEEP = 60.0
 """How long a claimed reservation still answers for its run (a retried admission)."""
 PROBE_UP, PROBE_DOWN = 5.0, 1.0
+MAX_PRIORITY = int(os.environ.get("TASKFORGE_MAX_PRIORITY", str(PRIORITY_MAX)))
+"""The chart's ceiling on spec.priority (value maxPriority): higher values count as this."""
 SkipKind = Literal["run_rate", "run_concurrency", "step_rate", "step_concurrency", "webhook_rate"]
 BUSY = "LimitsBusy"
 
@@ -84,6 +87,7 @@ class Limits:
         self.limiter = RateLimiter(self.conn) if self.conn else None
         self.slots = Slots(self.conn) if self.conn else None
         self.reservations = Reservations(self.conn) if self.conn else None
+        self.max_priority = MAX_PRIORITY
 
     @property
     def enabled(self) -> bool:
@@ -125,6 +129,7 @@ class Limits:
         waiting: Iterable[Waiter],
         now: datetime,
         reservation: str | None = None,
+        priority: int = 0,
     ) -> RunGate | None:
         """Slot first (in creation order), then a rate token; a refused token gives the slot
         back so a rate-limited run never blocks the concurrency of others.
@@ -164,7 +169,8 @@ class Limits:
         if spec.rate_limit is not None and not paid:
             per = parse_duration(spec.rate_limit.per)
             got = await self.limiter.acquire(
-                run_rate_key(namespace, workflow), spec.rate_limit.limit, per, waiter=uid
+                run_rate_key(namespace, workflow), spec.rate_limit.limit, per, waiter=uid,
+                priority=priority,
             )
             if not got.allowed:
                 if held_slot:
@@ -219,6 +225,7 @@ class Limits:
         uid: str,
         run_name: str,
         now: datetime,
+        priority: int = 0,
     ) -> Plan:
         """Hold back new launches of steps whose key has no token or no free slot (or whose
         limits could not be checked in time); say so when a limit was not applied."""
@@ -259,6 +266,7 @@ class Limits:
                     step.rate_limit.limit,
                     parse_duration(step.rate_limit.per),
                     waiter=holder,
+                    priority=priority,
                 )
                 if not got.allowed:
                     wait = got.retry_after

@@ -28,6 +28,7 @@ from taskforge.engine.facts import RunFacts, WorkflowFacts
 from taskforge.engine.health import health_is_current
 from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.sizes import check_job_size, check_run_size
+from taskforge.engine.timing import effective_priority
 from taskforge.handlers import runlog
 from taskforge.handlers.admit import RunAdmitter
 from taskforge.handlers.authorization import RunAuthorizer
@@ -216,7 +217,9 @@ class RunReconciler(RunFailures):
         uid = facts.uid
         if spec is not None and self.limits.enabled:
             result = await self.limits.gate_steps(
-                result, spec, namespace=key[0], uid=uid, run_name=key[1], now=now
+                result, spec, namespace=key[0], uid=uid, run_name=key[1], now=now,
+                priority=effective_priority(facts.spec.priority, spec.priority,
+                                            self.limits.max_priority),
             )
         status, ship_retry = await self.limits.ship(
             result.status, key[0], key[1], runlog.workflow_of(body)

@@ -308,6 +308,8 @@ COVERED = {
     "script-languages.yaml", "log-levels.yaml", "inline-run.yaml", "container.yaml",
     "http-fetch-and-post.yaml", "slack.yaml", "email.yaml", "cron-schedule.yaml",
     "webhook.yaml",
+    # tests/e2e/operator/test_timing.py:
+    "delayed-run.yaml", "priorities.yaml",
 }
 
 
