@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # the admin path's modules load only when it is taken
 T = TypeVar("T")
 _ADMIN = "Admin: direct Redis (bypasses the API and RBAC)"
 
-app = typer.Typer(help="Dead letters: steps that failed for good, per namespace.",
+app = typer.Typer(help="The dead-letter stream: steps that failed for good, per namespace.",
                   no_args_is_help=True, rich_markup_mode=None)
 
 RedisUrlOpt = Annotated[
