@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "Check Workflow and WorkflowRun manifests offline (no cluster); exit 1 on any "
                  "error."),
     "dlq": ("taskforge.cli.dlq", "app", "The dead-letter stream: steps that failed for good."),
+    "ui": ("taskforge.cli.ui", "ui",
+           "Serve the web UI and API on 127.0.0.1 as your kubeconfig's user."),
 }
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 error; 2 usage error; 3 the run failed or was cancelled "
