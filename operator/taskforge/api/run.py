@@ -296,6 +296,9 @@ class StepStatus(Model):
     items: ItemsStatus | None = Field(
         default=None, description="Progress of a forEach step's items."
     )
+    child_run: str | None = Field(
+        default=None, description="The child WorkflowRun of a workflow step."
+    )
     attempt_history: list[AttemptRecord] | None = Field(
         default=None,
         max_length=MAX_ATTEMPT_HISTORY,

@@ -10,6 +10,7 @@ from taskforge.api.common import (
     EnvVar,
     MapKey,
     Model,
+    ResourceName,
     ResourceRequirements,
     SecretKeyRef,
     StepName,
@@ -25,7 +26,7 @@ RetryOn = Literal["Failed", "TimedOut", "PodFailure", "HTTPStatus"]
 """What `retry.on` can name: a FailureKind, or HTTPStatus (the codes in `retry.httpStatus`,
 retried even when the executor calls them permanent, like a 404 of a resource that is still
 being created)."""
-STEP_TYPES = ("http", "script", "log", "container", "slack", "email")
+STEP_TYPES = ("http", "script", "log", "container", "slack", "email", "workflow")
 _RETRY_ON_DEFAULT: tuple[RetryOn, ...] = ("Failed", "TimedOut", "PodFailure")
 
 _TEMPLATES = "Templates like {{ params.x }} and {{ steps.NAME.outputs.KEY }} are rendered first."
@@ -272,6 +273,21 @@ class StepConcurrency(Model):
     max_running: int = Field(ge=1, le=10_000, description="Steps running at once under the key.")
 
 
+class WorkflowCall(Model):
+    """Run another Workflow of the run's namespace as a child WorkflowRun (no Job): the step
+    ends with the child, and its outputs are the child's run outputs."""
+
+    name: ResourceName = Field(
+        description="Name of a Workflow in the run's namespace (never another namespace)."
+    )
+    params: dict[MapKey, Any] | None = Field(
+        default=None,
+        max_length=100,
+        description="Parameter values of the child run; templates are rendered in their"
+        " strings. Any JSON: its size counts toward the run's size (see README, Limits).",
+    )
+
+
 MAX_FOREACH_ITEMS = 1000
 """Items of one forEach step: each is its own Job series, and the status keeps a phase letter
 and (while it runs or after it failed) a small record per item; see engine/fanout.py."""
@@ -314,11 +330,12 @@ class ForEach(Model):
 
 
 _FOREACH_LIMITS_MESSAGE = "forEach cannot be combined with rateLimit or concurrency"
+_WORKFLOW_STEP_MESSAGE = "a workflow step cannot have forEach, rateLimit, concurrency or pod"
 
 
 class Step(Model):
     """One unit of work, run as one Kubernetes Job per attempt. Set exactly one step type:
-    http, script, log, container, slack or email."""
+    http, script, log, container, slack, email or workflow."""
 
     model_config = ConfigDict(
         json_schema_extra=k8s_validations(
@@ -332,6 +349,12 @@ class Step(Model):
                 "!has(self.forEach) || (!has(self.rateLimit) && !has(self.concurrency))",
                 _FOREACH_LIMITS_MESSAGE,
                 field_path=".forEach",
+            ),
+            cel_rule(
+                "!has(self.workflow) || (!has(self.forEach) && !has(self.rateLimit)"
+                " && !has(self.concurrency) && !has(self.pod))",
+                _WORKFLOW_STEP_MESSAGE,
+                field_path=".workflow",
             ),
         )
     )
@@ -382,6 +405,12 @@ class Step(Model):
     container: ContainerStep | None = Field(default=None, description="Run any container image.")
     slack: SlackStep | None = Field(default=None, description="Post to a Slack incoming webhook.")
     email: EmailStep | None = Field(default=None, description="Send an e-mail over SMTP.")
+    workflow: WorkflowCall | None = Field(
+        default=None,
+        description="Run another Workflow of this namespace as a child run; the step ends with"
+        " it (no retries), its outputs are the child's run outputs. Cancelling this run"
+        " cancels the child; calls nest at most 5 deep and a cycle fails the step.",
+    )
     for_each: ForEach | None = Field(
         default=None,
         description="Fan-out: run the step once per item, at most maxParallel at once. It"
@@ -408,6 +437,9 @@ class Step(Model):
     def _for_each_alone(self) -> Step:
         if self.for_each is not None and (self.rate_limit or self.concurrency):
             raise ValueError(f"step {self.name!r}: {_FOREACH_LIMITS_MESSAGE}")
+        if self.workflow is not None and (self.for_each or self.rate_limit or self.concurrency
+                                          or self.pod):
+            raise ValueError(f"step {self.name!r}: {_WORKFLOW_STEP_MESSAGE}")
         return self
 
     @property

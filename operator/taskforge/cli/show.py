@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from taskforge import GROUP
+from taskforge.cli.client import RUNS, Cluster, connect
 from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError
-from taskforge.cli.options import RUNS, ContextOpt, KubeconfigOpt, NamespaceOpt
-
-if TYPE_CHECKING:  # `get --help` must not load the client: imported in the body
-    from taskforge.cli.client import Cluster
+from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
+from taskforge.cli.render import (
+    console,
+    emit,
+    run_view,
+)
+from taskforge.cli.runs import layout, spec_of
 
 
 class DataOutput(StrEnum):
@@ -76,10 +80,6 @@ def get(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Show a run: phase, workflow, params, conditions, and its steps in DAG order."""
-    from taskforge.cli.client import connect  # noqa: PLC0415
-    from taskforge.cli.render import console, emit, run_view  # noqa: PLC0415
-    from taskforge.cli.runs import layout, spec_of  # noqa: PLC0415
-
     cluster = connect(ctx, namespace, context, kubeconfig)
     obj = cluster.get(RUNS, run)
     if results:

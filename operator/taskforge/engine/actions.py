@@ -71,7 +71,29 @@ class StoreResult:
     sha256: str
 
 
-Action = CreateJob | DeleteJob | EmitEvent | StoreResult
+@dataclass(frozen=True)
+class CreateRun:
+    """Create the child WorkflowRun of a workflow step (engine/subflow.py); a 409 for a run
+    this run owns counts as success. Owned by the parent run (deleting it deletes the child),
+    labelled with the parent run and step, its call chain in an annotation."""
+
+    step: str
+    run_name: str
+    workflow: str
+    params: dict[str, Any]
+    labels: dict[str, str]
+    lineage: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CancelRun:
+    """Set spec.cancel on a child run (its finally steps still run); 404 is done."""
+
+    run_name: str
+    reason: str
+
+
+Action = CreateJob | DeleteJob | EmitEvent | StoreResult | CreateRun | CancelRun
 
 
 @dataclass(frozen=True)

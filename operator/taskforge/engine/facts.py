@@ -60,6 +60,20 @@ class LoadedResult:
 
 
 @dataclass(frozen=True)
+class ObservedChild:
+    """The child run of a workflow step, as the adapter found it under its deterministic name.
+
+    `owned`: its controller owner reference is this run; a run of that name that is not (a
+    user's, created first) is never adopted."""
+
+    name: str
+    owned: bool
+    phase: str | None = None
+    message: str | None = None
+    outputs: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class WorkflowFacts:
     """The referenced Workflow as it is now; only read on the first reconcile (pinning)."""
 
@@ -129,3 +143,7 @@ class RunFacts:
         return None
     results: Mapping[str, LoadedResult] = field(default_factory=dict)
     """Stored results of the steps `stored.wanted_results` names, by step."""
+    children: Mapping[str, ObservedChild] = field(default_factory=dict)
+    """The child runs of the run's workflow steps, by step (engine/subflow.py)."""
+    lineage: tuple[str, ...] = ()
+    """The workflows of the runs above this one, outermost first (a child run's call chain)."""

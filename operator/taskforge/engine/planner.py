@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from taskforge.api.durations import parse_duration, to_millis
 from taskforge.api.run import TERMINAL_RUN_PHASES, StepFailure, StepStatus, WorkflowRunStatus
 from taskforge.engine import attempts as history
-from taskforge.engine import fanout
+from taskforge.engine import fanout, subflow
 from taskforge.engine import status as runstatus
 from taskforge.engine.actions import Action, CreateJob, DeleteJob, Plan
 from taskforge.engine.conditions import WhenError, evaluate_when
@@ -232,6 +232,9 @@ def _advance(work: Work, names: tuple[str, ...], *, final: bool) -> None:
         if ph == "Running" and st.items is not None:
             fanout.advance(work, name, st, halt_run=not final and work.failing is not None)
             continue
+        if ph == "Running" and st.child_run is not None:
+            subflow.advance(work, name, st)
+            continue
         if ph == "Running":
             if (name, st.attempts) not in work.jobs:  # created but not observed (yet)
                 _launch(work, name, st, st.attempts, again=True)
@@ -281,6 +284,9 @@ def _consider(work: Work, name: str, st: StepStatus) -> None:
     if fanout.is_fanout(work, name):
         fanout.start(work, name, st)
         return
+    if work.dag.steps[name].workflow is not None:
+        subflow.start(work, name, st)
+        return
     _launch(work, name, st, st.attempts + 1)
 
 
@@ -307,6 +313,9 @@ def _cancel(work: Work, names: tuple[str, ...], why: str) -> None:
         st = work.get(name)
         if st.items is not None:
             fanout.cancel(work, name, st, why)
+            continue
+        if st.child_run is not None:
+            subflow.cancel(work, name, st, why)
             continue
         if st.phase == "Running" and st.job_name and st.job_name not in work.deleted:
             work.actions.append(DeleteJob(st.job_name, f"step {name!r}: {why}"))

@@ -14,6 +14,7 @@ from taskforge.adapters import authz
 from taskforge.engine.authority import (
     CREATOR_ANNOTATION,
     LAST_WRITER_ANNOTATION,
+    Authority,
     Reference,
     authority,
     denial_message,
@@ -21,6 +22,8 @@ from taskforge.engine.authority import (
     references,
 )
 from taskforge.engine.facts import RunAuthorization, RunFacts
+from taskforge.engine.subflow import MAX_DEPTH
+from taskforge.handlers import children, runlog
 from taskforge.handlers.store import Key, Store
 
 log = logging.getLogger("taskforge.authorization")
@@ -49,6 +52,32 @@ class RunAuthorizer:
             self.operator_username = name
         return self.operator_username
 
+    async def _authority(self, key: Key, body: dict[str, Any], workflow_name: str | None,
+                         depth: int = 0) -> Authority:
+        """The creator; for the operator's own runs, the Workflow's last writer, except for
+        the child run of a workflow step, which acts for its parent's authority (the person
+        who could start the parent may not gain the called Workflow's author's rights).
+
+        Only a run the operator created counts as a child: whoever else creates a run with
+        an owner reference acts as themselves anyway. A parent that is gone denies."""
+        creator = identity_from_annotation(_annotation(body, CREATOR_ANNOTATION))
+        operator = await self._whoami()
+        parent = children.parent_of(body)
+        if parent is not None and creator is not None and creator.username == operator:
+            parent_body = self.store.run((key[0], parent))
+            owner = children.owner_uid(body)
+            if (parent_body is None or depth > MAX_DEPTH
+                    or (parent_body.get("metadata") or {}).get("uid") != owner):
+                return Authority(None, f"the parent run {parent!r} of this child run is gone")
+            inner = await self._authority((key[0], parent), parent_body,
+                                          runlog.workflow_of(parent_body), depth + 1)
+            return Authority(inner.identity, f"{inner.source} (through parent run {parent!r})")
+        writer = None
+        if workflow_name is not None:
+            workflow_body = self.store.workflows.get((key[0], workflow_name))
+            writer = identity_from_annotation(_annotation(workflow_body, LAST_WRITER_ANNOTATION))
+        return authority(creator, operator, workflow_name, writer)
+
     async def check(self, key: Key, body: dict[str, Any], facts: RunFacts) -> (
         RunAuthorization | None
     ):
@@ -60,12 +89,7 @@ class RunAuthorizer:
         refs = references(spec)
         if not refs:
             return None
-        creator = identity_from_annotation(_annotation(body, CREATOR_ANNOTATION))
-        writer = None
-        if workflow_name is not None:
-            workflow_body = self.store.workflows.get((key[0], workflow_name))
-            writer = identity_from_annotation(_annotation(workflow_body, LAST_WRITER_ANNOTATION))
-        who = authority(creator, await self._whoami(), workflow_name, writer)
+        who = await self._authority(key, body, workflow_name)
         if who.identity is None:
             return RunAuthorization(denied=denial_message(who, refs))
         identity = who.identity

@@ -23,13 +23,21 @@ from taskforge.adapters.jobs import RunRef, build_job, observe_job
 from taskforge.adapters.patch import merge_patch
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, WorkflowSpec
 from taskforge.api.durations import parse_timestamp
-from taskforge.engine.actions import CreateJob, DeleteJob, EmitEvent, Plan, StoreResult
+from taskforge.engine.actions import (
+    CancelRun,
+    CreateJob,
+    CreateRun,
+    DeleteJob,
+    EmitEvent,
+    Plan,
+    StoreResult,
+)
 from taskforge.engine.facts import RunFacts, WorkflowFacts
 from taskforge.engine.health import health_is_current
 from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.sizes import check_job_size, check_run_size
 from taskforge.engine.timing import effective_priority
-from taskforge.handlers import runlog
+from taskforge.handlers import children, runlog
 from taskforge.handlers.admit import RunAdmitter
 from taskforge.handlers.authorization import RunAuthorizer
 from taskforge.handlers.config import OperatorConfig
@@ -153,6 +161,9 @@ class RunReconciler(RunFailures):
         if run.spec.workflow_ref is not None and not pinned:
             workflow = self._workflow_facts(key[0], run.spec.workflow_ref.name)
         jobs = tuple(observe_job(job, pods) for job, pods in self.store.jobs_of(key))
+        pinned_spec = run.status.workflow_spec if run.status is not None else None
+        kids = children.observe_children(self.store, key, str(meta.get("uid", "")),
+                                         pinned_spec.all_steps) if pinned_spec else {}
         return RunFacts(
             name=key[1],
             namespace=key[0],
@@ -164,6 +175,8 @@ class RunReconciler(RunFailures):
             workflow=workflow,
             jobs=jobs,
             now=now,
+            children=kids,
+            lineage=children.lineage_of(body),
         )
 
     async def reconcile(self, key: Key) -> None:
@@ -298,6 +311,8 @@ class RunReconciler(RunFailures):
                 metrics.JOBS_DELETED.inc()
             elif isinstance(action, EmitEvent):
                 self._post_in_background(body, action, now)
+            elif isinstance(action, CreateRun | CancelRun):  # a workflow step's child
+                calls.append(children.apply(action, key, ref.uid))
             elif isinstance(action, StoreResult):
                 calls.append(self.results.store_one(ref, action))
         if calls:

@@ -1,0 +1,16 @@
+"""`taskforge get`: a forEach step's item progress under the step, and in the header."""
+
+from __future__ import annotations
+
+from taskforge.cli.render import item_line
+
+
+def test_item_counts_and_first_failures() -> None:
+    items = {"total": 10, "succeeded": 6, "failed": 1, "running": 3, "phases": "SSSSSSFRRR",
+             "failures": [{"index": 6, "message": "exit 78: bad region"}]}
+    assert item_line(items).plain == (
+        "items 7/10 ended: 6 succeeded, 1 failed, 3 running  failed #6: exit 78: bad region")
+
+
+def test_no_items() -> None:
+    assert item_line({"total": 0}).plain == "items 0/0 ended"
