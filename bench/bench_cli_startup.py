@@ -1,4 +1,6 @@
-"""CPU time of `taskforge --help` and `--version` (target: under 150 ms each).
+"""CPU time of `taskforge --help` and `--version` (target: under 150 ms each), and of a few
+commands' help (no target: they import typer, ~90 ms alone; tests/unit/test_cli_main.py
+bounds them against typer's own start-up).
 
 Why CPU time and not wall time: the machine is shared, and a CLI that a user runs in a
 shell loop or from completion should cost little whatever else is running. Each command
@@ -20,7 +22,8 @@ import sys
 from pathlib import Path
 
 TARGET_MS = 150.0
-COMMANDS: list[list[str]] = [["--version"], ["--help"], ["list", "--help"]]
+COMMANDS: list[list[str]] = [["--version"], ["--help"], ["list", "--help"], ["run", "--help"],
+                             ["validate", "--help"]]
 
 
 def _cli() -> list[str]:
@@ -57,6 +60,9 @@ def main() -> int:
         samples = sorted(cpu_ms(cli + extra) for _ in range(args.runs))
         median = statistics.median(samples)
         p90 = samples[int(0.9 * (len(samples) - 1))]
+        if len(extra) > 1:  # a command's help imports typer: no target, see the test
+            print(f"{'taskforge ' + ' '.join(extra):<28}{median:>10.0f}{p90:>9.0f}{'-':>9}")
+            continue
         worst = max(worst, median)
         ok = "ok" if median < TARGET_MS else "SLOW"
         print(f"{'taskforge ' + ' '.join(extra):<28}{median:>10.0f}{p90:>9.0f}{ok:>9}")

@@ -81,7 +81,7 @@ async def policy_conn(own_redis: RedisServer, request: pytest.FixtureRequest
 async def test_redis_stopped_then_restarted(own_redis: RedisServer,
                                             policy_conn: RedisConnection) -> None:
     conn = policy_conn
-    limiter, slots, dlq = RateLimiter(conn), Slots(conn), DeadLetterStream(conn)
+    limiter, slots, dlq = RateLimiter(conn), Slots(conn), DeadLetterStream(conn, "ns")
     assert (await limiter.acquire("k", 1, 60.0)).allowed  # scripts loaded, pool warm
     assert (await slots.acquire("s", "run-1", 1)).acquired
     clock = Clock(conn)
@@ -115,7 +115,7 @@ async def test_redis_stopped_then_restarted(own_redis: RedisServer,
 async def test_a_hung_redis_costs_at_most_the_deadline(own_redis: RedisServer) -> None:
     """SIGSTOP: the port accepts connections but nothing answers, the worst case."""
     conn = RedisConnection(RedisSettings(url=own_redis.url, rate_limit_policy="closed"))
-    limiter, dlq = RateLimiter(conn), DeadLetterStream(conn)
+    limiter, dlq = RateLimiter(conn), DeadLetterStream(conn, "ns")
     pid = own_redis.pid
     assert pid is not None
     try:

@@ -33,6 +33,7 @@ Commands:
   validate  Check Workflow and WorkflowRun manifests offline (no cluster);
             exit 1 on any error.
   dlq       The dead-letter stream: steps that failed for good.
+  ui        Serve the web UI and API on 127.0.0.1 as your kubeconfig's user.
 
   Exit codes: 0 ok; 1 error; 2 usage error; 3 the run failed or was cancelled
   (watch, run --watch, retry --watch).
@@ -69,6 +70,7 @@ Commands:
   validate  Check Workflow and WorkflowRun manifests offline (no cluster);
             exit 1 on any error.
   dlq       The dead-letter stream: steps that failed for good.
+  ui        Serve the web UI and API on 127.0.0.1 as your kubeconfig's user.
 
   Exit codes: 0 ok; 1 error; 2 usage error; 3 the run failed or was cancelled
   (watch, run --watch, retry --watch).

@@ -39,10 +39,8 @@ from lightkube.types import PatchType
 
 from taskforge import GROUP, VERSION
 from taskforge.cli.errors import CliError, api_message
-from taskforge.cli.options import ClusterOptions
+from taskforge.cli.options import RUNS, WORKFLOWS, ClusterOptions
 
-RUNS = "workflowruns"
-WORKFLOWS = "workflows"
 _KINDS = {RUNS: "WorkflowRun", WORKFLOWS: "Workflow"}
 _SINGULAR = {RUNS: "run", WORKFLOWS: "workflow"}
 # connect, then each read: an unreachable cluster fails fast, not after minutes. Watches
@@ -386,3 +384,8 @@ def fields(selector: str | None) -> Any:
                            " key!=value")
         out.append((key.strip(), ops.equal(value.removeprefix("=").strip())))
     return out
+
+
+__all__ = [  # RUNS and WORKFLOWS too: commands import them from here or from options
+    "RUNS", "WORKFLOWS", "Cluster", "chosen_namespace", "connect", "fields", "labels",
+]

@@ -16,8 +16,7 @@ from typing import Any
 
 import typer
 
-from taskforge.cli.client import RUNS, WORKFLOWS, Cluster
-from taskforge.cli.options import ClusterOptions
+from taskforge.cli.options import RUNS, WORKFLOWS, ClusterOptions
 
 
 def _options(ctx: Any) -> ClusterOptions:
@@ -35,6 +34,8 @@ def _options(ctx: Any) -> ClusterOptions:
 def names(ctx: typer.Context, plural: str, incomplete: str) -> list[str]:
     """The names of `plural` in the namespace the command means that start with `incomplete`."""
     try:
+        from taskforge.cli.client import Cluster  # noqa: PLC0415 (commands' help must not load it)
+
         cluster = Cluster.from_options(_options(ctx))
         found = [o["metadata"]["name"] for o in cluster.list_objects(plural)]
     except Exception:  # no cluster or no permission: nothing to offer

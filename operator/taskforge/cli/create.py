@@ -10,18 +10,15 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from taskforge.cli.client import RUNS, WORKFLOWS, Cluster, connect
 from taskforge.cli.completion import run_names, workflow_names
-from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
-from taskforge.cli.params import load_param_file, parse_assignments, resolve
-from taskforge.cli.render import emit, is_terminal
-from taskforge.cli.runs import plan_retry, run_manifest
-from taskforge.cli.watching import exit_code, follow
-from taskforge.cli.when import start_fields, start_note
+from taskforge.cli.options import RUNS, WORKFLOWS, ContextOpt, KubeconfigOpt, NamespaceOpt
+
+if TYPE_CHECKING:  # the commands' help must not load the client or the models: see bodies
+    from taskforge.cli.client import Cluster
 
 
 class CreateOutput(StrEnum):
@@ -53,6 +50,9 @@ NameOpt = Annotated[
 def _report(cluster: Cluster, created: dict[str, Any], output: CreateOutput | None,
             watch: bool, note: str) -> None:
     """Print what was created, then follow it if asked; exits with the run's outcome."""
+    from taskforge.cli.render import emit  # noqa: PLC0415
+    from taskforge.cli.watching import exit_code, follow  # noqa: PLC0415
+
     name = created["metadata"]["name"]
     if output is CreateOutput.name:
         print(f"workflowrun.taskforge.io/{name}")
@@ -112,6 +112,11 @@ def run(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Start a run of a Workflow (a WorkflowRun with trigger manual), now or later."""
+    from taskforge.cli.client import connect  # noqa: PLC0415
+    from taskforge.cli.params import load_param_file, parse_assignments, resolve  # noqa: PLC0415
+    from taskforge.cli.runs import run_manifest  # noqa: PLC0415
+    from taskforge.cli.when import start_fields, start_note  # noqa: PLC0415
+
     timing = start_fields(at, in_, priority)
     given = load_param_file(param_file) if param_file else {}
     given.update(parse_assignments(param or []))
@@ -152,6 +157,9 @@ def retry(
 
     The other steps run again (trigger retry, label taskforge.io/retry-of).
     """
+    from taskforge.cli.client import connect  # noqa: PLC0415
+    from taskforge.cli.runs import plan_retry  # noqa: PLC0415
+
     cluster = connect(ctx, namespace, context, kubeconfig)
     old = cluster.get(RUNS, run_name)
     plan = plan_retry(cluster, old, name, reuse_steps=not no_reuse)
@@ -173,6 +181,9 @@ def cancel(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Cancel a run: running steps stop, finally steps still run (sets spec.cancel)."""
+    from taskforge.cli.client import connect  # noqa: PLC0415
+    from taskforge.cli.render import is_terminal  # noqa: PLC0415
+
     cluster = connect(ctx, namespace, context, kubeconfig)
     current = cluster.get(RUNS, run_name)
     if is_terminal(current):

@@ -22,20 +22,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
-from taskforge.adapters.deadletter import BadIdError, DeadLetterEntry, DeadLetterStream
-from taskforge.adapters.redis_client import RedisConnection, RedisSettings, RedisUnavailableError
-from taskforge.cli.client import RUNS, WORKFLOWS, chosen_namespace, connect
+from taskforge.cli.client import chosen_namespace, connect
 from taskforge.cli.errors import CliError
 from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
 from taskforge.cli.render import compact, console, emit, human, parse_time
-from taskforge.cli.runs import run_manifest
 from taskforge.cli.show import DataOutput
-from taskforge.cli.watching import exit_code, follow
 from taskforge.cli.webapi import (
     DEFAULT_SERVICE,
     ServerOpt,
@@ -44,13 +40,15 @@ from taskforge.cli.webapi import (
     WebApi,
     kube_config,
 )
-from taskforge.engine.naming import label_value
-from taskforge.engine.rerun import LABEL_REPLAY_OF
+
+if TYPE_CHECKING:  # the admin path's modules load only when it is taken
+    from taskforge.adapters.deadletter import DeadLetterEntry
+    from taskforge.adapters.redis_client import RedisConnection
 
 T = TypeVar("T")
 _ADMIN = "Admin: direct Redis (bypasses the API and RBAC)"
 
-app = typer.Typer(help="Dead letters: steps that failed for good, per namespace.",
+app = typer.Typer(help="The dead-letter stream: steps that failed for good, per namespace.",
                   no_args_is_help=True, rich_markup_mode=None)
 
 RedisUrlOpt = Annotated[
@@ -84,6 +82,13 @@ def _view(e: DeadLetterEntry) -> dict[str, Any]:
 def _redis(url: str, prefix: str | None,
            action: Callable[[RedisConnection], Awaitable[T]]) -> T:
     """ADMIN: run one async action against Redis; trouble becomes a one-line error."""
+    from taskforge.adapters.deadletter import BadIdError  # noqa: PLC0415 - admin path only
+    from taskforge.adapters.redis_client import (  # noqa: PLC0415
+        RedisConnection,
+        RedisSettings,
+        RedisUnavailableError,
+    )
+
     quiet = logging.getLogger("taskforge.adapters.redis_client")
     if not quiet.handlers:
         quiet.addHandler(logging.NullHandler())
@@ -159,6 +164,8 @@ def list_(
     """List dead-letter entries of the namespace (-n, as kubectl chooses it), newest first."""
     chosen = chosen_namespace(ctx, namespace, context, kubeconfig)
     if redis_url:
+        from taskforge.adapters.deadletter import DeadLetterStream  # noqa: PLC0415
+
         async def read(conn: RedisConnection) -> list[dict[str, Any]]:
             spaces = (sorted(str(n) for n in await conn.client.smembers(conn.key("dlq:namespaces")))
                       if all_namespaces else [chosen])
@@ -199,6 +206,7 @@ def list_(
 
 
 def _admin_entry(url: str, prefix: str | None, ns: str, stream_id: str) -> dict[str, Any]:
+    from taskforge.adapters.deadletter import DeadLetterStream  # noqa: PLC0415
     entry = _redis(url, prefix, lambda c: DeadLetterStream(c, ns).show(stream_id))
     if entry is None:
         raise CliError(f"no dead-letter entry {stream_id!r} in namespace {ns!r}")
@@ -253,6 +261,12 @@ def show(
 def _admin_replay(ctx: typer.Context, url: str, prefix: str | None, ns: str, stream_id: str,
                   *, context: str | None, kubeconfig: Any) -> str:
     """ADMIN: the replay done here, with the kubeconfig's rights on the cluster."""
+    from taskforge.adapters.deadletter import DeadLetterStream  # noqa: PLC0415
+    from taskforge.cli.client import RUNS, WORKFLOWS  # noqa: PLC0415
+    from taskforge.cli.runs import run_manifest  # noqa: PLC0415
+    from taskforge.engine.naming import label_value  # noqa: PLC0415
+    from taskforge.engine.rerun import LABEL_REPLAY_OF  # noqa: PLC0415
+
     entry = _admin_entry(url, prefix, ns, stream_id)
     cluster = connect(ctx, ns, context, kubeconfig)
     source: dict[str, Any]
@@ -309,6 +323,8 @@ def replay(
         name = str(answer["run"]["name"])
     print(f"workflowrun.taskforge.io/{name} created in {ns} (replay of {stream_id})")
     if watch:
+        from taskforge.cli.watching import exit_code, follow  # noqa: PLC0415
+
         raise typer.Exit(exit_code(follow(connect(ctx, ns, context, kubeconfig), name)))
 
 
@@ -340,6 +356,8 @@ def purge(
                            " confirm")
         typer.confirm(f"Delete every dead-letter entry of namespace {ns}?", abort=True)
     path = f"/api/v1/namespaces/{ns}/deadletters"
+    if redis_url:
+        from taskforge.adapters.deadletter import DeadLetterStream  # noqa: PLC0415
     if stream_id is not None:
         if redis_url:
             removed = _redis(redis_url, redis_prefix,

@@ -14,24 +14,18 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from taskforge import GROUP
-from taskforge.cli.client import RUNS, WORKFLOWS, Cluster, connect
 from taskforge.cli.errors import CliError
-from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
-from taskforge.cli.render import (
-    as_list,
-    console,
-    emit,
-    parse_time,
-    runs_table,
-    summary,
-    workflows_table,
-)
+from taskforge.cli.options import RUNS, WORKFLOWS, ContextOpt, KubeconfigOpt, NamespaceOpt
+
+if TYPE_CHECKING:  # `list --help` must not load rich or the client: imported in bodies
+    from rich.table import Table
+
+    from taskforge.cli.client import Cluster
 
 WORKFLOW_REF_FIELD = "spec.workflowRef.name"
 # The CRDs' names and short names (api/crdgen.py), as kubectl accepts them; wf/wfr are the
@@ -53,6 +47,8 @@ class ListOutput(StrEnum):
 
 
 def _created(obj: dict[str, Any]) -> datetime:
+    from taskforge.cli.render import parse_time  # noqa: PLC0415
+
     return parse_time(obj.get("metadata", {}).get("creationTimestamp")) or datetime.min.replace(
         tzinfo=UTC
     )
@@ -77,6 +73,8 @@ def _last_runs(
 def _wide_columns(plural: str, objs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The extra columns of `-o wide`: what started a run and its params; a workflow's
     params and webhook."""
+    from taskforge.cli.render import summary  # noqa: PLC0415
+
     if plural == RUNS:
         return ["TRIGGER", "PARAMS"], [
             [((o.get("spec") or {}).get("trigger") or {}).get("type", "manual"),
@@ -92,6 +90,8 @@ def _wide_columns(plural: str, objs: list[dict[str, Any]]) -> tuple[list[str], l
 
 def _widen(table: Table, names: list[str], rows: list[list[str]]) -> Table:
     """The same table with more columns on the right (rich adds rows, not columns)."""
+    from rich.table import Table  # noqa: PLC0415
+
     wide = Table(box=None, pad_edge=False, header_style="bold")
     columns = [(str(c.header), list(c.cells)) for c in table.columns]
     columns += [(name, [r[i] for r in rows]) for i, name in enumerate(names)]
@@ -111,6 +111,8 @@ class _Printer:
         self.headers, self.all_namespaces = not no_headers, all_namespaces
 
     def batch(self, objs: list[dict[str, Any]], *, header: bool) -> None:
+        from taskforge.cli.render import as_list, console, emit, runs_table, workflows_table  # noqa: PLC0415
+
         if self.output is ListOutput.name:
             for o in objs:
                 print(f"{_SINGULAR[self.plural]}.{GROUP}/{o['metadata']['name']}")
@@ -212,6 +214,8 @@ def list_(
         # A field selector (the CRD's selectableFields), not a label: runs made with kubectl
         # or by GitOps carry no label, only their spec.
         fields.append(f"{WORKFLOW_REF_FIELD}={workflow}")
+    from taskforge.cli.client import connect  # noqa: PLC0415
+
     cluster = connect(ctx, namespace, context, kubeconfig)
     printer = _Printer(cluster, plural, output, no_headers, all_namespaces)
     query: dict[str, Any] = {"all_namespaces": all_namespaces, "label_selector": selector,

@@ -14,17 +14,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from taskforge.cli.client import RUNS, Cluster, connect
 from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError, describe
-from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
-from taskforge.cli.render import is_terminal
-from taskforge.cli.runs import layout, spec_of
-from taskforge.engine.naming import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, label_value
+from taskforge.cli.options import RUNS, ContextOpt, KubeconfigOpt, NamespaceOpt
+
+if TYPE_CHECKING:  # `logs --help` must not load the client: imported in bodies
+    from taskforge.cli.client import Cluster
 
 CONTAINER = "step"
 _POLL_SECONDS = 1.0
@@ -52,6 +51,8 @@ def _started(pod: dict[str, Any]) -> bool:
 
 
 def _step_pods(pods: list[dict[str, Any]], names: dict[str, str]) -> list[StepPod]:
+    from taskforge.engine.naming import LABEL_ATTEMPT, LABEL_STEP  # noqa: PLC0415
+
     out = []
     for pod in pods:
         meta = pod["metadata"]
@@ -145,6 +146,10 @@ def logs(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Print the logs of a run's step pods (the latest attempt of each by default)."""
+    from taskforge.cli.client import connect  # noqa: PLC0415
+    from taskforge.cli.runs import layout, spec_of  # noqa: PLC0415
+    from taskforge.engine.naming import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, label_value  # noqa: PLC0415
+
     cluster = connect(ctx, namespace, context, kubeconfig)
     obj = cluster.get(RUNS, run)
     lay = layout(spec_of(cluster, obj))
@@ -196,6 +201,8 @@ def _follow(
     Attempts older than the newest one present at the start are history and skipped, as
     without -f; every attempt that appears later is shown.
     """
+    from taskforge.cli.render import is_terminal  # noqa: PLC0415
+
     seen: set[str] = set()
     threads: list[threading.Thread] = []
     first = True

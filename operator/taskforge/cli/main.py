@@ -22,7 +22,8 @@ from typing import Annotated, Any
 
 import typer
 import typer._completion_classes
-from typer.core import TyperCommand
+from typer._coercion import PassThroughRuntimeParam
+from typer.core import TyperCommand, _TyperParameter
 from typer.models import CommandInfo
 
 from taskforge.cli import prog_name
@@ -46,10 +47,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Cancel a run: running steps stop, finally steps still run (sets spec.cancel)."),
     "retry": ("taskforge.cli.create", "retry",
               "Start a new run of RUN's workflow and params."),
-    "validate": ("taskforge.cli.validate", "validate",
+    "validate": ("taskforge.cli.validating", "validate",
                  "Check Workflow and WorkflowRun manifests offline (no cluster); exit 1 on any "
                  "error."),
     "dlq": ("taskforge.cli.dlq", "app", "The dead-letter stream: steps that failed for good."),
+    "ui": ("taskforge.cli.ui", "ui",
+           "Serve the web UI and API on 127.0.0.1 as your kubeconfig's user."),
 }
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 error; 2 usage error; 3 the run failed or was cancelled "
@@ -68,6 +71,30 @@ def _one_line(text: str) -> str:
 # so the description goes as it is, on one line. tests/e2e/test_cli_completion.py drives
 # bash, zsh and fish.
 typer._completion_classes._sanitize_help_text = _one_line
+
+_process_value = _TyperParameter.process_value
+
+
+def _process_absent_value(self: _TyperParameter, ctx: Any, value: Any) -> Any:
+    """An option given no value keeps it without typer 0.29 building its pydantic
+    TypeAdapter, whose import and build cost ~0.5 s of CPU: click processes every option of
+    the root group before it hands `taskforge CMD --help` to CMD, so each help paid that.
+    For None, typer's RuntimeParam.coerce returns None (or () for a repeatable option)
+    whatever the coercion, which is what the pass-through coercion gives here; the real
+    one is still built for the first value. tests/unit/test_cli_main.py checks that no
+    command's help imports pydantic, so a typer upgrade that moves this is noticed."""
+    if value is not None or self._runtime_param is not None:
+        return _process_value(self, ctx, value)
+    descriptor = self.type_descriptor
+    self._runtime_param = PassThroughRuntimeParam(
+        parameter_info=descriptor.parameter_info, annotation=descriptor.annotation)
+    try:
+        return _process_value(self, ctx, value)
+    finally:
+        self._runtime_param = None
+
+
+_TyperParameter.process_value = _process_absent_value  # type: ignore[method-assign]
 
 
 class LazyGroup(Group):

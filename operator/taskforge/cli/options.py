@@ -14,6 +14,10 @@ from typing import Annotated
 import typer
 
 _PANEL = "Cluster options"
+RUNS = "workflowruns"
+WORKFLOWS = "workflows"
+"""The plurals of the two kinds, here rather than in client.py so that the modules which
+define commands can name them without loading the HTTP client (their help must not)."""
 
 KubeconfigOpt = Annotated[
     Path | None,

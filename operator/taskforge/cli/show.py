@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from taskforge import GROUP
-from taskforge.cli.client import RUNS, Cluster, connect
 from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError
-from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
-from taskforge.cli.render import (
-    console,
-    emit,
-    run_view,
-)
-from taskforge.cli.runs import layout, spec_of
+from taskforge.cli.options import RUNS, ContextOpt, KubeconfigOpt, NamespaceOpt
+
+if TYPE_CHECKING:  # `get --help` must not load the client: imported in the body
+    from taskforge.cli.client import Cluster
 
 
 class DataOutput(StrEnum):
@@ -80,6 +76,10 @@ def get(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Show a run: phase, workflow, params, conditions, and its steps in DAG order."""
+    from taskforge.cli.client import connect  # noqa: PLC0415
+    from taskforge.cli.render import console, emit, run_view  # noqa: PLC0415
+    from taskforge.cli.runs import layout, spec_of  # noqa: PLC0415
+
     cluster = connect(ctx, namespace, context, kubeconfig)
     obj = cluster.get(RUNS, run)
     if results:

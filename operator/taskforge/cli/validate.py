@@ -7,19 +7,19 @@ which neither the models nor CEL can see). Pydantic reports a location as a path
 first (PyYAML's `compose` keeps each node's start mark) and every path is recorded with
 the line it starts on. An error whose path does not exist in the file (a missing field)
 is reported at its nearest existing parent.
+
+The command itself is in validating.py, which imports this module when it runs.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -314,7 +314,7 @@ def check_text(text: str, file: str) -> Report:
     return report
 
 
-def _expand(paths: list[Path]) -> Iterator[Path]:
+def expand(paths: list[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
             yield from sorted(
@@ -341,42 +341,3 @@ def check_run_params(report: Report) -> list[Finding]:
             out.append(Finding(ref.file, line_of(ref.lines, loc), path_text(loc),
                                f"{message} (workflow {ref.workflow})"))
     return out
-
-
-def validate(
-    files: Annotated[
-        list[Path],
-        typer.Option("--filename", "-f", help="Manifest file or directory ('-' for stdin);"
-                     " repeatable.", show_default=False),
-    ],
-) -> None:
-    """Check Workflow and WorkflowRun manifests offline (no cluster); exit 1 on any error.
-
-    Runs that name a Workflow given in the same files also get their params checked.
-    """
-    total = Report()
-    per_file: list[tuple[str, Report]] = []
-    for path in _expand(files):
-        name = str(path)
-        try:
-            text = sys.stdin.read() if name == "-" else path.read_text()
-        except OSError as exc:
-            report = Report([Finding(name, None, "", f"cannot read: {exc.strerror or exc}")])
-        else:
-            report = check_text(text, name)
-        per_file.append((name, report))
-        total.merge(report)
-    for extra in check_run_params(total):
-        next(r for n, r in per_file if n == extra.file).findings.append(extra)
-    errors = 0
-    for name, report in per_file:
-        for finding in sorted(report.findings, key=lambda f: f.line or 0):
-            print(finding)
-        errors += len(report.findings)
-        if report.valid and not report.findings:
-            print(f"{name}: valid ({', '.join(report.valid)})")
-        elif not report.findings and not report.valid:
-            print(f"{name}: no Taskforge documents")
-    if errors:
-        print(f"{errors} error{'s' if errors != 1 else ''}")
-        raise typer.Exit(1)

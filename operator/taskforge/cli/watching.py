@@ -8,19 +8,19 @@ events. On a terminal that is not a TTY (a pipe, CI), Live prints the final view
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import RenderableType
-from rich.live import Live
-from rich.text import Text
 
-from taskforge.cli.client import RUNS, Cluster, connect
 from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError
-from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
-from taskforge.cli.render import console, is_terminal, run_view
-from taskforge.cli.runs import Layout, layout, spec_of
+from taskforge.cli.options import RUNS, ContextOpt, KubeconfigOpt, NamespaceOpt
+
+if TYPE_CHECKING:  # the command's help must not load rich or the client: imported in bodies
+    from rich.console import RenderableType
+
+    from taskforge.cli.client import Cluster
+    from taskforge.cli.runs import Layout
 
 
 class _RunView:
@@ -38,10 +38,16 @@ class _RunView:
         # Recompute the layout once the operator pins the spec: it may differ from the
         # Workflow as it is now, and it is what the run really executes.
         if self.layout is None or (pinned and not self.pinned):
+            from taskforge.cli.runs import layout, spec_of  # noqa: PLC0415
+
             self.layout = layout(spec_of(self.cluster, run))
             self.pinned = pinned
 
     def __rich__(self) -> RenderableType:
+        from rich.text import Text  # noqa: PLC0415
+
+        from taskforge.cli.render import run_view  # noqa: PLC0415
+
         if self.run is None or self.layout is None:
             return Text("waiting for the run…", style="dim")
         lay = self.layout
@@ -53,6 +59,10 @@ def follow(cluster: Cluster, name: str, *, live: bool = True) -> dict[str, Any]:
 
     With `live=False` nothing is drawn (for `-o json|yaml`, which print the final object).
     """
+    from rich.live import Live  # noqa: PLC0415
+
+    from taskforge.cli.render import console, is_terminal  # noqa: PLC0415
+
     view = _RunView(cluster)
     final: dict[str, Any] | None = None
     out = console()
@@ -98,6 +108,8 @@ def watch(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Show a run live until it ends; exit 0 if it Succeeded, 3 otherwise."""
+    from taskforge.cli.client import connect  # noqa: PLC0415
+
     cluster = connect(ctx, namespace, context, kubeconfig)
     final = follow(cluster, run)
     raise typer.Exit(exit_code(final))

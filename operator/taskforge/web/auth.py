@@ -249,7 +249,8 @@ async def csrf_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     """Refuse a cookie-authenticated change without the custom header, before anything."""
     _, from_cookie = _token_of(request)
     if (from_cookie and request.method not in ("GET", "HEAD", "OPTIONS")
-            and request.path.startswith("/api/") and request.path != "/api/v1/logout"
+            and request.path.startswith("/api/")
+            and request.path not in ("/api/v1/login", "/api/v1/logout")
             and not request.headers.get(CSRF_HEADER)):
         raise ApiError(403, f"a cookie-authenticated {request.method} needs the"
                        f" {CSRF_HEADER} header")

@@ -41,6 +41,7 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 MAX_GRAPH_STEPS = 5_000
 MAX_GRAPH_EDGES = 50_000
 MAX_STEP_NAME = 253
+MAX_ARROWS = 300
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(UI / "templates"),
@@ -83,7 +84,10 @@ def render_graph(steps: list[str], edges: list[list[str]], final: list[str]) -> 
            ' aria-label="Steps graph"><defs><marker id="arrow" viewBox="0 0 8 8" refX="8"'
            ' refY="4" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z"'
            ' class="arrowhead"/></marker></defs><g class="edges">']
-    out += [f'<path d="{e.path}" marker-end="url(#arrow)"/>' for e in g.edges]
+    # Edges always run left to right, so arrowheads only help a small graph; on a big one
+    # they are most of the browser's paint time (a marker per path).
+    arrow = ' marker-end="url(#arrow)"' if len(g.edges) <= MAX_ARROWS else ""
+    out += [f'<path d="{e.path}"{arrow}/>' for e in g.edges]
     out.append("</g>")
     for n in g.nodes:
         name = escape(n.name)

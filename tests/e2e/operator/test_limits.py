@@ -126,15 +126,18 @@ def test_dead_letter_ships_to_redis_and_cli_lists_replays_purges(
     run = kube.wait_run(name, lambda r: ((r.get("status") or {}).get("deadLetter") or {})
                         .get("shipped") is True, timeout=60)
     letter = run["status"]["deadLetter"]
-    listed = _cli(redis_server.url, "dlq", "list", "-n", kube.namespace, "-o", "json")
+    # the ADMIN path of `taskforge dlq` (Redis directly); tests/e2e/web covers the API path
+    admin = ["--redis-url", redis_server.url, "-n", kube.namespace]
+    listed = _cli(redis_server.url, "dlq", "list", *admin, "-o", "json")
     assert listed.returncode == 0, listed.stderr
     entries = [e for e in json.loads(listed.stdout) if e["run"] == name]
-    assert len(entries) == 1 and entries[0]["stream_id"] == letter["streamId"]
+    assert len(entries) == 1 and entries[0]["id"] == letter["streamId"]
     entry = entries[0]
     assert entry["step"] == "fail" and entry["params"] == {"n": 7}
-    shown = _cli(redis_server.url, "dlq", "show", entry["stream_id"], "-o", "json")
+    assert entry["namespace"] == kube.namespace
+    shown = _cli(redis_server.url, "dlq", "show", entry["id"], *admin, "-o", "json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["workflow"] == "doomed"
-    replay = _cli(redis_server.url, "dlq", "replay", entry["stream_id"],
+    replay = _cli(redis_server.url, "dlq", "replay", entry["id"], *admin,
                   "--kubeconfig", str(kube.kubeconfig))
     assert replay.returncode == 0, replay.stderr
     # "workflowrun.taskforge.io/NAME created in NS (replay of ID)"
@@ -142,10 +145,11 @@ def test_dead_letter_ships_to_redis_and_cli_lists_replays_purges(
     replayed = kube.wait_run(new_run)
     assert replayed["spec"]["params"] == {"n": 7}
     assert replayed["spec"]["trigger"]["type"] == "replay"
-    purged = _cli(redis_server.url, "dlq", "purge", entry["stream_id"])
+    purged = _cli(redis_server.url, "dlq", "purge", entry["id"], *admin)
     assert purged.returncode == 0, purged.stderr
-    after = json.loads(_cli(redis_server.url, "dlq", "list", "-A", "-o", "json").stdout)
-    assert entry["stream_id"] not in {e["stream_id"] for e in after}
+    after = json.loads(_cli(redis_server.url, "dlq", "list", "--redis-url", redis_server.url,
+                            "-A", "-o", "json").stdout)
+    assert entry["id"] not in {e["id"] for e in after}
 
 
 @pytest.mark.local_agent
