@@ -20,7 +20,7 @@ every stream of the four kinds has listed and no listed object is still on its w
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from taskforge import GROUP
@@ -109,27 +109,42 @@ def is_synced() -> bool:
     return TRACKER.synced
 
 
+Direct = Mapping[tuple[str, str], Callable[[Mapping[str, Any]], None]]
+
+
 def _wrap(original: Callable[..., AsyncIterator[Any]], tracker: CacheSync,
-          listed_marker: Any) -> Callable[..., AsyncIterator[Any]]:
+          listed_marker: Any, direct: Direct | None = None) -> Callable[..., AsyncIterator[Any]]:
+    """kopf's stream, noting the listing; a kind in `direct` has its events handed to that
+    function here, in order, and not passed on to kopf's per-event processing
+    (registration.py says why)."""
     async def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
         resource, namespace = kwargs.get("resource"), kwargs.get("namespace")
         group, plural = str(getattr(resource, "group", "")), str(getattr(resource, "plural", ""))
         tracker.begin(group, plural, namespace)
         counter = metrics.WATCH_EVENTS.labels(plural)  # one child per stream, not per event
+        handler = (direct or {}).get((group, plural))
         async for event in original(**kwargs):
             counter.inc()
             if event is listed_marker:
                 tracker.listed(group, plural, namespace)
-            elif isinstance(event, dict) and event.get("type") is None and not tracker.synced:
-                tracker.listed_object(group, plural, event.get("object") or {})
+            elif isinstance(event, dict):
+                if event.get("type") is None and not tracker.synced:
+                    tracker.listed_object(group, plural, event.get("object") or {})
+                if handler is not None:
+                    try:
+                        handler(event)
+                    except Exception:  # one bad event must not end the stream
+                        log.exception("handling a %s watch event failed", plural)
+                    continue
             yield event
 
     infinite_watch.__wrapped__ = original  # type: ignore[attr-defined]
     return infinite_watch
 
 
-def install(tracker: CacheSync = TRACKER) -> bool:
-    """Hook the tracker into kopf's watch streams (once); False if kopf has no such hook."""
+def install(tracker: CacheSync = TRACKER, direct: Direct | None = None) -> bool:
+    """Hook the tracker (and the direct handlers) into kopf's watch streams (once); False if
+    kopf has no such hook."""
     try:
         from kopf._cogs.clients import watching  # noqa: PLC0415 - private, see the docstring
     except ImportError:
@@ -139,5 +154,5 @@ def install(tracker: CacheSync = TRACKER) -> bool:
     if current is None or marker is None:
         return False
     if getattr(current, "__wrapped__", None) is None:
-        watching.infinite_watch = _wrap(current, tracker, marker)
+        watching.infinite_watch = _wrap(current, tracker, marker, direct)
     return True
