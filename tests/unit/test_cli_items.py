@@ -1,8 +1,10 @@
-"""`taskforge get`: a forEach step's item progress under the step, and in the header."""
+"""`taskforge get`: a forEach step's item progress under the step; a workflow step's child."""
 
 from __future__ import annotations
 
-from taskforge.cli.render import item_line
+from datetime import UTC, datetime
+
+from taskforge.cli.render import _step_details, item_line
 
 
 def test_item_counts_and_first_failures() -> None:
@@ -14,3 +16,9 @@ def test_item_counts_and_first_failures() -> None:
 
 def test_no_items() -> None:
     assert item_line({"total": 0}).plain == "items 0/0 ended"
+
+
+def test_a_workflow_step_names_its_child_run() -> None:
+    lines = _step_details({"phase": "Running", "childRun": "onboard-1-greet-1a2b3c4d"},
+                          datetime(2026, 1, 1, tzinfo=UTC))
+    assert [t.plain for t in lines] == ["child run onboard-1-greet-1a2b3c4d"]

@@ -276,6 +276,8 @@ def _step_details(st: dict[str, Any], now: datetime) -> list[Text]:
     details: list[Text] = []
     if isinstance(st.get("items"), dict):
         details.append(item_line(st["items"]))
+    if st.get("childRun"):  # a workflow step: where to look next
+        details.append(Text(f"child run {st['childRun']}", style="dim"))
     if st.get("outputs"):
         details.append(Text(f"outputs: {summary(st['outputs'])}", style="dim"))
     if st.get("message"):
