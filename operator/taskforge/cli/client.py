@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import httpx2
 import typer
 import yaml
-from lightkube import ALL_NS, ApiError, Client, ConfigError, KubeConfig, NotReadyError
+from lightkube import ALL_NS, ApiError, Client, ConfigError, KubeConfig, NotReadyError, SingleConfig
 from lightkube import operators as ops
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
@@ -126,6 +126,32 @@ def _load_kubeconfig(paths: list[Path]) -> KubeConfig:
     return KubeConfig.from_dict(merged, fname=paths[0])
 
 
+def kube_config(options: ClusterOptions) -> SingleConfig:
+    """The kubeconfig context the options mean, by kubectl's rules, else the pod's
+    ServiceAccount when running in a cluster. (Also for clients of other servers that
+    authenticate as the kubeconfig's user, such as cli/webapi.py.)"""
+    paths = _kubeconfig_paths(options)
+    if paths:
+        try:
+            config = _load_kubeconfig(paths).get(options.context)
+        except ConfigError:
+            raise  # lightkube's sentence; errors.describe prefixes "kubeconfig:"
+        except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+            # a context naming a missing cluster or user, a field of the wrong type
+            raise CliError(f"kubeconfig {os.pathsep.join(map(str, paths))}: cannot read"
+                           f" it: {type(exc).__name__}: {exc}") from None
+    elif options.context:
+        raise CliError(f"context {options.context!r}: no kubeconfig found")
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config = KubeConfig.from_service_account(_SA_DIR).get()
+    else:
+        where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise CliError(f"no kubeconfig found at {where}: set KUBECONFIG or pass --kubeconfig")
+    if config is None:  # pragma: no cover (get() raises without a default)
+        raise CliError("kubeconfig: no context")
+    return config
+
+
 @functools.cache
 def _resource(group: str, version: str, kind: str, plural: str) -> Any:
     """A lightkube generic resource, created once per process (its registry refuses a
@@ -170,27 +196,7 @@ class Cluster:
 
     @classmethod
     def from_options(cls, options: ClusterOptions) -> Cluster:
-        paths = _kubeconfig_paths(options)
-        if paths:
-            try:
-                config = _load_kubeconfig(paths).get(options.context)
-            except ConfigError:
-                raise  # lightkube's sentence; errors.describe prefixes "kubeconfig:"
-            except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-                # a context naming a missing cluster or user, a field of the wrong type
-                raise CliError(f"kubeconfig {os.pathsep.join(map(str, paths))}: cannot read"
-                               f" it: {type(exc).__name__}: {exc}") from None
-        elif options.context:
-            raise CliError(f"context {options.context!r}: no kubeconfig found")
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config = KubeConfig.from_service_account(_SA_DIR).get()
-        else:
-            where = os.environ.get("KUBECONFIG") or "~/.kube/config"
-            raise CliError(
-                f"no kubeconfig found at {where}: set KUBECONFIG or pass --kubeconfig"
-            )
-        if config is None:  # pragma: no cover (get() raises without a default)
-            raise CliError("kubeconfig: no context")
+        config = kube_config(options)
         namespace = options.namespace or config.namespace
         return cls(Client(config, namespace=namespace, timeout=_TIMEOUT), namespace)
 
@@ -387,5 +393,6 @@ def fields(selector: str | None) -> Any:
 
 
 __all__ = [  # RUNS and WORKFLOWS too: commands import them from here or from options
-    "RUNS", "WORKFLOWS", "Cluster", "chosen_namespace", "connect", "fields", "labels",
+    "RUNS", "WORKFLOWS", "Cluster", "chosen_namespace", "connect", "fields", "kube_config",
+    "labels",
 ]
