@@ -52,6 +52,10 @@ class Operator:
         )
         if cluster.redis_url:
             env["REDIS_URL"] = cluster.redis_url
+        if src := os.environ.get("TASKFORGE_BENCH_OPERATOR_SRC"):
+            # A/B: the operator from another checkout's `operator/` (e.g. `git archive` of an
+            # older commit), the benchmark itself from this one.
+            env["PYTHONPATH"] = src
         env.update(extra_env or {})
         argv = [sys.executable]
         if self.profile_path is not None:

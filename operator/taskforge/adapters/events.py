@@ -8,6 +8,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from taskforge.adapters import kube_async
 from taskforge.adapters.kube import discard, request
 
 COMPONENT = "taskforge-operator"
@@ -21,6 +22,32 @@ def post_event(
     involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
 ) -> None:
     """Create one core/v1 Event; a failure to post is logged by the caller, never fatal."""
+    namespace, body = event_body(involved, type_, reason, message, now)
+    try:
+        # By path (no model validation of the body), drained so its connection goes back
+        # to the pool (adapters/kube.py).
+        discard(request("POST", f"/api/v1/namespaces/{namespace}/events", body=body))
+    except ApiException as exc:
+        if exc.status not in (409, 404):
+            raise
+
+
+async def post_event_async(
+    involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
+) -> None:
+    """post_event on the event loop's session (adapters/kube_async.py: the hot path)."""
+    namespace, body = event_body(involved, type_, reason, message, now)
+    try:
+        await kube_async.request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+    except ApiException as exc:
+        if exc.status not in (409, 404):
+            raise
+
+
+def event_body(
+    involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The Event's namespace and body (its name is derived, so a retry makes no second)."""
     meta = involved.get("metadata") or {}
     namespace = meta.get("namespace", "default")
     digest = hashlib.sha256(f"{meta.get('uid')}{reason}{message}{now}".encode()).hexdigest()[:10]
@@ -50,10 +77,4 @@ def post_event(
         "action": reason,
         "count": 1,
     }
-    try:
-        # By path (no model validation of the body), drained so its connection goes back
-        # to the pool (adapters/kube.py).
-        discard(request("POST", f"/api/v1/namespaces/{namespace}/events", body=body))
-    except ApiException as exc:
-        if exc.status not in (409, 404):
-            raise
+    return namespace, body

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from taskforge.adapters import metrics, redis_client
+from taskforge.adapters import kube_async, metrics, redis_client
 from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
 from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
@@ -237,6 +237,7 @@ class Operator:
             self.elector.close()
         self.runs.planner.close()
         await self.limits.close()
+        await kube_async.close()
         if self.archiver is not None:
             if self.archiver.after_write in runlog.OBSERVERS:
                 runlog.OBSERVERS.remove(self.archiver.after_write)

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from taskforge import logs
-from taskforge.adapters import kube, metrics
-from taskforge.adapters.events import post_event
+from taskforge.adapters import kube, kube_async, metrics
+from taskforge.adapters.events import post_event_async
 from taskforge.adapters.jobs import RunRef, build_job, observe_job
 from taskforge.adapters.patch import merge_patch
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, WorkflowSpec
@@ -345,7 +345,7 @@ class RunReconciler(RunFailures):
             raise TooLargeError(oversize)
         try:
             try:
-                return await asyncio.to_thread(kube.create_job, ref.namespace, manifest)
+                return await kube_async.create_job(ref.namespace, manifest)
             except kube.JobNameTakenError as exc:
                 if action.item is not None:  # already the hashed form (naming.item_job_name)
                     raise
@@ -355,8 +355,8 @@ class RunReconciler(RunFailures):
                     "Warning", "JobNameTaken", f"{exc}; step {action.step!r} attempt "
                     f"{action.attempt} runs as job {other.job_name} instead", action.step,
                 ), now)
-                created = await asyncio.to_thread(
-                    kube.create_job, ref.namespace, build_job(other, ref, self.config.jobs)
+                created = await kube_async.create_job(
+                    ref.namespace, build_job(other, ref, self.config.jobs)
                 )
                 renamed[(action.step, action.attempt)] = other.job_name
                 return created
@@ -376,9 +376,7 @@ class RunReconciler(RunFailures):
 
         async def post() -> None:
             try:
-                await asyncio.to_thread(
-                    post_event, body, event.type, event.reason, event.message, now
-                )
+                await post_event_async(body, event.type, event.reason, event.message, now)
             except Exception as exc:
                 log.warning("could not post event %s: %s", event.reason, exc)
 
@@ -391,8 +389,7 @@ class RunReconciler(RunFailures):
     ) -> dict[str, Any] | None:
         rv = str(body["metadata"].get("resourceVersion", ""))
         try:
-            written = await asyncio.to_thread(
-                kube.patch_status,
+            written = await kube_async.patch_status(
                 kube.RUNS,
                 key[0],
                 key[1],

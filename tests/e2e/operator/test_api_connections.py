@@ -9,15 +9,18 @@ the connections it opened: at most one per thread.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes import client
-from taskforge.adapters import kube
-from taskforge.adapters.events import post_event
+from kubernetes.client.exceptions import ApiException
+from taskforge.adapters import kube, kube_async
+from taskforge.adapters.events import post_event, post_event_async
 
 THREADS = 8
 JOBS = 200
@@ -88,3 +91,46 @@ def test_200_job_creates_reuse_a_handful_of_connections(
     opened, requests = _pool_counts(api)
     assert requests >= JOBS + JOBS // 4 + 20 * 2 + 20  # the count is real
     assert opened <= THREADS, f"{opened} connections for {requests} requests"
+
+
+def test_the_event_loop_path_reuses_its_connections(api: client.ApiClient, namespace: str) -> None:
+    """kube_async (Job creates, status patches, Events on the hot path): 200 creates 8 at a
+    time, Events, and a status patch's 404, on a handful of keep-alive connections."""
+    opened: list[int] = []
+    trace = aiohttp.TraceConfig()
+
+    async def count(*_: object) -> None:
+        opened.append(1)
+
+    trace.on_connection_create_end.append(count)
+    now = datetime.now(UTC)
+    involved = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": namespace, "namespace": namespace, "uid": "y"}}
+
+    async def main() -> list[bool]:
+        gate = asyncio.Semaphore(THREADS)
+
+        async def create(i: int) -> bool:
+            async with gate:
+                created = await kube_async.create_job(namespace, _job(namespace, 300 + i))
+                if i % 4 == 0:
+                    await post_event_async(involved, "Normal", "Test", f"event {i}", now)
+                return created
+
+        try:
+            created = await asyncio.gather(*(create(i) for i in range(JOBS)))
+            with pytest.raises(ApiException) as missing:
+                await kube_async.patch_status(kube.RUNS, namespace, "no-such-run",
+                                              {"status": {}})
+            assert kube.is_status(missing.value, 404), missing.value
+            return created
+        finally:
+            await kube_async.close()
+
+    kube_async.TRACE_CONFIGS.append(trace)
+    try:
+        created = asyncio.run(main())
+    finally:
+        kube_async.TRACE_CONFIGS.remove(trace)
+    assert all(created)
+    assert 1 <= len(opened) <= THREADS, f"{len(opened)} connections for {JOBS} creates"
