@@ -45,6 +45,7 @@ from taskforge.engine.authority import (
 )
 from taskforge.engine.dag import DagError, build
 from taskforge.engine.sizes import spec_size_problem
+from taskforge.engine.subflow import CHAIN_ANNOTATION
 from taskforge.engine.validation import validate_workflow
 from taskforge.handlers.admission_server import AdmissionServer
 from taskforge.handlers.config import OperatorConfig
@@ -85,6 +86,9 @@ def record_run_creator(
     else:
         value = _annotations(old).get(CREATOR_ANNOTATION)
     _set(patch, body, CREATOR_ANNOTATION, value)
+    if kwargs.get("operation") != "CREATE":
+        # A child run's call chain counts its depth (engine/subflow.py): fixed at creation.
+        _set(patch, body, CHAIN_ANNOTATION, _annotations(old).get(CHAIN_ANNOTATION))
 
 
 @kopf.on.mutate(GROUP, VERSION, "workflows", id=WORKFLOW_HOOK_ID, operations=["CREATE", "UPDATE"],

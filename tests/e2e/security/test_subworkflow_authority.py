@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from taskforge.engine.subflow import CHAIN_ANNOTATION
+
 from tests.e2e.operator.conftest import Kube, OperatorProcess
 from tests.e2e.security.test_confused_deputy import (  # noqa: F401 - the fixture
     ATTACK,
@@ -35,3 +37,18 @@ def test_child_run_uses_the_parents_authority(
     assert kube.jobs(child_name) == []
     assert SECRET_VALUE not in json.dumps(child) + json.dumps(run)
     assert "may not get secrets/db" in run["status"]["steps"]["call"]["message"]
+
+
+def test_a_child_runs_call_chain_cannot_be_changed(kube: Kube) -> None:
+    """The chain counts the child's depth: an update that shortens or removes it is undone."""
+    kube.workflow("leaf", {"steps": [{"name": "s", "log": {"message": "hi"}}]})
+    kube.workflow("root", {"steps": [{"name": "call", "workflow": {"name": "leaf"}}]})
+    name = kube.start_run("root")
+    run = kube.wait_run(name, timeout=60)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    child = run["status"]["steps"]["call"]["childRun"]
+    recorded = kube.run(child)["metadata"]["annotations"][CHAIN_ANNOTATION]
+    assert recorded == '["root"]'
+    for forged in ("[]", None):
+        kube.patch_run(child, {"metadata": {"annotations": {CHAIN_ANNOTATION: forged}}})
+        assert kube.run(child)["metadata"]["annotations"][CHAIN_ANNOTATION] == recorded
