@@ -16,7 +16,6 @@ It is for the installation's administrators (and -A, every namespace at once).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -25,12 +24,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
 
-from taskforge.cli.client import chosen_namespace, connect
 from taskforge.cli.errors import CliError
 from taskforge.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt
-from taskforge.cli.render import compact, console, emit, human, parse_time
 from taskforge.cli.show import DataOutput
 from taskforge.cli.webapi import (
     DEFAULT_SERVICE,
@@ -82,6 +78,8 @@ def _view(e: DeadLetterEntry) -> dict[str, Any]:
 def _redis(url: str, prefix: str | None,
            action: Callable[[RedisConnection], Awaitable[T]]) -> T:
     """ADMIN: run one async action against Redis; trouble becomes a one-line error."""
+    import asyncio  # noqa: PLC0415 - ~80 ms: not for `dlq --help`
+
     from taskforge.adapters.deadletter import BadIdError  # noqa: PLC0415 - admin path only
     from taskforge.adapters.redis_client import (  # noqa: PLC0415
         RedisConnection,
@@ -128,6 +126,8 @@ def _api(ctx: typer.Context, namespace: str | None, context: str | None, kubecon
 
 
 def _ago(timestamp: str, now: datetime) -> str:
+    from taskforge.cli.render import human, parse_time  # noqa: PLC0415
+
     when = parse_time(timestamp)
     return f"{human((now - when).total_seconds())} ago" if when else "-"
 
@@ -162,6 +162,11 @@ def list_(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """List dead-letter entries of the namespace (-n, as kubectl chooses it), newest first."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from taskforge.cli.client import chosen_namespace  # noqa: PLC0415
+    from taskforge.cli.render import compact, console, emit  # noqa: PLC0415
+
     chosen = chosen_namespace(ctx, namespace, context, kubeconfig)
     if redis_url:
         from taskforge.adapters.deadletter import DeadLetterStream  # noqa: PLC0415
@@ -229,6 +234,11 @@ def show(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Show one dead-letter entry in full."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from taskforge.cli.client import chosen_namespace  # noqa: PLC0415
+    from taskforge.cli.render import compact, console, emit  # noqa: PLC0415
+
     ns = chosen_namespace(ctx, namespace, context, kubeconfig)
     if redis_url:
         entry = _admin_entry(redis_url, redis_prefix, ns, stream_id)
@@ -262,7 +272,7 @@ def _admin_replay(ctx: typer.Context, url: str, prefix: str | None, ns: str, str
                   *, context: str | None, kubeconfig: Any) -> str:
     """ADMIN: the replay done here, with the kubeconfig's rights on the cluster."""
     from taskforge.adapters.deadletter import DeadLetterStream  # noqa: PLC0415
-    from taskforge.cli.client import RUNS, WORKFLOWS  # noqa: PLC0415
+    from taskforge.cli.client import RUNS, WORKFLOWS, connect  # noqa: PLC0415
     from taskforge.cli.runs import run_manifest  # noqa: PLC0415
     from taskforge.engine.naming import label_value  # noqa: PLC0415
     from taskforge.engine.rerun import LABEL_REPLAY_OF  # noqa: PLC0415
@@ -312,6 +322,8 @@ def replay(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Start a new run of the entry's workflow with its params, in its namespace."""
+    from taskforge.cli.client import chosen_namespace, connect  # noqa: PLC0415
+
     ns = chosen_namespace(ctx, namespace, context, kubeconfig)
     if redis_url:
         name = _admin_replay(ctx, redis_url, redis_prefix, ns, stream_id, context=context,
@@ -349,6 +361,8 @@ def purge(
     """Delete one entry, or all of the namespace's with --all."""
     if (stream_id is None) == (not all_entries):
         raise CliError("give an entry ID or --all (not both)")
+    from taskforge.cli.client import chosen_namespace  # noqa: PLC0415
+
     ns = chosen_namespace(ctx, namespace, context, kubeconfig)
     if all_entries and not yes:
         if not sys.stdin.isatty():

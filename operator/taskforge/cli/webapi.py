@@ -19,23 +19,20 @@ certificate has no token the server could review: the error says to pass one.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx2
 import typer
-from lightkube import ConfigError, KubeConfig
-from lightkube.config.client_adapter import Client as HttpClient
-from lightkube.config.client_adapter import ConnectionParams, user_auth
-from lightkube.config.kubeconfig import SingleConfig
 
 from taskforge.cli.errors import CliError
 from taskforge.cli.options import ClusterOptions
 
+if TYPE_CHECKING:  # `taskforge dlq --help` must not load the HTTP stack: imported in bodies
+    import httpx2
+    from lightkube.config.kubeconfig import SingleConfig
+
 DEFAULT_SERVICE = "taskforge-system/taskforge-ui"
-_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
 _PANEL = "Web API options"
 
 ServerOpt = Annotated[
@@ -61,29 +58,25 @@ TokenOpt = Annotated[
 def kube_config(ctx: typer.Context, context: str | None,
                 kubeconfig: Path | None) -> SingleConfig:
     """The kubeconfig context the command means (options, else the global ones, else
-    kubectl's defaults; the first file of a KUBECONFIG list), or in-cluster credentials."""
+    kubectl's rules, as every command reads it: cli/client.py), or in-cluster credentials."""
+    from lightkube import ConfigError  # noqa: PLC0415
+
+    from taskforge.cli.client import kube_config as load  # noqa: PLC0415
+
     base = ctx.find_root().obj
     options = ClusterOptions(kubeconfig, context, None).over(
         base if isinstance(base, ClusterOptions) else ClusterOptions())
-    listed = [Path(p).expanduser() for p in
-              (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep) if p]
-    path = options.kubeconfig or next((p for p in listed if p.is_file()), None)
     try:
-        if path is not None:
-            found = KubeConfig.from_file(path).get(options.context)
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            found = KubeConfig.from_service_account().get()
-        else:
-            raise CliError("no kubeconfig found: set KUBECONFIG or pass --kubeconfig")
+        return load(options)
     except ConfigError as exc:
         raise CliError(f"kubeconfig: {exc}") from None
-    if found is None:  # pragma: no cover - get() raises without a default
-        raise CliError("kubeconfig: no context")
-    return found
 
 
 def _bearer(config: SingleConfig) -> str | None:
     """The kubeconfig user's bearer token, however it is obtained (exec plugins too)."""
+    import httpx2  # noqa: PLC0415
+    from lightkube.config.client_adapter import user_auth  # noqa: PLC0415
+
     auth = user_auth(config.user)
     if auth is None:
         return None
@@ -101,13 +94,18 @@ class WebApi:
     @classmethod
     def connect(cls, config: SingleConfig | None, server: str | None, service: str,
                 token: str | None) -> WebApi:
+        import httpx2  # noqa: PLC0415
+        from lightkube.config.client_adapter import Client as HttpClient  # noqa: PLC0415
+        from lightkube.config.client_adapter import ConnectionParams  # noqa: PLC0415
+
+        timeout = httpx2.Timeout(30.0, connect=5.0)
         if server:
             if token is None and config is not None:
                 token = _bearer(config)
             if not token:
                 raise CliError(f"the Taskforge API at {server} needs a token: pass --token"
                                " (the one `taskforge ui` printed, or `kubectl create token`)")
-            http = httpx2.Client(base_url=server.rstrip("/"), timeout=_TIMEOUT,
+            http = httpx2.Client(base_url=server.rstrip("/"), timeout=timeout,
                                  headers={"Authorization": f"Bearer {token}"})
             return cls(http, "", server)
         if config is None:  # pragma: no cover - callers pass one without --server
@@ -121,13 +119,15 @@ class WebApi:
                 "the Taskforge API checks a bearer token and your kubeconfig user has none"
                 " (a client certificate): pass --token (e.g. from `kubectl create token`),"
                 " or use --server with a local `taskforge ui`")
-        http = HttpClient(config, ConnectionParams(timeout=_TIMEOUT))
+        http = HttpClient(config, ConnectionParams(timeout=timeout))
         http.headers["X-Taskforge-Token"] = token
         prefix = f"/api/v1/namespaces/{svc_ns}/services/{svc_name}:http/proxy"
         return cls(http, prefix, f"service {service} (through the API server)")
 
     def call(self, method: str, path: str, *, params: dict[str, str] | None = None,
              json: Any = None) -> Any:
+        import httpx2  # noqa: PLC0415
+
         try:
             response = self.http.request(method, self.prefix + path, params=params, json=json)
         except httpx2.HTTPError as exc:
