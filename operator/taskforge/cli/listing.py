@@ -199,6 +199,11 @@ def list_(
     all_namespaces: Annotated[
         bool, typer.Option("--all-namespaces", "-A", help="List across all namespaces.")
     ] = False,
+    archived: Annotated[
+        bool, typer.Option("--archived", help="Runs from the run archive (PostgreSQL, via"
+                           " TASKFORGE_ARCHIVE_URL: an admin path), also those deleted from"
+                           " the cluster.")
+    ] = False,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
@@ -217,6 +222,14 @@ def list_(
     from taskforge.cli.client import connect  # noqa: PLC0415
 
     cluster = connect(ctx, namespace, context, kubeconfig)
+    if archived:
+        if plural != RUNS or watch:
+            raise CliError("--archived lists runs, without --watch")
+        from taskforge.cli.archive import list_archived  # noqa: PLC0415
+
+        list_archived(None if all_namespaces else cluster.namespace, workflow, phase or [],
+                      output.value if output else None, no_headers=no_headers)
+        return
     printer = _Printer(cluster, plural, output, no_headers, all_namespaces)
     query: dict[str, Any] = {"all_namespaces": all_namespaces, "label_selector": selector,
                              "field_selector": ",".join(fields) or None}

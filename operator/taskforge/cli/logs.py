@@ -123,6 +123,13 @@ def _stream(cluster: Cluster, pod: StepPod, writer: _Writer, follow: bool) -> No
         writer.note(f"{pod.step}: {message}")
 
 
+def _archived(namespace: str, run: str, step: str | None, attempt: int | None) -> bool:
+    """Print the logs the run archive kept (cli/archive.py); False when there are none."""
+    from taskforge.cli.archive import logs_archived  # noqa: PLC0415
+
+    return logs_archived(namespace, run, step, attempt)
+
+
 def logs(
     ctx: typer.Context,
     *,
@@ -151,7 +158,12 @@ def logs(
     from taskforge.engine.naming import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, label_value  # noqa: PLC0415
 
     cluster = connect(ctx, namespace, context, kubeconfig)
-    obj = cluster.get(RUNS, run)
+    try:
+        obj = cluster.get(RUNS, run)
+    except CliError:  # gone from the cluster: the run archive may hold its logs
+        if _archived(cluster.namespace, run, step, attempt):
+            return
+        raise
     lay = layout(spec_of(cluster, obj))
     statuses: dict[str, Any] = (obj.get("status") or {}).get("steps") or {}
     order = lay.order + [s for s in statuses if s not in lay.order]
@@ -174,11 +186,15 @@ def logs(
     pods = sorted(_latest(_step_pods(cluster.pods(selector), names)), key=rank)
     if not pods:
         if step is None:
+            if _archived(cluster.namespace, run, None, attempt):  # Jobs deleted by their TTL
+                return
             writer.note(f"run {run} has no step pods yet")
             return
         st = statuses.get(step) or {}
         what = f"attempt {attempt}" if attempt else f"step {step!r}"
         why = "its result was reused" if st.get("reused") else f"it is {st.get('phase', 'Pending')}"
+        if _archived(cluster.namespace, run, step, attempt):  # the Job's TTL deleted it
+            return
         raise CliError(f"no pod for {what} of run {run!r}: {why}, or its Job was deleted")
     for pod in pods:
         if not pod.started:

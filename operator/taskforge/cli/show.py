@@ -81,7 +81,14 @@ def get(
     from taskforge.cli.runs import layout, spec_of  # noqa: PLC0415
 
     cluster = connect(ctx, namespace, context, kubeconfig)
-    obj = cluster.get(RUNS, run)
+    try:
+        obj = cluster.get(RUNS, run)
+    except CliError:  # gone from the cluster: the run archive may hold it (cli/archive.py)
+        from taskforge.cli.archive import show_archived  # noqa: PLC0415
+
+        if show_archived(cluster.namespace, run, output.value if output else None):
+            return
+        raise
     if results:
         obj = with_whole_results(cluster, obj)
     if output is GetOutput.name:

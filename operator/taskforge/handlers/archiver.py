@@ -64,6 +64,9 @@ WRITE_ERRORS = Counter("taskforge_archive_write_errors_total",
 LOG_READ_ERRORS = Counter("taskforge_archive_log_read_errors_total",
                           "Attempt logs that could not be read from their pod.")
 BATCH = 500
+LOG_RETRIES = (0.1, 0.3, 0.5, 1.0, 0.0)
+"""A pod's log may not be served yet the instant its container ended (the node still
+flushing it); tried again after these pauses, well within the Job TTL."""
 LOG_READS = 4
 
 
@@ -157,6 +160,7 @@ class Archiver:
     async def _log(self, key: Key, uid: str, which: tuple[str, int], job: ObservedJob | None,
                    *, redact: Any, unreadable: str | None) -> Record:
         step, attempt = which
+        error: BaseException = RuntimeError("not read")
         pod = self._pod_of(key, job.name) if job is not None else None
         if unreadable is not None:  # never store what could not be redacted
             return log_record(uid, step, attempt, pod=pod, raw=None, redact=redact,
@@ -164,15 +168,22 @@ class Archiver:
         if pod is None:
             return log_record(uid, step, attempt, pod=None, raw=None, redact=redact,
                               note="no pod: log not captured")
-        try:
-            async with self._reads:
-                raw, cut = await asyncio.to_thread(
-                    read_log_tail, key[0], pod, LOG_MAX_BYTES, LOG_TAIL_LINES)
-        except Exception as exc:
-            LOG_READ_ERRORS.inc()
-            return log_record(uid, step, attempt, pod=pod, raw=None, redact=redact,
-                              note=f"log unreadable: {kube.describe(exc)}")
-        return log_record(uid, step, attempt, pod=pod, raw=raw, redact=redact, cut=cut)
+        for delay in LOG_RETRIES:
+            try:
+                async with self._reads:
+                    raw, cut = await asyncio.to_thread(
+                        read_log_tail, key[0], pod, LOG_MAX_BYTES, LOG_TAIL_LINES)
+                return log_record(uid, step, attempt, pod=pod, raw=raw, redact=redact, cut=cut)
+            except Exception as exc:
+                log.info("archive: reading the log of %s#%d (pod %s) failed, retrying: %s",
+                         step, attempt, pod, kube.describe(exc))
+                error = exc
+                await asyncio.sleep(delay)
+        LOG_READ_ERRORS.inc()
+        log.warning("archive: the log of %s#%d (pod %s) could not be read: %s",
+                    step, attempt, pod, kube.describe(error))
+        return log_record(uid, step, attempt, pod=pod, raw=None, redact=redact,
+                          note=f"log unreadable: {kube.describe(error)}")
 
     # ---- writing (one background task) ----------------------------------------------------
 
@@ -193,7 +204,8 @@ class Archiver:
                 delay = 1.0
                 self._wake.clear()
                 if not self.queue:
-                    await asyncio.wait_for(self._wake.wait(), timeout=60.0)
+                    await asyncio.wait_for(self._wake.wait(), timeout=min(
+                        60.0, self.settings.retention_interval))
             except TimeoutError:
                 continue
             except (psycopg.Error, OSError) as exc:
