@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.operator.conftest import Kube, step_phases
+from tests.e2e.operator.conftest import Kube, OperatorProcess, step_phases
 from tests.e2e.operator.stepkit import step_of
 from tests.e2e.operator.test_examples import apply_example, wait
 
@@ -113,3 +113,25 @@ def test_a_cycle_of_workflows_fails_clearly(kube: Kube) -> None:
     assert run["status"]["phase"] == "Failed"
     message = run["status"]["steps"]["call"]["message"]
     assert "run " in message and "workflow cycle: ping -> pong -> ping" in message
+
+
+def test_kill_9_during_a_fan_out_runs_no_item_twice(
+    kube: Kube, running_operator: OperatorProcess
+) -> None:
+    """The operator is SIGKILLed while items run and launch; restarted, it finishes the step
+    from status and the Jobs alone, and every item has exactly one Job (deterministic names,
+    adoption of Jobs whose launch the status lost)."""
+    kube.workflow("fan-kill", {"steps": [_fan("fan", list(range(8)), "sleep 1")]})
+    name = kube.start_run("fan-kill")
+    kube.wait_run(name, until=lambda r: ((r.get("status") or {}).get("steps") or {})
+                  .get("fan", {}).get("items", {}).get("running") == 2, timeout=60)
+    running_operator.kill()
+    running_operator.start()
+    run = kube.wait_run(name, timeout=90)
+    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"])[:3000]
+    items = step_of(run, "fan")["items"]
+    assert items["phases"] == "S" * 8 and items["succeeded"] == 8
+    jobs = kube.jobs(name)
+    per_item = sorted((j.metadata.labels["taskforge.io/item"],
+                       j.metadata.labels["taskforge.io/attempt"]) for j in jobs)
+    assert per_item == [(str(i), "1") for i in range(8)]
