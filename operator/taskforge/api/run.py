@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from taskforge.api.approvals import APPROVALS_FIELD, Approval, ApprovalRecord
 from taskforge.api.common import (
     Condition,
     Model,
@@ -79,6 +80,11 @@ _RUN_SPEC_RULES = [
         "set exactly one of workflowRef and workflowSpec",
     ),
     cel_rule(
+        "!has(oldSelf.approvals) || has(self.approvals)",
+        "an approval cannot be changed or withdrawn once given",
+        field_path=".approvals",
+    ),
+    cel_rule(
         "!(has(self.startAt) && has(self.startAfter))",
         "set at most one of startAt and startAfter",
         field_path=".startAfter",
@@ -114,6 +120,7 @@ class WorkflowRunSpec(Model):
     trigger: TriggerInfo | None = Field(
         default=None, description="What started the run (set by the operator and the CLI)."
     )
+    approvals: list[Approval] | None = APPROVALS_FIELD
     reuse_steps: list[ReusedStep] | None = Field(
         default=None,
         max_length=2000,
@@ -298,6 +305,9 @@ class StepStatus(Model):
     )
     child_run: str | None = Field(
         default=None, description="The child WorkflowRun of a workflow step."
+    )
+    approval: ApprovalRecord | None = Field(
+        default=None, description="How an approval step was decided: by whom, when, why."
     )
     attempt_history: list[AttemptRecord] | None = Field(
         default=None,

@@ -26,7 +26,7 @@ RetryOn = Literal["Failed", "TimedOut", "PodFailure", "HTTPStatus"]
 """What `retry.on` can name: a FailureKind, or HTTPStatus (the codes in `retry.httpStatus`,
 retried even when the executor calls them permanent, like a 404 of a resource that is still
 being created)."""
-STEP_TYPES = ("http", "script", "log", "container", "slack", "email", "workflow")
+STEP_TYPES = ("http", "script", "log", "container", "slack", "email", "workflow", "approval")
 _RETRY_ON_DEFAULT: tuple[RetryOn, ...] = ("Failed", "TimedOut", "PodFailure")
 
 _TEMPLATES = "Templates like {{ params.x }} and {{ steps.NAME.outputs.KEY }} are rendered first."
@@ -273,6 +273,24 @@ class StepConcurrency(Model):
     max_running: int = Field(ge=1, le=10_000, description="Steps running at once under the key.")
 
 
+class ApprovalStep(Model):
+    """A step that waits, with no Job, until a person approves or rejects it (spec.approvals
+    of the run: `taskforge approve RUN STEP`, `taskforge reject RUN STEP --reason ...`)."""
+
+    message: str | None = Field(
+        default=None, max_length=4096, description="What the approver is asked, for people."
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="How long to wait for a decision, e.g. 24h (default: no limit).",
+    )
+    on_timeout: Literal["fail", "approve"] = Field(
+        default="fail",
+        description="What a timeout means: fail (the step fails, TimedOut) or approve.",
+    )
+
+
 class WorkflowCall(Model):
     """Run another Workflow of the run's namespace as a child WorkflowRun (no Job): the step
     ends with the child, and its outputs are the child's run outputs."""
@@ -331,6 +349,9 @@ class ForEach(Model):
 
 _FOREACH_LIMITS_MESSAGE = "forEach cannot be combined with rateLimit or concurrency"
 _WORKFLOW_STEP_MESSAGE = "a workflow step cannot have forEach, rateLimit, concurrency or pod"
+APPROVAL_JOB_ONLY = ("retry", "timeout", "pod", "rate_limit", "concurrency", "for_each")
+_APPROVAL_MESSAGE = ("an approval step runs no Job: retry, timeout (use approval.timeout), pod,"
+                     " rateLimit, concurrency and forEach do not apply")
 
 
 class Step(Model):
@@ -355,6 +376,13 @@ class Step(Model):
                 " && !has(self.concurrency) && !has(self.pod))",
                 _WORKFLOW_STEP_MESSAGE,
                 field_path=".workflow",
+            ),
+            cel_rule(
+                "!has(self.approval) || (!has(self.retry) && !has(self.timeout)"
+                " && !has(self.pod) && !has(self.rateLimit) && !has(self.concurrency)"
+                " && !has(self.forEach))",
+                _APPROVAL_MESSAGE,
+                field_path=".approval",
             ),
         )
     )
@@ -411,6 +439,12 @@ class Step(Model):
         " it (no retries), its outputs are the child's run outputs. Cancelling this run"
         " cancels the child; calls nest at most 5 deep and a cycle fails the step.",
     )
+    approval: ApprovalStep | None = Field(
+        default=None,
+        description="Wait, with no Job, for a person to approve or reject (the run's"
+        " spec.approvals); the step's phase is Waiting meanwhile. Approved: Succeeded; rejected:"
+        " Failed; see approval.timeout.",
+    )
     for_each: ForEach | None = Field(
         default=None,
         description="Fan-out: run the step once per item, at most maxParallel at once. It"
@@ -440,6 +474,8 @@ class Step(Model):
         if self.workflow is not None and (self.for_each or self.rate_limit or self.concurrency
                                           or self.pod):
             raise ValueError(f"step {self.name!r}: {_WORKFLOW_STEP_MESSAGE}")
+        if self.approval is not None and any(getattr(self, f) for f in APPROVAL_JOB_ONLY):
+            raise ValueError(f"step {self.name!r}: {_APPROVAL_MESSAGE}")
         return self
 
     @property

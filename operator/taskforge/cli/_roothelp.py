@@ -30,6 +30,10 @@ Commands:
   cancel    Cancel a run: running steps stop, finally steps still run (sets
             spec.cancel).
   retry     Start a new run of RUN's workflow and params.
+  approve   Approve a run's approval step (adds it to spec.approvals; RBAC:
+            patch workflowruns).
+  reject    Reject a run's approval step: it fails, and with it the run
+            (unless continueOnFailure).
   validate  Check Workflow and WorkflowRun manifests offline (no cluster);
             exit 1 on any error.
   dlq       The dead-letter stream: steps that failed for good.
@@ -67,6 +71,10 @@ Commands:
   cancel    Cancel a run: running steps stop, finally steps still run (sets
             spec.cancel).
   retry     Start a new run of RUN's workflow and params.
+  approve   Approve a run's approval step (adds it to spec.approvals; RBAC:
+            patch workflowruns).
+  reject    Reject a run's approval step: it fails, and with it the run
+            (unless continueOnFailure).
   validate  Check Workflow and WorkflowRun manifests offline (no cluster);
             exit 1 on any error.
   dlq       The dead-letter stream: steps that failed for good.

@@ -47,6 +47,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Cancel a run: running steps stop, finally steps still run (sets spec.cancel)."),
     "retry": ("taskforge.cli.create", "retry",
               "Start a new run of RUN's workflow and params."),
+    "approve": ("taskforge.cli.approve", "approve",
+                "Approve a run's approval step (adds it to spec.approvals; RBAC: patch "
+                "workflowruns)."),
+    "reject": ("taskforge.cli.approve", "reject",
+               "Reject a run's approval step: it fails, and with it the run (unless "
+               "continueOnFailure)."),
     "validate": ("taskforge.cli.validating", "validate",
                  "Check Workflow and WorkflowRun manifests offline (no cluster); exit 1 on any "
                  "error."),

@@ -41,6 +41,8 @@ class Dag:
     """Steps with continueOnFailure: their failure neither skips dependents nor fails the run."""
     fanout: frozenset[str] = frozenset()
     """Steps with forEach (engine/fanout.py)."""
+    approvals: frozenset[str] = frozenset()
+    """Approval steps (engine/approval.py)."""
 
     def is_final(self, name: str) -> bool:
         return name in self.final_set
@@ -142,6 +144,7 @@ def build(spec: WorkflowSpec) -> Dag:
         final_set=frozenset(final_names),
         tolerant=frozenset(n for n, s in steps.items() if s.continue_on_failure),
         fanout=frozenset(n for n, s in steps.items() if s.for_each is not None),
+        approvals=frozenset(n for n, s in steps.items() if s.approval is not None),
     )
 
 

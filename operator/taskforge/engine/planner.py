@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from taskforge.api.durations import parse_duration, to_millis
 from taskforge.api.run import TERMINAL_RUN_PHASES, StepFailure, StepStatus, WorkflowRunStatus
+from taskforge.engine import approval, fanout, subflow
 from taskforge.engine import attempts as history
-from taskforge.engine import fanout, subflow
 from taskforge.engine import status as runstatus
 from taskforge.engine.actions import Action, CreateJob, DeleteJob, Plan
 from taskforge.engine.conditions import WhenError, evaluate_when
@@ -196,6 +196,7 @@ def _result(work: Work, status: WorkflowRunStatus, cause: str | None) -> Plan:
     new = runstatus.running_status(
         status, steps=work.steps, phase=work.phase, dag=dag, generation=facts.generation,
         now=work.stamp, cause=cause, failing=work.failing,
+        awaiting=tuple(approval.awaiting(work)) if dag.approvals else (),
     )
     new = _with_item_progress(new, work)
     requeue = None
@@ -262,6 +263,9 @@ def _advance(work: Work, names: tuple[str, ...], *, final: bool) -> None:
         if not final and work.failing is not None:
             _not_started(work, name, st)
             continue
+        if ph == "Waiting" and approval.is_approval(work, name):
+            approval.advance(work, name, st)
+            continue
         due = st.next_attempt_at if ph == "Retrying" else st.wait_until
         if due is None or due <= work.now:
             _launch(work, name, st, st.attempts + 1)
@@ -286,6 +290,9 @@ def _consider(work: Work, name: str, st: StepStatus) -> None:
         return
     if work.dag.steps[name].workflow is not None:
         subflow.start(work, name, st)
+        return
+    if work.dag.steps[name].approval is not None:
+        approval.start(work, name, st)
         return
     _launch(work, name, st, st.attempts + 1)
 

@@ -96,15 +96,20 @@ def dead_letter(
 
 
 def running_reason(
-    phase: dict[str, str], cause: str | None, failing: str | None
+    phase: dict[str, str], cause: str | None, failing: str | None,
+    awaiting: tuple[str, ...] = (),
 ) -> tuple[str, str]:
-    """(reason, message) of Succeeded=Unknown while the run is not finished."""
+    """(reason, message) of Succeeded=Unknown while the run is not finished. An approval step
+    waiting for a person (`awaiting`) is what a reader most needs to know, after a stop."""
     if cause == CANCELLING:
         return CANCELLING, "cancelled: running steps were stopped, finally steps run"
     if cause == TIMING_OUT:
         return TIMING_OUT, "the run timed out: running steps were stopped, finally steps run"
     if failing is not None:
         return STOPPING, f"step {failing!r} failed: no new steps start, running ones finish"
+    if awaiting:
+        names = ", ".join(repr(n) for n in awaiting[:5]) + (" ..." if len(awaiting) > 5 else "")
+        return "AwaitingApproval", f"waiting for approval of step {names}"
     phases = set(phase.values())
     if "Running" in phases:
         return "Running", "steps are running"
@@ -170,8 +175,9 @@ def running_status(
     now: datetime,
     cause: str | None,
     failing: str | None,
+    awaiting: tuple[str, ...] = (),
 ) -> WorkflowRunStatus:
-    reason, message = running_reason(phase, cause, failing)
+    reason, message = running_reason(phase, cause, failing, awaiting)
     conditions = set_condition(
         old.conditions,
         type_=SUCCEEDED,

@@ -38,6 +38,7 @@ from taskforge import GROUP, VERSION
 from taskforge.adapters import authz
 from taskforge.api.steps import Step
 from taskforge.api.workflow import WorkflowSpec
+from taskforge.engine.approval import stamp_approvals
 from taskforge.engine.authority import (
     CREATOR_ANNOTATION,
     LAST_WRITER_ANNOTATION,
@@ -89,6 +90,12 @@ def record_run_creator(
     if kwargs.get("operation") != "CREATE":
         # A child run's call chain counts its depth (engine/subflow.py): fixed at creation.
         _set(patch, body, CHAIN_ANNOTATION, _annotations(old).get(CHAIN_ANNOTATION))
+    # Who approved an approval step: the authenticated user, never what the client says.
+    old_approvals = ((old or {}).get("spec") or {}).get("approvals")
+    stamped = stamp_approvals(old_approvals, (body.get("spec") or {}).get("approvals"),
+                              (userinfo or {}).get("username"))
+    if stamped is not None:
+        patch.setdefault("spec", {})["approvals"] = stamped
 
 
 @kopf.on.mutate(GROUP, VERSION, "workflows", id=WORKFLOW_HOOK_ID, operations=["CREATE", "UPDATE"],

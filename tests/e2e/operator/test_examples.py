@@ -310,6 +310,8 @@ COVERED = {
     "webhook.yaml",
     # tests/e2e/operator/test_timing.py:
     "delayed-run.yaml", "priorities.yaml",
+    # tests/e2e/operator/test_approval.py:
+    "approval.yaml",
     # tests/e2e/operator/test_flow.py:
     "fan-out.yaml", "sub-workflow.yaml",
 }
