@@ -78,6 +78,15 @@ def test_run_created_with_kubectl_appears_within_a_second(ui: Browser, team: Tea
     took = time.monotonic() - created
     print(f"run row appeared {took * 1000:.0f} ms after kubectl create returned")
     assert took < 1.0
+    # its phase and progress follow live, without a reload
+    ui.js("window.__sameDocument = true")
+    row = f'#runs tr[data-run="{name}"]'
+    # (rows are redrawn on each update: read them in the page, not through stale handles)
+    read = ("const r = document.querySelector(arguments[0]);"
+            " return r && [r.dataset.phase, r.innerText]")
+    ui.wait(lambda d: (ui.js(read, row) or [""])[0] == "Succeeded", 30)
+    assert "4/4" in ui.js(read, row)[1]
+    assert ui.js("return window.__sameDocument") is True
     # the phase filter hides it once it is not among the checked phases
     ui.driver.find_element(By.CSS_SELECTOR, "#phase-filter input[value=Failed]").click()
     ui.wait(lambda d: not d.find_elements(By.CSS_SELECTOR, f'#runs tr[data-run="{name}"]'))
@@ -128,8 +137,17 @@ def test_cancel_from_the_ui_cancels_the_run(ui: Browser, team: Team) -> None:
     run = team.kube.wait_run(name, timeout=30)
     assert run["status"]["phase"] == "Cancelled"
     ui.wait(lambda d: d.find_element(By.ID, "run-phase").text == "Cancelled", 10)
-    ui.wait(lambda d: d.find_element(By.ID, "btn-retry").is_displayed())
+    retry = ui.wait(lambda d: d.find_element(By.ID, "btn-retry").is_displayed()
+                    and d.find_element(By.ID, "btn-retry"))
     assert not ui.driver.find_element(By.ID, "btn-cancel").is_displayed()
+    # the run's Events are on its page (the operator's StepCancelled/RunCancelled and Jobs')
+    ui.driver.find_element(By.ID, "events-refresh").click()
+    ui.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#events tbody tr td"), 10)
+    # retry makes a new run and opens its page
+    retry.click()
+    ui.wait(lambda d: not d.current_url.endswith(f"/runs/{name}"), 10)
+    retried = ui.driver.current_url.rsplit("/", 1)[1]
+    assert retried != name and team.kube.run(retried)["spec"]["workflowRef"]["name"] == "sleepy"
 
 
 def test_run_form_names_a_missing_required_param(ui: Browser, team: Team) -> None:

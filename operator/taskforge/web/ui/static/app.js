@@ -460,11 +460,18 @@ function pageRun() {
     refreshButtons();
   }
 
+  // Events are not in the live stream: each read is a LIST at the API server, so a viewer
+  // reads them on load, when the run changes phase, on the Refresh button, and otherwise at
+  // most every EVENTS_EVERY ms while its steps change (never on a timer of its own).
+  const EVENTS_EVERY = 10000;
   let eventsTimer = null;
-  function loadEventsSoon() {
+  let eventsAt = 0;
+  function loadEventsSoon(now) {
     if (eventsTimer) return;
+    const wait = now ? 0 : Math.max(0, eventsAt + EVENTS_EVERY - Date.now());
     eventsTimer = setTimeout(async () => {
       eventsTimer = null;
+      eventsAt = Date.now();
       try {
         const ev = await api(runApi + "/events");
         document.querySelector("#events tbody").replaceChildren(...ev.items.slice(-200).reverse().map((e) =>
@@ -475,8 +482,9 @@ function pageRun() {
         if (e.status === 403) document.querySelector("#events tbody").replaceChildren(
           el("tr", {}, el("td", {colspan: 6, class: "muted", text: e.message})));
       }
-    }, 1000);
+    }, wait);
   }
+  document.getElementById("events-refresh").addEventListener("click", () => loadEventsSoon(true));
 
   async function loadDeadLetters() {
     const tbody = document.querySelector("#deadletters tbody");
@@ -538,7 +546,10 @@ function pageRun() {
     }
     drawGraph(detail).catch((e) => flash("Could not draw the graph: " + e.message));
     colourGraph(detail);
-    loadEventsSoon();
+    const phaseOf = (d) => (d.summary || {}).phase;
+    const stepsOf = (d) => d.steps.map((x) => x.phase + x.attempts).join();
+    if (!previous || phaseOf(previous) !== phaseOf(detail)) loadEventsSoon(true);
+    else if (stepsOf(previous) !== stepsOf(detail)) loadEventsSoon(false);
     if (logs && logs.retry) {
       const step = detail.steps.find((s) => s.name === logs.step);
       const was = previous && previous.steps.find((s) => s.name === logs.step);
