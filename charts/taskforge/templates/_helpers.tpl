@@ -167,3 +167,34 @@ serves, and lists and watches namespaces when it serves a list of them.
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+
+{{/*
+The web UI server (ui-*.yaml): its own name and labels. Its pods must not carry the
+operator's selector labels (app.kubernetes.io/name), or the operator's Deployment and
+Service would select them.
+*/}}
+{{- define "taskforge.uiName" -}}
+{{- printf "%s-ui" (include "taskforge.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "taskforge.uiSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-ui" (include "taskforge.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "taskforge.uiLabels" -}}
+helm.sh/chart: {{ include "taskforge.chart" . }}
+{{ include "taskforge.uiSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: ui
+app.kubernetes.io/part-of: taskforge
+{{- end }}
+
+{{- define "taskforge.uiServiceAccountName" -}}
+{{- if .Values.ui.serviceAccount.create }}
+{{- default (include "taskforge.uiName" .) .Values.ui.serviceAccount.name }}
+{{- else }}
+{{- required "ui.serviceAccount.name is required when ui.serviceAccount.create is false" .Values.ui.serviceAccount.name }}
+{{- end }}
+{{- end }}
