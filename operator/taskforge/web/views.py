@@ -7,12 +7,13 @@ each shape once per watch event, not once per viewer).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
 from taskforge.api.steps import STEP_TYPES
 from taskforge.engine.naming import LABEL_WORKFLOW
-from taskforge.engine.rerun import layout
+from taskforge.engine.rerun import Layout, layout
 
 
 def _parse(ts: Any) -> datetime | None:
@@ -78,14 +79,39 @@ def _seconds(start: Any, end: Any) -> float | None:
     return round((b - a).total_seconds(), 3) if a and b else None
 
 
+_LAYOUTS: OrderedDict[tuple[str, int, int], Layout] = OrderedDict()
+_LAYOUTS_MAX = 256
+
+
+def _layout_of(run: dict[str, Any], spec: dict[str, Any] | None) -> Layout:
+    """The graph of the run's spec, memoised per run while it follows its pinned spec: a
+    pinned spec never changes, and validating a 1,000-step spec costs ~100 ms, which every
+    status change of the run (one render shared by all its viewers) would pay again."""
+    if spec is None:
+        return layout(None)
+    status: dict[str, Any] = run.get("status") or {}
+    uid = str((run.get("metadata") or {}).get("uid") or "")
+    if not uid or id(status.get("workflowSpec")) != id(spec):  # not the pinned spec
+        return layout(spec)
+    generation = (status.get("workflow") or {}).get("generation") or 0
+    key = (uid, int(generation), len(spec.get("steps") or []) + len(spec.get("finally") or []))
+    found = _LAYOUTS.get(key)
+    if found is None:
+        found = _LAYOUTS[key] = layout(spec)
+        while len(_LAYOUTS) > _LAYOUTS_MAX:
+            _LAYOUTS.popitem(last=False)
+    return found
+
+
 def run_detail(run: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, Any]:
     """The run, its summary and its steps in DAG order (finally last), with the edges."""
     status = run.get("status") or {}
     observed: dict[str, Any] = status.get("steps") or {}
-    graph = layout(spec)
+    graph = _layout_of(run, spec)
     declared = {str(s.get("name")): s for key in ("steps", "finally")
                 for s in (spec or {}).get(key) or [] if isinstance(s, dict)}
-    names = graph.order + [n for n in observed if n not in set(graph.order)]
+    ordered = set(graph.order)
+    names = graph.order + [n for n in observed if n not in ordered]
     finals = set(graph.finally_steps)
     steps = []
     for name in names:
