@@ -19,7 +19,9 @@ from taskforge.engine.planner import plan
 from taskforge.engine.timing import (
     effective_priority,
     not_before,
+    queued_since,
     raw_not_before,
+    raw_queued_since,
     start_time,
 )
 
@@ -73,6 +75,31 @@ def test_not_before_is_the_start_time_while_ahead(now: datetime, expected: datet
 def test_raw_not_before_reads_the_cached_spec(spec: dict[str, Any],
                                               expected: datetime | None) -> None:
     assert raw_not_before(spec, T0, T0) == expected
+
+
+@pytest.mark.parametrize(
+    ("start_at", "start_after", "expected"),
+    [
+        (None, None, T0),
+        (None, "1h", at(3600)),  # a delayed run queues from when it became due
+        (at(-60), None, T0),  # a start time before creation: its creation
+        (at(30), None, at(30)),
+    ],
+)
+def test_queued_since(start_at: datetime | None, start_after: str | None,
+                      expected: datetime) -> None:
+    assert queued_since(start_at, start_after, T0) == expected
+    raw = {"startAt": start_at.isoformat()} if start_at else {}
+    if start_after:
+        raw["startAfter"] = start_after
+    assert raw_queued_since(raw, T0) == expected
+
+
+def test_a_delayed_run_queues_behind_runs_that_waited_before_it_was_due() -> None:
+    early_but_delayed = Waiter(queued_since(None, "1h", at(0)), "a-delayed")
+    waited = Waiter(at(1800), "b-waiting")
+    assert queue_rank(waited, [early_but_delayed, waited]) == 0
+    assert queue_rank(early_but_delayed, [early_but_delayed, waited]) == 1
 
 
 def test_delayed_run_stays_pending_scheduled_and_wakes_exactly_then_starts() -> None:

@@ -46,15 +46,34 @@ def not_before(
     return due if due is not None and now < due else None
 
 
-def raw_not_before(spec: Mapping[str, Any], created_at: datetime, now: datetime) -> datetime | None:
-    """`not_before` of a run's spec as the cache holds it (a dict); an unreadable startAt
-    (which the CRD refuses) counts as no delay."""
+def _raw_start(spec: Mapping[str, Any]) -> tuple[datetime | None, str | None]:
     try:
         at = parse_timestamp(spec.get("startAt"))
     except (TypeError, ValueError):
         at = None
     after = spec.get("startAfter")
-    return not_before(at, after if isinstance(after, str) else None, created_at, now)
+    return at, after if isinstance(after, str) else None
+
+
+def raw_not_before(spec: Mapping[str, Any], created_at: datetime, now: datetime) -> datetime | None:
+    """`not_before` of a run's spec as the cache holds it (a dict); an unreadable startAt
+    (which the CRD refuses) counts as no delay."""
+    return not_before(*_raw_start(spec), created_at, now)
+
+
+def queued_since(
+    start_at: datetime | None, start_after: str | None, created_at: datetime
+) -> datetime:
+    """Where a run stands in a limit's line among equal priorities: its creation, or for a
+    delayed run the time it became due. A run created at 9:00 to start at 10:00 queues
+    behind the runs created at 9:30 that have waited since, not ahead of them."""
+    due = start_time(start_at, start_after, created_at)
+    return max(created_at, due) if due is not None else created_at
+
+
+def raw_queued_since(spec: Mapping[str, Any], created_at: datetime) -> datetime:
+    """`queued_since` of a run's spec as the cache holds it."""
+    return queued_since(*_raw_start(spec), created_at)
 
 
 def effective_priority(

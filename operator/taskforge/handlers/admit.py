@@ -14,7 +14,12 @@ from taskforge.api import TERMINAL_RUN_PHASES
 from taskforge.api.durations import parse_timestamp
 from taskforge.engine.facts import RunFacts
 from taskforge.engine.limits import Waiter
-from taskforge.engine.timing import effective_priority, raw_not_before
+from taskforge.engine.timing import (
+    effective_priority,
+    queued_since,
+    raw_not_before,
+    raw_queued_since,
+)
 from taskforge.handlers.limits import Limits, RunGate
 from taskforge.handlers.store import Key, Store
 
@@ -48,7 +53,8 @@ class RunAdmitter:
             if run_spec.get("cancel") or raw_not_before(run_spec, created, facts.now):
                 continue  # a delayed run waits for its time, not for a slot
             priority = effective_priority(run_spec.get("priority"), default, cap)
-            waiting.append(Waiter(created, r["metadata"]["name"], priority))
+            since = raw_queued_since(run_spec, created)
+            waiting.append(Waiter(since, r["metadata"]["name"], priority))
         mine = effective_priority(facts.spec.priority, default, cap)
         # No field a user sets skips a limit: trigger.type is not trusted; a reservation is
         # only a claim that Limits checks in Redis (see adapters/reservations.py).
@@ -57,7 +63,8 @@ class RunAdmitter:
             namespace=key[0],
             workflow=workflow,
             uid=facts.uid,
-            me=Waiter(facts.created_at, key[1], mine),
+            me=Waiter(queued_since(facts.spec.start_at, facts.spec.start_after,
+                                   facts.created_at), key[1], mine),
             priority=mine,
             waiting=waiting,
             now=facts.now,
