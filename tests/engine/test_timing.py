@@ -220,3 +220,16 @@ def test_ranks_are_a_permutation_in_priority_then_creation_order(ws: list[Waiter
         for b in ws:
             if a.priority > b.priority or (a.priority == b.priority and a.created < b.created):
                 assert ranks[a.name] < ranks[b.name]
+
+
+@given(hs.integers(0, 9_999_999), hs.integers(0, 20_000_000))
+def test_a_delayed_run_never_starts_early_and_wakes_exactly_at_its_time(
+    delay_ms: int, now_ms: int
+) -> None:
+    after = f"{delay_ms}ms"
+    p = plan(delayed(now=at(now_ms / 1000), start_after=after))
+    if now_ms < delay_ms:
+        assert p.status.phase == "Pending" and created(p) == []
+        assert p.requeue_after == pytest.approx((delay_ms - now_ms) / 1000)
+    else:
+        assert p.status.phase == "Running" and created(p) == [("a", 1)]
