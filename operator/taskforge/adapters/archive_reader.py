@@ -25,6 +25,16 @@ SUMMARY_COLUMNS = ("uid", "namespace", "name", "workflow", "workflow_generation"
                    "trigger", "creator", "message", "created_at", "started_at", "finished_at",
                    "archived_at")
 MAX_LIST = 10_000
+_ISO = "YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\""
+
+
+def _select(column: str) -> str:
+    """The column as its JSON key, times as ISO text: PostgreSQL shapes the rows, so a list
+    of 10,000 needs no per-value work in Python (that was most of its time)."""
+    alias = _camel(column)
+    if column.endswith("_at"):
+        return f"to_char({column} AT TIME ZONE 'UTC', '{_ISO}') AS \"{alias}\""
+    return f"{column} AS \"{alias}\"" if alias != column else column
 
 
 def _camel(name: str) -> str:
@@ -70,7 +80,10 @@ class ArchiveReader:
         `before`: only runs finished before it (the next page)."""
         where: list[str] = []
         args: list[Any] = []
-        if namespaces is not None:
+        if namespaces is not None and len(namespaces) == 1:
+            where.append("namespace = %s")  # an index scan in finish order, unlike ANY()
+            args.append(namespaces[0])
+        elif namespaces is not None:
             where.append("namespace = ANY(%s)")
             args.append(list(namespaces))
         if workflow:
@@ -82,12 +95,16 @@ class ArchiveReader:
         if before is not None:
             where.append("finished_at < %s")
             args.append(before)
-        query = (f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM archived_runs"
+        # One JSON array from the server: psycopg parses it in one json.loads (C) instead of
+        # building 10,000 row dicts in Python.
+        query = (f"SELECT coalesce(json_agg(t), '[]'::json) AS items FROM ("
+                 f"SELECT {', '.join(map(_select, SUMMARY_COLUMNS))} FROM archived_runs"
                  f"{' WHERE ' + ' AND '.join(where) if where else ''}"
-                 " ORDER BY finished_at DESC NULLS LAST LIMIT %s")
+                 " ORDER BY finished_at DESC NULLS LAST LIMIT %s) t")
         args.append(max(1, min(limit, MAX_LIST)))
         cur = await self.conn.execute(query.encode(), args)
-        return [_json(row) for row in await cur.fetchall()]
+        row = await cur.fetchone()
+        return list(row["items"]) if row is not None else []
 
     async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The newest archived run of that name, whole, with its attempts (oldest first)."""

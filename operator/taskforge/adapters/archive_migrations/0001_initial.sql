@@ -21,9 +21,9 @@ CREATE TABLE archived_runs (
     finished_at         timestamptz,
     archived_at         timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX archived_runs_by_namespace ON archived_runs (namespace, finished_at DESC);
-CREATE INDEX archived_runs_by_workflow ON archived_runs (namespace, workflow, finished_at DESC);
-CREATE INDEX archived_runs_by_name ON archived_runs (namespace, name, finished_at DESC);
+CREATE INDEX archived_runs_by_namespace ON archived_runs (namespace, finished_at DESC NULLS LAST);
+CREATE INDEX archived_runs_by_workflow ON archived_runs (namespace, workflow, finished_at DESC NULLS LAST);
+CREATE INDEX archived_runs_by_name ON archived_runs (namespace, name, finished_at DESC NULLS LAST);
 CREATE INDEX archived_runs_by_finish ON archived_runs (finished_at);
 
 CREATE TABLE archived_attempts (
