@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from taskforge.adapters import kube
+from taskforge.adapters import kube, kube_async
 from taskforge.handlers import reconcile as reconcile_module
 from taskforge.handlers.config import OperatorConfig
 from taskforge.handlers.queue import WorkQueue
@@ -119,6 +119,12 @@ def run_body(steps: list[dict[str, Any]]) -> dict[str, Any]:
 LOG_STEPS = [{"name": f"s{i}", "log": {"message": "hi"}} for i in range(3)]
 
 
+def _in_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def call(*args: Any) -> Any:
+        return fn(*args)
+    return call
+
+
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[dict[str, Any]]], Any]]:
     def make(steps: list[dict[str, Any]]) -> tuple[FakeApi, RunReconciler]:
@@ -127,7 +133,10 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[dict[str, 
         monkeypatch.setattr(kube, "patch_status", api.patch_status)
         monkeypatch.setattr(kube, "create_job", api.create_job)
         monkeypatch.setattr(kube, "delete_job", api.delete_job)
-        monkeypatch.setattr(reconcile_module, "post_event", api.post_event)
+        # the hot path's calls run on the event loop (adapters/kube_async.py)
+        monkeypatch.setattr(kube_async, "patch_status", _in_loop(api.patch_status))
+        monkeypatch.setattr(kube_async, "create_job", _in_loop(api.create_job))
+        monkeypatch.setattr(reconcile_module, "post_event_async", _in_loop(api.post_event))
         return api, RunReconciler(store, RecordingQueue(), OperatorConfig())
 
     yield make
