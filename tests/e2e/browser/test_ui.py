@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from tests.e2e.browser.conftest import Browser, Team, WebServer
 
@@ -72,12 +73,19 @@ def node_phases(ui: Browser) -> dict[str, str]:
 def test_run_created_with_kubectl_appears_within_a_second(ui: Browser, team: Team) -> None:
     ui.open(f"/namespaces/{team.namespace}/runs")
     ui.wait(lambda d: d.find_element(By.ID, "runs-count").text)  # the snapshot arrived
+    # The page notes when each row first appears (Date.now(), the same clock as time.time()
+    # here), so WebDriver's polling round trips under load do not count.
+    ui.js("""window.__appeared = {};
+      new MutationObserver(() => {
+        for (const r of document.querySelectorAll('#runs tr[data-run]'))
+          window.__appeared[r.dataset.run] ??= Date.now();
+      }).observe(document.querySelector('#runs tbody'), {childList: true});""")
     name = kubectl_run(team, "quick")
-    created = time.monotonic()
-    ui.wait(lambda d: d.find_elements(By.CSS_SELECTOR, f'#runs tr[data-run="{name}"]'), 5)
-    took = time.monotonic() - created
+    created = time.time()
+    appeared = ui.wait(lambda d: ui.js("return window.__appeared[arguments[0]]", name), 5)
+    took = appeared / 1000 - created
     print(f"run row appeared {took * 1000:.0f} ms after kubectl create returned")
-    assert took < 1.0
+    assert took < 1.0, f"the run's row appeared {took:.3f} s after it was created"
     # its phase and progress follow live, without a reload
     ui.js("window.__sameDocument = true")
     row = f'#runs tr[data-run="{name}"]'
@@ -154,7 +162,13 @@ def test_run_form_names_a_missing_required_param(ui: Browser, team: Team) -> Non
     ui.open(f"/namespaces/{team.namespace}/workflows/needs-param")
     ui.wait(lambda d: d.find_element(By.ID, "run-section").is_displayed())
     target = ui.wait(lambda d: d.find_element(By.ID, "param-target"))
-    ui.driver.find_element(By.ID, "run-submit").click()
+    # by keyboard: Tab from the form's first field lands on the next one, Enter submits
+    target.click()
+    ui.driver.switch_to.active_element.send_keys(Keys.TAB)
+    assert ui.driver.switch_to.active_element.get_attribute("id") == "param-count"
+    outline = ui.js("return getComputedStyle(document.activeElement).outlineWidth")
+    assert outline == "3px"  # the focus ring is visible
+    ui.driver.switch_to.active_element.send_keys(Keys.ENTER)
     error = ui.wait(lambda d: d.find_element(By.ID, "run-error").is_displayed()
                     and d.find_element(By.ID, "run-error"))
     assert "target" in error.text and "required" in error.text, error.text
