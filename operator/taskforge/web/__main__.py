@@ -50,7 +50,7 @@ async def serve_local(kubeconfig: str | None, context: str | None, port: int) ->
     await access.who()
     settings = WebSettings(mode="local", host="127.0.0.1", port=port)
     app = create_app(settings, kube, access, redis_from_env())
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3.0)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = WebSettings(**{**settings.__dict__, "port": args.port})
     kube = KubeApi(load_credentials(args.kubeconfig, args.context))
     app = create_app(settings, kube, Access(kube), redis_from_env())
+    # Open SSE streams and idle keep-alive connections would hold a stop for the whole
+    # timeout; the chart's grace period is 30 s, in-flight API calls take well under 2 s.
     web.run_app(app, host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=5.0, access_log=None)
+                shutdown_timeout=2.0, access_log=None)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class Feed:
     path: str
     subscribers: set[Subscriber] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    listed: bool = False  # a list was made before: another one means a gap (RESYNC)
 
 
 class Hub:
@@ -108,40 +109,48 @@ class Hub:
         return sum(1 for f in self.feeds.values() if f.task is not None and not f.task.done())
 
     async def _run(self, feed: Feed) -> None:
-        """List the current resourceVersion, watch from it; on any break, again (RESYNC)."""
-        first = True
+        """List the current resourceVersion and watch from it. A watch the API server ends
+        on schedule resumes from the last version seen (bookmarks keep it fresh), so nothing
+        is lost and viewers hear nothing; only a broken one (410 Gone, an error) lists again
+        and tells every viewer to RESYNC."""
+        rv = ""
         while True:
             try:
-                listed = await self.kube.request("GET", feed.path, query={"limit": "1"})
-                rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
-                if not first:
-                    self._broadcast(feed, RESYNC)
-                first = False
+                if not rv:
+                    listed = await self.kube.request("GET", feed.path, query={"limit": "1"})
+                    rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                    if feed.listed:
+                        self._broadcast(feed, RESYNC)
+                    feed.listed = True
                 WATCHES.labels(feed.plural).inc()
                 WATCH_STARTS.labels(feed.plural).inc()
                 try:
-                    await self._watch(feed, rv)
+                    rv = await self._watch(feed, rv)
                 finally:
                     WATCHES.labels(feed.plural).dec()
             except asyncio.CancelledError:
                 raise
             except (KubeError, OSError, TimeoutError, ValueError) as exc:
                 log.warning("watch of %s broke: %s", feed.plural, exc)
+                rv = ""
                 await asyncio.sleep(1.0)
             except Exception:
                 log.exception("watch of %s failed", feed.plural)
+                rv = ""
                 await asyncio.sleep(1.0)
 
-    async def _watch(self, feed: Feed, rv: str) -> None:
+    async def _watch(self, feed: Feed, rv: str) -> str:
+        """Dispatch one watch request's events; the last resourceVersion seen."""
         query = {"resourceVersion": rv, "timeoutSeconds": "300"}
         async for event in self.kube.watch(feed.path, query=query):
             kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "BOOKMARK":
-                continue
             if kind == "ERROR":
                 raise KubeError(int(obj.get("code") or 500), str(obj.get("reason") or ""),
                                 str(obj.get("message") or ""))
-            self._dispatch(feed, str(kind), obj)
+            rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+            if kind != "BOOKMARK":
+                self._dispatch(feed, str(kind), obj)
+        return rv
 
     def _dispatch(self, feed: Feed, kind: str, obj: dict[str, Any]) -> None:
         rendered: dict[str, bytes] = {}

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client
 from localcluster.testing import ClusterUnderTest
 
 from tests.e2e.cli_kit import install_crds
@@ -120,10 +121,16 @@ class Users:
     nobody: str
 
 
-def make_user(cluster: ClusterUnderTest, namespace: str, name: str, rules: str | None) -> str:
-    cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
+def _rbac(namespace: str, name: str, rules: str | None) -> str:
+    doc = f"""
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}}}
+"""
     if rules:
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=f"""
+        doc += f"""
+---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {{name: {name}}}
@@ -134,16 +141,25 @@ kind: RoleBinding
 metadata: {{name: {name}}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {name}}}
 subjects: [{{kind: ServiceAccount, name: {name}, namespace: {namespace}}}]
-""")
-    return cluster.kubectl("create", "token", name, "-n", namespace,
-                           "--duration=1h").stdout.strip()
+"""
+    return doc
 
 
 @pytest.fixture
 def users(cluster: ClusterUnderTest, namespace: str) -> Users:
-    return Users(namespace, make_user(cluster, namespace, "viewer", VIEW_RULES),
-                 make_user(cluster, namespace, "editor", EDIT_RULES),
-                 make_user(cluster, namespace, "nobody", None))
+    """viewer (read), editor (read + create/patch/delete runs), nobody: ServiceAccounts of
+    the test namespace (one apply), each with a token from the TokenRequest API."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input="".join(
+        _rbac(namespace, name, rules) for name, rules in
+        (("viewer", VIEW_RULES), ("editor", EDIT_RULES), ("nobody", None))))
+    core = client.CoreV1Api(cluster.api_client())
+
+    def token(name: str) -> str:
+        answer = core.create_namespaced_service_account_token(
+            name, namespace, {"spec": {"expirationSeconds": 3600}})
+        return str(answer.status.token)
+
+    return Users(namespace, token("viewer"), token("editor"), token("nobody"))
 
 
 class Api:
