@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 from taskforge.web import pages
+from taskforge.web.errors import ApiError
 
 USER = {"name": "alice"}
 
@@ -102,3 +103,27 @@ def test_assets_are_package_data() -> None:
     assert (pages.STATIC / "app.js").is_file() and (pages.STATIC / "app.css").is_file()
     names = {p.name for p in (pages.UI / "templates").iterdir()}
     assert {"base.html", "run.html", "runs.html"} <= names
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"steps": "a"}, "steps"),
+    ({"steps": ["a", 3]}, "steps[1]"),
+    ({"steps": [""]}, "steps[0]"),
+    ({"steps": ["x" * 254]}, "steps[0]"),
+    ({"steps": ["a"] * (pages.MAX_GRAPH_STEPS + 1)}, "steps"),
+    ({"finally": [None]}, "finally[0]"),
+    ({"edges": {"a": "b"}}, "edges"),
+    ({"edges": [["a", "b"], ["a"]]}, "edges[1]"),
+    ({"edges": [["a", 1]]}, "edges[0]"),
+    ({"edges": [["a", "b"]] * (pages.MAX_GRAPH_EDGES + 1)}, "edges"),
+])
+def test_graph_request_names_the_bad_field(body: dict[str, object], field: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        pages.graph_request(body)
+    assert (caught.value.status, caught.value.field) == (400, field)
+    assert field.split("[", maxsplit=1)[0] in caught.value.message
+
+
+def test_graph_request_canonical() -> None:
+    assert pages.graph_request({"steps": ["a", "b"], "edges": [["a", "b"]]}) == (
+        '{"steps":["a","b"],"edges":[["a","b"]],"finally":[]}')

@@ -200,13 +200,8 @@ def _strings(body: dict[str, Any], key: str, limit: int) -> list[str]:
     return value
 
 
-async def graph_svg(request: web.Request) -> web.Response:
-    """POST {"steps": [names], "edges": [[from, to]], "finally": [names]} -> SVG.
-
-    Pure layout of data the caller already read from the API, so no RBAC check beyond being
-    logged in (which keeps anonymous callers from spending the server's CPU)."""
-    await require_user(request)
-    body = await json_body(request)
+def graph_request(body: dict[str, Any]) -> str:
+    """The checked graph request as canonical JSON; 400 naming the bad field otherwise."""
     steps = _strings(body, "steps", MAX_GRAPH_STEPS)
     final = _strings(body, "finally", MAX_GRAPH_STEPS)
     edges = body.get("edges", [])
@@ -218,8 +213,17 @@ async def graph_svg(request: web.Request) -> web.Response:
                 or not all(isinstance(x, str) for x in edge)):
             raise ApiError(400, f"edges[{i}] must be a [from, to] pair of step names",
                            f"edges[{i}]")
-    canonical = json.dumps({"steps": steps, "edges": edges, "finally": final},
-                           separators=(",", ":"))
+    return json.dumps({"steps": steps, "edges": edges, "finally": final},
+                      separators=(",", ":"))
+
+
+async def graph_svg(request: web.Request) -> web.Response:
+    """POST {"steps": [names], "edges": [[from, to]], "finally": [names]} -> SVG.
+
+    Pure layout of data the caller already read from the API, so no RBAC check beyond being
+    logged in (which keeps anonymous callers from spending the server's CPU)."""
+    await require_user(request)
+    canonical = graph_request(await json_body(request))
     key = hashlib.sha256(canonical.encode()).hexdigest()
     return web.Response(text=_graph_cached(key, canonical), content_type="image/svg+xml",
                         headers={"Cache-Control": "no-store"})

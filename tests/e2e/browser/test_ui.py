@@ -28,7 +28,7 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
     ]},
     "talky": {"steps": [
         {"name": "talk", "script": {
-            "source": "for i in 1 2 3 4 5 6; do echo \"line-$i\"; sleep 0.6; done"}},
+            "source": "for i in 1 2 3 4 5 6 7 8; do echo \"line-$i\"; sleep 0.7; done"}},
     ]},
     "sleepy": {"steps": [{"name": "nap", "script": {"source": "sleep 120"}}]},
     "needs-param": {
@@ -129,8 +129,8 @@ def test_logs_stream_while_the_step_runs(ui: Browser, team: Team) -> None:
     ui.wait(lambda d: "line-1" in logs.text, 10)
     early = logs.text
     still_running = team.kube.run(name)["status"]["phase"] == "Running"
-    assert still_running and "line-6" not in early, early
-    ui.wait(lambda d: "line-6" in logs.text, 20)
+    assert still_running and "line-8" not in early, early
+    ui.wait(lambda d: "line-8" in logs.text, 20)
     assert logs.get_attribute("data-state") in ("streaming", "done")
 
 
@@ -211,3 +211,8 @@ def test_a_viewer_sees_no_action_buttons_and_gets_403(
     assert (cancel.status_code, start.status_code) == (403, 403), (cancel.text, start.text)
     assert cancel.json()["error"]["reason"] == "Forbidden"
     assert not team.kube.run(running)["spec"].get("cancel")
+    # nobody logged in: pages send to the login page, the graph endpoint answers 401
+    page = httpx.get(f"{web_server.url}/namespaces/{team.namespace}/runs", timeout=10)
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login?next=")
+    graph = httpx.post(f"{web_server.url}/ui/graph", json={"steps": ["a"]}, timeout=10)
+    assert graph.status_code == 401
