@@ -118,15 +118,19 @@ class Access:
 
     def __init__(self, kube: KubeApi) -> None:
         self.kube = kube
-        self._tokens: TtlCache[str, User | None] = TtlCache(MAX_TOKENS, TOKEN_TTL)
+        # A 1-tuple, so that "not a valid token" is cached too: a client retrying a bad
+        # token must not turn every request into a TokenReview.
+        self._tokens: TtlCache[str, tuple[User | None]] = TtlCache(MAX_TOKENS, TOKEN_TTL)
         self._decisions: TtlCache[tuple[str, Check], bool] = TtlCache(MAX_DECISIONS, DECISION_TTL)
         self.reviews = 0  # TokenReviews + SubjectAccessReviews sent (tests, metrics)
 
     async def authenticate(self, token: str) -> User | None:
         key = hashlib.sha256(token.encode()).hexdigest()
+        if len(token) > 16_384:
+            return None
         cached = self._tokens.get(key)
-        if cached is not None or len(token) > 16_384:
-            return cached
+        if cached is not None:
+            return cached[0]
         self.reviews += 1
         review = await self.kube.request(
             "POST", "/apis/authentication.k8s.io/v1/tokenreviews",
@@ -143,7 +147,7 @@ class Access:
                                    for k, v in (info.get("extra") or {}).items())),
                 token=token,
             )
-        self._tokens.put(key, user)
+        self._tokens.put(key, (user,))
         return user
 
     async def allowed(self, user: User, check: Check) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,7 @@ class KubeApi:
 
     async def stream(
         self, path: str, *, query: Mapping[str, str] | None = None, token: str | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The body in chunks as they arrive (pod logs with follow=true)."""
         session = self._session(token is not None)
         async with session.get(

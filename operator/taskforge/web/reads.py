@@ -240,11 +240,16 @@ async def step_logs(request: web.Request) -> web.StreamResponse:
         if exc.status == 400:  # "container ... is waiting to start"
             raise ApiError(404, f"no logs yet: {exc.message}", "attempt") from None
         raise
-    await response.prepare(request)
-    await response.write(first)
-    async for chunk in stream:
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        await response.write(first)
+        async for chunk in stream:
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the viewer left
+    finally:
+        await stream.aclose()  # ends the API server's follow now, not at garbage collection
     return response
 
 
