@@ -32,7 +32,7 @@ def _collect(group: str, plural: str, events: list[Any], handled: list[str],
             yield event
 
     def handler(event: Mapping[str, Any]) -> None:
-        uid = event["object"]["metadata"]["uid"]
+        uid = event["object"]["metadata"].get("uid", "-")
         if uid == fail_on:
             raise RuntimeError("a broken event")
         tracker.seen(plural, event["object"])
@@ -53,10 +53,11 @@ def test_direct_kind_is_handled_in_order_and_not_passed_to_kopf() -> None:
         {"type": None, "object": _obj("w1")},
         watching.Bookmark.LISTED,
         {"type": "ADDED", "object": _obj("w2")},
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}},
         {"type": "DELETED", "object": _obj("w1")},
     ], handled, tracker)
     assert passed == [watching.Bookmark.LISTED]  # kopf still learns the listing ended
-    assert handled == ["None:w1", "ADDED:w2", "DELETED:w1"]
+    assert handled == ["None:w1", "ADDED:w2", "DELETED:w1"]  # a BOOKMARK has no object
     assert tracker.streams == {("taskforge.io", "workflows", None): True}
     assert not tracker.pending  # the listed object was seen by its handler
 

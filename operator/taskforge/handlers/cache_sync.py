@@ -131,6 +131,8 @@ def _wrap(original: Callable[..., AsyncIterator[Any]], tracker: CacheSync,
                 if event.get("type") is None and not tracker.synced:
                     tracker.listed_object(group, plural, event.get("object") or {})
                 if handler is not None:
+                    if event.get("type") == "BOOKMARK":
+                        continue  # no object, only a resourceVersion (kopf's stream keeps it)
                     try:
                         handler(event)
                     except Exception:  # one bad event must not end the stream
