@@ -8,9 +8,14 @@ uses the runs the editor's made).
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -18,6 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from tests.e2e.browser.conftest import Browser, Team, WebServer
+from tests.e2e.cli_kit import CLI
 
 WORKFLOWS: dict[str, dict[str, Any]] = {
     "quick": {"steps": [
@@ -72,7 +78,9 @@ def node_phases(ui: Browser) -> dict[str, str]:
 
 def test_run_created_with_kubectl_appears_within_a_second(ui: Browser, team: Team) -> None:
     ui.open(f"/namespaces/{team.namespace}/runs")
-    ui.wait(lambda d: d.find_element(By.ID, "runs-count").text)  # the snapshot arrived
+    opened = time.monotonic()
+    ui.wait(lambda d: d.find_element(By.ID, "runs-count").text, 30)  # the snapshot arrived
+    print(f"runs list snapshot {time.monotonic() - opened:.2f} s after navigation")
     # The page notes when each row first appears (Date.now(), the same clock as time.time()
     # here), so WebDriver's polling round trips under load do not count.
     ui.js("""window.__appeared = {};
@@ -216,3 +224,28 @@ def test_a_viewer_sees_no_action_buttons_and_gets_403(
     assert page.status_code == 302 and page.headers["Location"].startswith("/login?next=")
     graph = httpx.post(f"{web_server.url}/ui/graph", json={"steps": ["a"]}, timeout=10)
     assert graph.status_code == 401
+
+
+def test_taskforge_ui_local_mode_pages(ui: Browser, team: Team) -> None:
+    """`taskforge ui`: the printed URL logs the browser in as the kubeconfig's user (here the
+    cluster admin, so the buttons show), and the pages work as in the cluster mode."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.Popen([str(CLI), "--kubeconfig", str(team.cluster.kubeconfig), "ui",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = next((x for x in proc.stdout if "/api/v1/login?token=" in x), "")
+        found = re.search(r"(http://127\.0\.0\.1:\d+/api/v1/login\?token=\S+)&next=/", line)
+        assert found, line
+        running = kubectl_run(team, "sleepy")
+        ui.driver.delete_all_cookies()
+        ui.driver.get(found.group(1) + "&next=" + quote(
+            f"/namespaces/{team.namespace}/runs/{running}", safe=""))
+        ui.wait(lambda d: d.find_element(By.CSS_SELECTOR, "body").get_attribute("data-mode")
+                == "local", 10)
+        ui.wait(lambda d: d.find_element(By.ID, "btn-cancel").is_displayed(), 20)
+        assert node_phases(ui)  # the graph came from this server's /ui/graph
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)

@@ -117,22 +117,34 @@ function refreshButtons() {
   }
 }
 
-// EventSource with the page's handlers; the browser reconnects by itself, and the server
-// sends a fresh snapshot on every (re)connect, so a reconnect needs no bookkeeping here.
+// EventSource with the page's handlers. The browser reconnects by itself after a dropped
+// stream, and the server sends a fresh snapshot on every (re)connect, so a reconnect needs no
+// bookkeeping here. An answer that is not a stream (401, 503 while the API server is away)
+// closes it for good: then find out whether we were logged out, and otherwise try again with
+// a growing delay, saying so on the page.
 function live(path, handlers) {
-  const source = new EventSource(path, {withCredentials: true});
-  for (const [name, fn] of Object.entries(handlers)) {
-    source.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
-  }
-  source.addEventListener("reset", () => { /* the server closes; EventSource reconnects */ });
-  source.onerror = () => {
-    // A 401 closes the stream for good: find out whether we were logged out.
-    if (source.readyState === EventSource.CLOSED) {
-      api("/api/v1/whoami").catch(() => {});
+  let source = null;
+  let delay = 1000;
+  function connect() {
+    source = new EventSource(path, {withCredentials: true});
+    for (const [name, fn] of Object.entries(handlers)) {
+      source.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
     }
-  };
+    source.onopen = () => {
+      if (delay > 1000) flash("");
+      delay = 1000;
+    };
+    source.onerror = () => {
+      if (source.readyState !== EventSource.CLOSED) return; // the browser retries
+      api("/api/v1/whoami").then(() => {
+        flash("Live updates are interrupted; trying again in " + Math.round(delay / 1000) + " s.");
+        setTimeout(connect, delay);
+        delay = Math.min(delay * 2, 30000);
+      }).catch(() => { /* 401: api() went to the login page */ });
+    };
+  }
+  connect();
   window.addEventListener("pagehide", () => source.close());
-  return source;
 }
 
 // ---------- login ----------
