@@ -19,11 +19,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 
 from taskforge.api.durations import format_duration, format_timestamp, parse_timestamp
 from taskforge.engine.conditions import SUCCEEDED
 from taskforge.engine.health import run_health_wire
+
+_orjson: ModuleType | None
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the CLI's install (json_size says why)
+    _orjson = None
 
 ETCD_LIMIT_BYTES = 1_572_864
 """etcd's default `--max-request-bytes` (1.5 MiB): the largest object it stores."""
@@ -47,7 +54,18 @@ and the dead-letter record (the outbox must not lose it)."""
 
 
 def json_size(value: Any) -> int:
-    """Bytes of `value` as compact UTF-8 JSON, which is how the API server stores it."""
+    """Bytes of `value` as compact UTF-8 JSON, which is how the API server stores it.
+
+    Asked before every status write, of the whole run: with orjson (the operator's install)
+    that costs a fifth of the stdlib's encoder, 3% of the operator's CPU per step (issue 14).
+    The CLI's install has no orjson and takes the stdlib's path; so does what orjson cannot
+    encode (integers past 64 bits). The two agree to the byte on JSON values
+    (tests/engine/test_sizes_json.py)."""
+    if _orjson is not None:
+        try:
+            return len(_orjson.dumps(value, default=str, option=_orjson.OPT_NON_STR_KEYS))
+        except TypeError:
+            pass
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     return len(text.encode())
 
