@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from taskforge.adapters.redis_client import RedisConnection
+from taskforge.adapters.redis_client import RedisConnection, RedisSettings
 from taskforge.adapters.slots import Slots
 from taskforge.engine.limits import (
     Waiter,
@@ -18,6 +18,7 @@ from taskforge.engine.limits import (
     step_rate_key,
     step_slot_key,
 )
+from taskforge.handlers.limits import Limits
 
 pytestmark = pytest.mark.anyio
 
@@ -126,3 +127,106 @@ def test_key_names() -> None:
     assert run_slot_key("ns", "wf") == "run:ns/wf"
     assert step_slot_key("ns", "db") == "step:ns/db"
     assert step_holder("uid-1", "fetch") == "uid-1/fetch"
+
+
+# --- step keys: a queue of places in Redis, by priority then first refusal (issue 19) ------
+
+
+async def test_step_waiters_by_priority_then_first_refusal(conn: RedisConnection) -> None:
+    """Key held; three waiters: low-a, low-b (priority 0), then urgent (10). Each release
+    names the next in line, and only that one may take the slot."""
+    slots = Slots(conn)
+    assert (await slots.acquire_queued("k", "holder/s", 1)).acquired
+    refused = [await slots.acquire_queued("k", h, 1, priority=p)
+               for h, p in (("low-a/s", 0), ("low-b/s", 0), ("urgent/s", 10))]
+    assert [g.acquired for g in refused] == [False, False, False]
+    assert [g.ahead for g in refused] == [0, 1, 0]  # urgent counts only its own band
+    assert await slots.waiters("k") == ["urgent/s", "low-a/s", "low-b/s"]
+    order = []
+    current = "holder/s"
+    for _ in range(3):
+        held, nxt = await slots.release_next("k", current, 1)
+        assert held
+        # every waiter asks; only the first in line gets the slot
+        grants = {h: await slots.acquire_queued("k", h, 1, priority=10 if h == "urgent/s"
+                                                else 0)
+                  for h in await slots.waiters("k")}
+        winners = [h for h, g in grants.items() if g.acquired]
+        assert winners == nxt
+        order.append(winners[0])
+        current = winners[0]
+    assert order == ["urgent/s", "low-a/s", "low-b/s"]
+    assert await slots.waiters("k") == []
+
+
+async def test_a_newcomer_does_not_jump_live_waiters(conn: RedisConnection) -> None:
+    slots = Slots(conn)
+    assert (await slots.acquire_queued("nj", "h/s", 1)).acquired
+    assert not (await slots.acquire_queued("nj", "w/s", 1)).acquired
+    await slots.release_next("nj", "h/s", 1)
+    late = await slots.acquire_queued("nj", "late/s", 1)  # same priority, arrived later
+    assert not late.acquired and late.ahead == 1
+    assert (await slots.acquire_queued("nj", "w/s", 1)).acquired
+    # a higher priority newcomer is still behind nobody of its band, but the slot is taken
+    assert not (await slots.acquire_queued("nj", "vip/s", 1, priority=5)).acquired
+    assert await slots.waiters("nj") == ["vip/s", "late/s"]
+
+
+async def test_a_released_waiter_leaves_the_line(conn: RedisConnection) -> None:
+    """A cancelled or deleted run's waiting step is released: its place goes at once."""
+    slots = Slots(conn)
+    assert (await slots.acquire_queued("gone", "h/s", 1)).acquired
+    assert not (await slots.acquire_queued("gone", "cancelled/s", 1, priority=9)).acquired
+    assert not (await slots.acquire_queued("gone", "w/s", 1)).acquired
+    held, nxt = await slots.release_next("gone", "cancelled/s", 1)
+    assert not held and nxt == ["w/s"]
+    await slots.release_next("gone", "h/s", 1)
+    assert (await slots.acquire_queued("gone", "w/s", 1)).acquired
+
+
+async def test_an_abandoned_place_lapses_and_kept_places_stay(conn: RedisConnection) -> None:
+    """A place nobody keeps (operator crashed, deletion missed) blocks nobody after its
+    TTL; a kept one stays in line."""
+    slots = Slots(conn)
+    assert (await slots.acquire_queued("lapse", "h/s", 1)).acquired
+    assert not (await slots.acquire_queued("lapse", "ghost/s", 1, priority=9,
+                                           place_ttl=0.3)).acquired
+    assert not (await slots.acquire_queued("lapse", "kept/s", 1, place_ttl=0.3)).acquired
+    await slots.release_next("lapse", "h/s", 1)
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        assert await slots.keep_places("lapse", ["kept/s", "never-waited/s"], 0.3) == 1
+    assert await slots.waiters("lapse") == ["kept/s"]
+    assert (await slots.acquire_queued("lapse", "kept/s", 1)).acquired
+    assert await slots.keep_places("lapse", ["kept/s"]) == 0  # started: no place re-made
+
+
+async def test_queued_max_holds_and_reacquire_is_idempotent(conn: RedisConnection) -> None:
+    slots = Slots(conn)
+    got = [await slots.acquire_queued("mx", f"r{i}/s", 2) for i in range(4)]
+    assert [g.acquired for g in got] == [True, True, False, False]
+    again = await slots.acquire_queued("mx", "r0/s", 2)
+    assert again.acquired and again.active == 2
+    held, nxt = await slots.release_next("mx", "r0/s", 2)
+    assert held and nxt == ["r2/s", "r3/s"]
+    assert (await slots.acquire_queued("mx", "r3/s", 2)).acquired is False  # r2 first
+    assert (await slots.acquire_queued("mx", "r2/s", 2)).acquired
+
+
+async def test_releasing_a_step_wakes_the_runs_of_the_first_waiters(
+    settings: RedisSettings,
+) -> None:
+    limits = Limits(settings)
+    woken: list[str] = []
+    limits.wake = woken.extend
+    assert limits.slots is not None
+    key = step_slot_key("ns", "db")
+    try:
+        assert (await limits.slots.acquire_queued(key, "u0/s", 1)).acquired
+        for holder, priority in (("u1/s", 0), ("u2/s", 3)):
+            assert not (await limits.slots.acquire_queued(key, holder, 1,
+                                                          priority=priority)).acquired
+        await limits.release_step("ns", "db", "u0/s", 1)
+        assert woken == ["u2"]
+    finally:
+        await limits.close()

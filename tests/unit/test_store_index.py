@@ -74,3 +74,25 @@ def test_workflow_echo(written: str | None, seen: str, echo: bool) -> None:
     if written is not None:
         store.wrote_workflow(("a", "w"), {"metadata": {"resourceVersion": written}})
     assert store.own_workflow_write(("a", "w"), {"metadata": {"resourceVersion": seen}}) is echo
+
+
+def _with_uid(ns: str, name: str, uid: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns, "uid": uid}, "spec": {}, "status": {}}
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([(("a", "r1"), _with_uid("a", "r1", "u1"))], {"u1": ("a", "r1"), "u2": None}),
+        ([(("a", "r1"), _with_uid("a", "r1", "u1")), (("a", "r1"), None)], {"u1": None}),
+        # deleted and created again under the same name: a new uid, the old one is gone
+        ([(("a", "r1"), _with_uid("a", "r1", "u1")), (("a", "r1"), _with_uid("a", "r1", "u9"))],
+         {"u1": None, "u9": ("a", "r1")}),
+    ],
+)
+def test_run_key_by_uid(events: list[Event], expected: dict[str, Any]) -> None:
+    """A freed step slot names its waiters by run uid; the store finds their runs."""
+    store = Store()
+    for key, body in events:
+        store.put_run(key, body)
+    assert {uid: store.run_key(uid) for uid in expected} == expected

@@ -12,10 +12,11 @@ namespace, which is what a Secret-held API token usually spans.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from taskforge.api.timing import PRIORITY_MAX, PRIORITY_MIN
 from taskforge.api.workflow import WorkflowSpec
 
 
@@ -74,3 +75,30 @@ def queue_rank(me: Waiter, waiting: Iterable[Waiter]) -> int:
     """
     mine = me.order
     return sum(1 for w in waiting if w.order < mine)
+
+
+def priority_band(priority: int) -> int:
+    """A priority's band in a Redis waiter queue: 0 (priority 1000, first) to 2000 (priority
+    -1000, last); out-of-range values are clamped, since the queue score must stay exact."""
+    return PRIORITY_MAX - max(PRIORITY_MIN, min(priority, PRIORITY_MAX))
+
+
+def holder_run_uid(holder: str) -> str:
+    """The run uid in a step holder id (``run-uid/step``); the operator wakes that run."""
+    return holder.split("/", 1)[0]
+
+
+def waiting_places(
+    namespace: str, uid: str, spec: Mapping[str, Any], steps: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """(slot key, holder) of each step of a run that may hold a place in a step key's queue:
+    a step with a ``concurrency`` key whose status is ``Waiting``. Their places are kept
+    alive with the slot leases; a place that is no longer there is never re-created by this
+    (a Waiting step that waits for a retry or a rate limit simply has none). ``spec`` and
+    ``steps`` are the raw status.workflowSpec and status.steps of a started run."""
+    out: list[tuple[str, str]] = []
+    for step in [*(spec.get("steps") or []), *(spec.get("finally") or [])]:
+        key = (step.get("concurrency") or {}).get("key")
+        if key and (steps.get(step.get("name", "")) or {}).get("phase") == "Waiting":
+            out.append((step_slot_key(namespace, key), step_holder(uid, step["name"])))
+    return out

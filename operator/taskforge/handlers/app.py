@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from taskforge.adapters import kube_async, metrics, redis_client
 from taskforge.adapters.redis_client import RedisSettings
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowSpec
-from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key
+from taskforge.engine.limits import run_slot_key, step_holder, step_slot_key, waiting_places
 from taskforge.engine.webhook import DeliveryAdmission
 from taskforge.handlers import admission_server, cache_sync, runlog
 from taskforge.handlers.archiver import Archiver
@@ -59,6 +59,7 @@ class Operator:
         self.workflow_queue: WorkQueue[Key] = WorkQueue()
         self.runs = RunReconciler(self.store, self.run_queue, config, self._run_finished,
                                   self.limits)
+        self.limits.wake = self._wake_runs
         self.workflows = WorkflowReconciler(self.store, self.workflow_queue, self.run_queue,
                                             redis_configured=self.limits.enabled,
                                             redis_outage=self.limits.outage)
@@ -78,6 +79,23 @@ class Operator:
         self.workflow_queue.add_after((key[0], ref), WORKFLOW_BATCH_SECONDS)
         for run in self.store.unstarted_runs(key[0], ref):
             self.run_queue.add((key[0], run["metadata"]["name"]))
+
+    def _wake_runs(self, uids: list[str]) -> None:
+        """A step slot was freed: reconcile the runs of the first waiters for it now."""
+        for uid in uids:
+            key = self.store.run_key(uid)
+            if key is not None:
+                self.run_queue.add(key)
+
+    def places(self) -> Iterator[tuple[str, str]]:
+        """Every waiting step's place in a step key's queue, from the cache (renewed with
+        the leases, so a deleted run's place that was missed lapses within a TTL)."""
+        for (namespace, _), body in list(self.store.runs.items()):
+            status = body.get("status") or {}
+            if status.get("phase") in TERMINAL_RUN_PHASES or not status.get("startedAt"):
+                continue
+            yield from waiting_places(namespace, body["metadata"].get("uid", ""),
+                                      status.get("workflowSpec") or {}, status.get("steps") or {})
 
     def leases(self) -> Iterator[tuple[str, str]]:
         """Every slot lease still in use, from the cache (read by the renewal task)."""
@@ -108,9 +126,11 @@ class Operator:
             await self.limits.release_run(namespace, workflow, uid)
             self._run_finished((namespace, body["metadata"]["name"]), body, {})
         for step in [*spec.get("steps", []), *spec.get("finally", [])]:
-            key = (step.get("concurrency") or {}).get("key")
-            if key:
-                await self.limits.release_step(namespace, key, step_holder(uid, step["name"]))
+            concurrency = step.get("concurrency") or {}
+            if concurrency.get("key"):
+                await self.limits.release_step(namespace, concurrency["key"],
+                                               step_holder(uid, step["name"]),
+                                               int(concurrency.get("maxRunning") or 1))
 
     def _active_runs(self) -> int:
         return sum(1 for r in self.store.runs.values()
@@ -214,7 +234,8 @@ class Operator:
             self.tasks.append(loop.create_task(self.run_queue.worker(self.runs.reconcile)))
         self.tasks.append(loop.create_task(self.workflow_queue.worker(self.workflows.reconcile)))
         if self.limits.enabled:
-            self.tasks.append(loop.create_task(renew_forever(self.limits, self.leases)))
+            self.tasks.append(loop.create_task(
+                renew_forever(self.limits, self.leases, self.places)))
         if self.archiver is not None:
             runlog.OBSERVERS.append(self.archiver.after_write)
             self.tasks.append(loop.create_task(self.archiver.run()))

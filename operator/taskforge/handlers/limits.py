@@ -39,6 +39,7 @@ from taskforge.engine.defer import hold_back
 from taskforge.engine.facts import RunAdmission
 from taskforge.engine.limits import (
     Waiter,
+    holder_run_uid,
     queue_rank,
     run_rate_key,
     run_slot_key,
@@ -88,6 +89,8 @@ class Limits:
         self.slots = Slots(self.conn) if self.conn else None
         self.reservations = Reservations(self.conn) if self.conn else None
         self.max_priority = MAX_PRIORITY
+        self.wake: Callable[[list[str]], None] | None = None
+        """Set by the operator: requeue the runs (by uid) whose steps wait for a freed slot."""
 
     @property
     def enabled(self) -> bool:
@@ -243,20 +246,17 @@ class Limits:
             wait: float | None = None
             why = ""
             if step.concurrency is not None:
-                grant = await self.slots.acquire(
-                    step_slot_key(namespace, step.concurrency.key),
-                    holder,
-                    step.concurrency.max_running,
-                    SLOT_TTL,
+                grant = await self.slots.acquire_queued(
+                    step_slot_key(namespace, step.concurrency.key), holder,
+                    step.concurrency.max_running, SLOT_TTL, priority=priority,
+                    place_ttl=SLOT_TTL,
                 )
                 if grant.busy:
                     wait, why = grant.retry_after, "limits not checked in time (Redis busy)"
                 elif not grant.acquired:
                     wait = max(grant.retry_after, 1.0)
-                    why = (
-                        f"concurrency key {step.concurrency.key!r}: {grant.active} of"
-                        f" {step.concurrency.max_running} running"
-                    )
+                    why = (f"concurrency key {step.concurrency.key!r}: {grant.active} of"
+                           f" {step.concurrency.max_running} running; {grant.ahead + 1} in line")
                 elif grant.degraded:
                     self._skipped("step_concurrency", skipped, f"step {step.name!r}:"
                                   f" concurrency key {step.concurrency.key!r}")
@@ -276,7 +276,8 @@ class Limits:
                         f" {step.rate_limit.per}): waiting {format_duration(wait)}"
                     )
                     if step.concurrency is not None:
-                        await self.release_step(namespace, step.concurrency.key, holder)
+                        await self.release_step(namespace, step.concurrency.key, holder,
+                                                step.concurrency.max_running)
                 elif got.degraded:
                     self._skipped("step_rate", skipped,
                                   f"step {step.name!r}: rate limit {step.rate_limit.key!r}")
@@ -288,13 +289,19 @@ class Limits:
         event = self._not_applied(skipped)
         return plan if event is None else replace(plan, actions=(*plan.actions, event))
 
-    async def release_step(self, namespace: str, key: str, holder: str) -> None:
+    async def release_step(self, namespace: str, key: str, holder: str, first: int = 1) -> None:
+        """Give back the step's slot and place, and wake the runs of the first ``first``
+        waiters now in line (a freed slot is handed on at once, in priority order)."""
         if self.slots is None:
             return
         try:
-            await self.slots.release(step_slot_key(namespace, key), holder)
+            _, waiters = await self.slots.release_next(step_slot_key(namespace, key), holder,
+                                                       first)
         except RedisCallError as exc:
             log.warning("could not release step slot %s: %s (it expires)", holder, exc)
+            return
+        if waiters and self.wake is not None:
+            self.wake([holder_run_uid(w) for w in waiters])
 
     async def release_finished(
         self,
@@ -322,17 +329,25 @@ class Limits:
                 continue
             if was is not None and was.phase == now_phase.phase:
                 continue
-            await self.release_step(namespace, step.concurrency.key, step_holder(uid, step.name))
+            await self.release_step(namespace, step.concurrency.key, step_holder(uid, step.name),
+                                    step.concurrency.max_running)
 
-    async def renew(self, leases: Iterable[tuple[str, str]]) -> None:
-        """Extend every lease still in use; a crashed operator's leases lapse instead."""
+    async def renew(self, leases: Iterable[tuple[str, str]],
+                    places: Iterable[tuple[str, str]] = ()) -> None:
+        """Extend every lease still in use and every waiting step's place; a crashed
+        operator's leases and places lapse instead."""
         if self.slots is None:
             return
-        for key, holder in leases:
-            try:
+        by_key: dict[str, list[str]] = {}
+        for key, holder in places:
+            by_key.setdefault(key, []).append(holder)
+        try:
+            for key, holder in leases:
                 await self.slots.renew(key, holder, SLOT_TTL)
-            except RedisCallError:
-                return
+            for key, holders in by_key.items():
+                await self.slots.keep_places(key, holders, SLOT_TTL)
+        except RedisCallError:
+            return
 
     # -- dead letters -----------------------------------------------------------
     async def ship(
@@ -389,11 +404,12 @@ async def watch_redis(limits: Limits) -> None:
         await limits.conn.ping()
 
 
-async def renew_forever(limits: Limits, leases: Any) -> None:
-    """Background task: renew leases of running runs and steps every RENEW_EVERY seconds."""
+async def renew_forever(limits: Limits, leases: Any, places: Any = tuple) -> None:
+    """Background task: renew leases of running runs and steps, and the places of waiting
+    steps, every RENEW_EVERY seconds."""
     while True:
         await asyncio.sleep(RENEW_EVERY)
         try:
-            await limits.renew(leases())
+            await limits.renew(leases(), places())
         except Exception:
             log.exception("renewing slot leases failed")

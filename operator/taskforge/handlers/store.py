@@ -59,6 +59,8 @@ class Store:
         self._by_workflow: defaultdict[Key, set[str]] = defaultdict(set)
         self._unstarted: defaultdict[Key, set[str]] = defaultdict(set)
         self._unpinned: defaultdict[Key, set[str]] = defaultdict(set)
+        # uid -> key: a freed step slot wakes the runs of its first waiters, named by uid.
+        self._by_uid: dict[str, Key] = {}
         # The resourceVersion our last status write of a Workflow got back (echo detection).
         self._workflow_written: dict[Key, str] = {}
         self.jobs: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -84,6 +86,10 @@ class Store:
     def _index_run(self, key: Key, old: dict[str, Any] | None,
                    new: dict[str, Any] | None) -> None:
         namespace, name = key
+        if old is not None:
+            self._by_uid.pop((old.get("metadata") or {}).get("uid", ""), None)
+        if new is not None and (uid := (new.get("metadata") or {}).get("uid")):
+            self._by_uid[uid] = key
         if old is not None and (workflow := _workflow_of(old)) is not None:
             for index in (self._by_workflow, self._unstarted, self._unpinned):
                 names = index.get((namespace, workflow))
@@ -99,6 +105,10 @@ class Store:
             self._unstarted[(namespace, workflow)].add(name)
         if not status.get("workflowSpec"):
             self._unpinned[(namespace, workflow)].add(name)
+
+    def run_key(self, uid: str) -> Key | None:
+        """The key of the cached run with this uid, if any."""
+        return self._by_uid.get(uid)
 
     def own_write(self, key: Key, body: dict[str, Any]) -> bool:
         """Whether a watched run body is the echo of our own last status write (the same

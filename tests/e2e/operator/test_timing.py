@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.e2e.operator.conftest import GROUP, ROOT, VERSION, Kube, OperatorProcess
+from redis import Redis
+
+from tests.e2e.operator.conftest import (
+    GROUP,
+    ROOT,
+    VERSION,
+    Kube,
+    OperatorProcess,
+    step_phases,
+)
 
 EXAMPLES = ROOT / "examples"
 
@@ -86,6 +96,48 @@ def test_priority_ten_created_last_starts_first_equal_priorities_keep_fifo(kube:
     assert all(r["status"]["phase"] == "Succeeded" for r in runs.values())
     order = sorted(runs, key=lambda n: _at(runs[n]["status"]["startedAt"]))
     assert order == [holder, "serial-3-urgent", "serial-1-low", "serial-2-low"], order
+
+
+def test_step_concurrency_waiters_go_by_priority_then_fifo(
+    kube: Kube, cluster: Any, redis_server: Any
+) -> None:
+    """A step concurrency key of 1 is held; three runs' steps wait for it (priority 0, 0,
+    then 10), and a fourth of priority 20 waits and is deleted. When the holder ends, the
+    priority-10 step starts first, then the two priority-0 ones in the order they came; the
+    deleted run's place left the Redis queue at once and blocked nothing."""
+    step = {"name": "use", "concurrency": {"key": "one-db", "maxRunning": 1}}
+    kube.workflow("db-hold", {"steps": [{**step, "script": {"source": "sleep 60"}}]})
+    kube.workflow("db-use", {"steps": [{**step, "script": {"source": "sleep 1"}}]})
+    holder = _run(kube, "db-0-holder", "db-hold")
+    kube.wait_run(holder, lambda r: step_phases(r).get("use") == "Running", timeout=60)
+    queue = f"taskforge:slot:step:{kube.namespace}/one-db:q"
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    waiters = [("db-1-low", 0), ("db-2-low", 0), ("db-3-urgent", 10), ("db-4-ghost", 20)]
+    for name, priority in waiters:
+        _run(kube, name, "db-use", priority=priority)
+        kube.wait_run(name, lambda r: step_phases(r).get("use") == "Waiting", timeout=60)
+    uids = {kube.run(n)["metadata"]["uid"]: n for n, _ in waiters}
+    assert [uids[h.split("/")[0]] for h in redis.zrange(queue, 0, -1)] == [
+        "db-4-ghost", "db-3-urgent", "db-1-low", "db-2-low"]
+    cluster.kubectl("delete", "-n", kube.namespace, "workflowrun/db-4-ghost", "--wait=true")
+    deadline = time.monotonic() + 10
+    while len(redis.zrange(queue, 0, -1)) != 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(redis.zrange(queue, 0, -1)) == 3, "the deleted run's place should go at once"
+    assert step_phases(kube.run(holder)).get("use") == "Running", "the key was freed too soon"
+    kube.patch_run(holder, {"spec": {"cancel": True}})
+    ended = _at(kube.wait_run(holder)["status"]["steps"]["use"]["finishedAt"])
+    names = [n for n, _ in waiters[:3]]
+    runs = {n: kube.wait_run(n, timeout=60) for n in names}
+    assert all(r["status"]["phase"] == "Succeeded" for r in runs.values())
+    steps = {n: r["status"]["steps"]["use"] for n, r in runs.items()}
+    order = sorted(names, key=lambda n: _at(steps[n]["startedAt"]))
+    handed = (_at(steps["db-3-urgent"]["startedAt"]) - ended).total_seconds()
+    print(f"freed slot handed to the urgent step {handed:.2f} s after the holder ended")
+    assert order == ["db-3-urgent", "db-1-low", "db-2-low"], order
+    spans = sorted((_at(s["startedAt"]), _at(s["finishedAt"])) for s in steps.values())
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans)), f"overlap: {spans}"
+    assert redis.zrange(queue, 0, -1) == []
 
 
 # --- the examples (listed in test_examples.COVERED) ----------------------------------------
