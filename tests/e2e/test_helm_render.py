@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from taskforge.api import crdgen
+from taskforge.handlers.config import parse_priority_classes
 
 from tests.e2e.helm_kit import (
     CHART,
@@ -96,6 +97,7 @@ def test_render_defaults(helm: Path) -> None:
         "TASKFORGE_JOB_TTL_SECONDS": "600",
         "TASKFORGE_NAMESPACES": "",
         "TASKFORGE_WORKERS": "8",
+        "TASKFORGE_MAX_PRIORITY": "1000",
         "TASKFORGE_HTTP_PORT": "8080",
         "TASKFORGE_LEADER_ELECTION": "true",
         "TASKFORGE_LEASE_NAME": "taskforge",
@@ -226,6 +228,11 @@ def test_executor_image_defaults_to_the_operator_image(helm: Path) -> None:
         "redis.url=http://redis:6379",
         "image.pullPolicy=Sometimes",
         "jobTTLSeconds=-1",
+        "stepPriorityClasses[0].minPriority=5000,stepPriorityClasses[0].className=x",
+        "stepPriorityClasses[0].minPriority=1,stepPriorityClasses[0].className=Bad_Name",
+        "stepPriorityClasses[0].minPriority=1",
+        "stepPriorityClasses[0].className=x,stepPriorityClasses[0].minPriority=1,"
+        "stepPriorityClasses[0].value=3",
     ],
 )
 def test_schema_rejects_bad_values(helm: Path, bad: str) -> None:
@@ -233,6 +240,22 @@ def test_schema_rejects_bad_values(helm: Path, bad: str) -> None:
                     local_kube_version(), "--set", bad, check=False)
     assert proc.returncode != 0, f"{bad} was accepted"
     assert "schema" in proc.stderr.lower(), proc.stderr
+
+
+def test_step_priority_classes_reach_the_operator_as_json(helm: Path) -> None:
+    """stepPriorityClasses travels as TASKFORGE_STEP_PRIORITY_CLASSES, which the operator
+    parses into the bands the Job builder uses; unset, the variable is not there."""
+    assert "TASKFORGE_STEP_PRIORITY_CLASSES" not in container_env(
+        one(render(helm), "Deployment"))
+    env = container_env(one(render(
+        helm, "--set", "stepPriorityClasses[0].minPriority=100",
+        "--set", "stepPriorityClasses[0].className=taskforge-urgent",
+        "--set", "stepPriorityClasses[1].minPriority=-1000",
+        "--set", "stepPriorityClasses[1].className=taskforge-batch"), "Deployment"))
+    value = env["TASKFORGE_STEP_PRIORITY_CLASSES"]
+    assert isinstance(value, str)
+    assert parse_priority_classes(value) == ((100, "taskforge-urgent"),
+                                             (-1000, "taskforge-batch"))
 
 
 def test_rbac_grants_no_wildcards_and_only_known_verbs(helm: Path) -> None:

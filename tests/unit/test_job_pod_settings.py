@@ -103,3 +103,62 @@ def test_chart_defaults_come_from_the_environment_and_a_bad_one_stops_start_up(
     monkeypatch.setenv("TASKFORGE_STEP_POD_DEFAULTS", '{"volumes": [{"name": "x"}]}')
     with pytest.raises(SettingsError, match=r"TASKFORGE_STEP_POD_DEFAULTS.*volumes\.0"):
         OperatorConfig.from_env()
+
+
+# --- stepPriorityClasses: the run's priority picks the step pod's class (issue 19) --------
+
+BANDS = ((100, "taskforge-urgent"), (-1000, "taskforge-batch"), (10, "taskforge-high"))
+
+
+@pytest.mark.parametrize(
+    ("priority", "expected"),
+    [(1000, "taskforge-urgent"), (100, "taskforge-urgent"), (99, "taskforge-high"),
+     (10, "taskforge-high"), (0, "taskforge-batch"), (-1000, "taskforge-batch")],
+)
+def test_the_highest_band_the_priority_reaches_names_the_class(
+    priority: int, expected: str
+) -> None:
+    settings = JobSettings(priority_classes=BANDS)
+    run = RunRef(name="r", namespace="ns", uid="u", priority=priority)
+    assert pod_of(build_job(action(), run, settings))["spec"]["priorityClassName"] == expected
+
+
+def test_below_every_band_or_without_bands_no_class_is_set() -> None:
+    high_only = JobSettings(priority_classes=((50, "hi"),))
+    for settings, priority in ((high_only, 49), (JobSettings(), 1000)):
+        run = RunRef(name="r", namespace="ns", uid="u", priority=priority)
+        assert "priorityClassName" not in pod_of(build_job(action(), run, settings))["spec"]
+
+
+def test_a_class_named_in_spec_pod_wins_over_the_bands_which_win_over_chart_defaults() -> None:
+    chart = PodSettings.model_validate({"priorityClassName": "chart-default"},
+                                       context={"trusted": True})
+    settings = JobSettings(priority_classes=((0, "band"),), pod_defaults=chart)
+    run = RunRef(name="r", namespace="ns", uid="u", priority=5)
+    assert pod_of(build_job(action(), run, settings))["spec"]["priorityClassName"] == "band"
+    own = build_job(action(pod={"priorityClassName": "mine"}), run, settings)
+    assert pod_of(own)["spec"]["priorityClassName"] == "mine"
+
+
+def test_the_bands_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKFORGE_STEP_PRIORITY_CLASSES",
+                       json.dumps([{"minPriority": 100, "className": "urgent"}]))
+    assert OperatorConfig.from_env().jobs.priority_classes == ((100, "urgent"),)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [('[{"minPriority": 100, "className": "Not_A_Name"}]', "0.className"),
+     ('[{"minPriority": 5000, "className": "x"}]', "0.minPriority"),
+     ('[{"minPriority": 1, "className": "x", "value": 3}]', "0.value"),
+     ('[{"minPriority": 1, "className": "a"}, {"minPriority": 1, "className": "b"}]',
+      "same minPriority"),
+     ('{"minPriority": 1}', "valid array")],
+)
+def test_bad_bands_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setenv("TASKFORGE_STEP_PRIORITY_CLASSES", value)
+    with pytest.raises(SettingsError, match="TASKFORGE_STEP_PRIORITY_CLASSES") as info:
+        OperatorConfig.from_env()
+    assert says in str(info.value)

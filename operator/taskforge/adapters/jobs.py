@@ -18,7 +18,11 @@ from taskforge.api.durations import parse_timestamp
 from taskforge.api.pod import PodSettings
 from taskforge.engine.actions import CreateJob
 from taskforge.engine.facts import JobFailure, ObservedJob
-from taskforge.engine.podsettings import merge_pod_settings, pod_spec_fields
+from taskforge.engine.podsettings import (
+    merge_pod_settings,
+    pod_spec_fields,
+    priority_class_for,
+)
 
 LABEL_WORKFLOW = "taskforge.io/workflow"
 LABEL_RUN = "taskforge.io/run"
@@ -42,6 +46,9 @@ class JobSettings:
     """The chart's stepPodDefaults (TASKFORGE_STEP_POD_DEFAULTS), under every workflow's."""
     log_format: str = "text"
     """`json`: the executor logs JSON lines too, with the run's fields (TASKFORGE_LOG_FORMAT)."""
+    priority_classes: tuple[tuple[int, str], ...] = ()
+    """(minPriority, className) bands: the chart's stepPriorityClasses
+    (TASKFORGE_STEP_PRIORITY_CLASSES)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,8 @@ class RunRef:
     name: str
     namespace: str
     uid: str
+    priority: int = 0
+    """The run's effective priority (engine/timing.effective_priority), for the class bands."""
 
 
 def _env_from_spec(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -198,6 +207,11 @@ def build_job(action: CreateJob, run: RunRef, settings: JobSettings) -> dict[str
             },
         },
     }
+    # The bands pick the class unless the workflow or the step named one (spec.pod): an
+    # explicit choice, which the run's authority check has allowed, wins over the chart's.
+    band = priority_class_for(run.priority, settings.priority_classes)
+    if band is not None and (action.pod is None or action.pod.priority_class_name is None):
+        spec["template"]["spec"]["priorityClassName"] = band
     if action.timeout_seconds is not None:
         spec["activeDeadlineSeconds"] = max(1, int(action.timeout_seconds))
     if settings.ttl_seconds_after_finished is not None:

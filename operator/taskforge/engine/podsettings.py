@@ -110,3 +110,15 @@ def pod_spec_fields(settings: PodSettings | None) -> dict[str, Any]:
     keep = ("serviceAccountName", "automountServiceAccountToken", "imagePullSecrets",
             "nodeSelector", "tolerations", "affinity", "priorityClassName")
     return {k: wire[k] for k in keep if k in wire}
+
+
+def priority_class_for(priority: int, bands: Sequence[tuple[int, str]]) -> str | None:
+    """The priorityClassName of the highest band (chart value stepPriorityClasses:
+    ``minPriority``, ``className``) whose ``minPriority`` the run's priority reaches; None when
+    none does. Why a mapping and not the run's own class name: the admin decides which
+    Kubernetes priority classes step pods may get, a run only says how urgent it is."""
+    best: tuple[int, str] | None = None
+    for floor, name in bands:
+        if priority >= floor and (best is None or floor > best[0]):
+            best = (floor, name)
+    return best[1] if best else None

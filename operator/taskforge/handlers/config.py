@@ -16,12 +16,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskforge.adapters.archive_records import Retention
 from taskforge.adapters.jobs import JobSettings
+from taskforge.api.common import ResourceName
 from taskforge.api.pod import PodSettings
+from taskforge.api.timing import PRIORITY_MAX, PRIORITY_MIN
 from taskforge.engine.election import Timing
 
 ADMISSION_MODES = ("off", "local", "service")
@@ -52,6 +63,38 @@ def parse_pod_defaults(text: str) -> PodSettings | None:
 def _check_pod_defaults(text: str) -> str:
     try:
         parse_pod_defaults(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise ValueError(f"{where}: {first['msg']}") from None
+    return text
+
+
+class PriorityClassBand(BaseModel):
+    """One entry of TASKFORGE_STEP_PRIORITY_CLASSES (the chart's stepPriorityClasses)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    min_priority: int = Field(alias="minPriority", ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    class_name: ResourceName = Field(alias="className")
+
+
+_BANDS = TypeAdapter(list[PriorityClassBand])
+
+
+def parse_priority_classes(text: str) -> tuple[tuple[int, str], ...]:
+    """TASKFORGE_STEP_PRIORITY_CLASSES: a JSON list of {minPriority, className}."""
+    if not text.strip():
+        return ()
+    bands = _BANDS.validate_json(text)
+    floors = [b.min_priority for b in bands]
+    if len(set(floors)) != len(floors):
+        raise ValueError("two entries have the same minPriority")
+    return tuple((b.min_priority, b.class_name) for b in bands)
+
+
+def _check_priority_classes(text: str) -> str:
+    try:
+        parse_priority_classes(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top)"
@@ -113,6 +156,11 @@ class OperatorSettings(BaseSettings):
         description="Step pod settings under every workflow's spec.pod, as JSON in the form of"
         " spec.pod (the chart's stepPodDefaults); may use reserved label and annotation"
         " domains. Not checked against run creators: the admin sets them.")
+    step_priority_classes: Annotated[str, AfterValidator(_check_priority_classes)] = Field(
+        validation_alias="TASKFORGE_STEP_PRIORITY_CLASSES", default="",
+        description="Step pods' priorityClassName by run priority, as a JSON list of"
+        " {minPriority, className} (the chart's stepPriorityClasses): the highest band the"
+        " run's priority reaches; a class named in spec.pod wins.")
     leader_election: bool = Field(
         validation_alias="TASKFORGE_LEADER_ELECTION", default=True,
         description="Elect a leader through a Lease: only the leader reconciles, schedules"
@@ -235,6 +283,7 @@ class OperatorConfig:
                 ttl_seconds_after_finished=s.job_ttl_seconds,
                 log_format=s.log_format,
                 pod_defaults=parse_pod_defaults(s.step_pod_defaults),
+                priority_classes=parse_priority_classes(s.step_priority_classes),
             ),
             namespaces=tuple(n.strip() for n in s.namespaces.split(",") if n.strip()),
             workers=s.workers,

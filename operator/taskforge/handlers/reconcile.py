@@ -290,7 +290,11 @@ class RunReconciler(RunFailures):
         self, key: Key, body: dict[str, Any], result: Plan, now: datetime
     ) -> dict[tuple[str, int], str]:
         """Carry out the plan's actions; the Jobs created under another name than planned."""
-        ref = RunRef(name=key[1], namespace=key[0], uid=str(body["metadata"].get("uid", "")))
+        pinned = result.status.workflow_spec
+        ref = RunRef(name=key[1], namespace=key[0], uid=str(body["metadata"].get("uid", "")),
+                     priority=effective_priority((body.get("spec") or {}).get("priority"),
+                                                 pinned.priority if pinned else None,
+                                                 self.limits.max_priority))
         renamed: dict[tuple[str, int], str] = {}
         calls: list[Awaitable[object]] = []
         clock = time.monotonic()
