@@ -64,6 +64,8 @@ WRITE_ERRORS = Counter("taskforge_archive_write_errors_total",
 LOG_READ_ERRORS = Counter("taskforge_archive_log_read_errors_total",
                           "Attempt logs that could not be read from their pod.")
 BATCH = 500
+BATCH_WAIT = 0.25
+"""The writer waits this long after a wake-up, so runs ending together share a transaction."""
 LOG_RETRIES = (0.1, 0.3, 0.5, 1.0, 0.0)
 """A pod's log may not be served yet the instant its container ended (the node still
 flushing it); tried again after these pauses, well within the Job TTL."""
@@ -194,6 +196,8 @@ class Archiver:
             try:
                 conn = await self._connection()
                 await self._retention(conn)
+                if len(self.queue) < BATCH:
+                    await asyncio.sleep(BATCH_WAIT)  # one transaction for what comes meanwhile
                 while self.queue:
                     batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
                     await archive_db.write(conn, batch)
