@@ -168,3 +168,35 @@ def test_time_is_a_parameter() -> None:
     a = plan(replace(base, children={"sub": child(name, "Succeeded")}))
     b = plan(replace(base, children={"sub": child(name, "Succeeded")}))
     assert a == b and base.now == T0
+
+
+@pytest.mark.parametrize(
+    ("last_phase", "phase", "message", "outputs"),
+    [
+        (None, "Failed", "was deleted before it finished", None),
+        ("Pending", "Failed", "was deleted before it finished", None),
+        ("Running", "Failed", "was deleted before it finished", None),
+        ("Succeeded", "Succeeded", "succeeded", {"total": "42"}),
+        ("Failed", "Failed", "failed: boom", None),
+    ],
+)
+def test_a_child_deleted_by_hand_is_never_created_again(
+    last_phase: str | None, phase: str, message: str, outputs: dict[str, str] | None
+) -> None:
+    """Deleted while running: the step fails naming the child (no second execution);
+    deleted after it finished: the step ends as the child did."""
+    base, _ = _running(workflow(call("sub"), step("after", "sub")))
+    name = child_run_name("run1", "sub")
+    gone = replace(child(name, last_phase, outputs={"total": "42"},
+                         message="boom" if last_phase == "Failed" else None), deleted=True)
+    p = plan(replace(base, children={"sub": gone}))
+    sub = st(p, "sub")
+    assert not runs(p)
+    assert sub.phase == phase and message in (sub.message or ""), sub.message
+    assert sub.outputs == outputs
+    if phase == "Failed":
+        assert f"child run {name}" in (sub.message or "") or last_phase == "Failed"
+        assert phases(p)["after"] == "Skipped" and p.status.phase == "Failed"
+    # the same facts again decide the same
+    again = plan(replace(base, children={"sub": gone}))
+    assert again.status == p.status

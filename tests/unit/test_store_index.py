@@ -96,3 +96,28 @@ def test_run_key_by_uid(events: list[Event], expected: dict[str, Any]) -> None:
     for key, body in events:
         store.put_run(key, body)
     assert {uid: store.run_key(uid) for uid in expected} == expected
+
+
+def _child(name: str, phase: str | None = "Running", owner: str = "WorkflowRun"
+           ) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "a", "uid": f"uid-{name}",
+                         "ownerReferences": [{"kind": owner, "name": "p", "uid": "pu",
+                                              "controller": True}]},
+            "spec": {}, "status": {"phase": phase}}
+
+
+def test_a_deleted_child_run_is_remembered_and_forgotten_when_created_again() -> None:
+    """The parent's workflow step must tell 'deleted' from 'not seen yet' (subflow.advance)."""
+    store = Store()
+    store.put_run(("a", "kid"), _child("kid"))
+    store.put_run(("a", "plain"), _with_uid("a", "plain", "u"))
+    store.put_run(("a", "cron-owned"), _child("cron-owned", owner="CronJob"))
+    assert store.gone_child(("a", "kid")) is None
+    for key in (("a", "kid"), ("a", "plain"), ("a", "cron-owned")):
+        store.put_run(key, None)
+    gone = store.gone_child(("a", "kid"))
+    assert gone is not None and gone["status"]["phase"] == "Running"
+    assert store.gone_child(("a", "plain")) is None  # not a child run
+    assert store.gone_child(("a", "cron-owned")) is None
+    store.put_run(("a", "kid"), _child("kid", "Pending"))
+    assert store.gone_child(("a", "kid")) is None

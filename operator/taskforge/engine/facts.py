@@ -71,6 +71,10 @@ class ObservedChild:
     phase: str | None = None
     message: str | None = None
     outputs: Mapping[str, Any] | None = None
+    deleted: bool = False
+    """The child is gone: its last state, as the adapter saw it when it was deleted. A child
+    deleted before it finished fails the step (creating it again would run it twice); one
+    that had finished still ends the step as it ended."""
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ so a run can only start what its namespace holds), created by the operator with:
   MAX_DEPTH fails it too, before any child exists.
 
 The step ends with the child: Succeeded with the child's run outputs as its outputs, or
-Failed naming the child and its message. It is not retried (the child's steps have their
-own retries). Cancelling the parent (or its timeout) sets `spec.cancel` on the child.
+Failed naming the child and its message. A child deleted by hand before it finished fails the
+step ("child run X was deleted"): it is never created again, since that would run it twice.
+It is not retried (the child's steps have their own retries). Cancelling the parent (or its
+timeout) sets `spec.cancel` on the child.
 """
 
 from __future__ import annotations
@@ -119,6 +121,10 @@ def advance(work: Work, name: str, st: StepStatus) -> None:
     if not child.owned:
         failed(work, name, st, None, f"a WorkflowRun named {child.name!r} exists but was not"
                " created by this step; delete or rename it")
+        return
+    if child.deleted and child.phase not in _TERMINAL:
+        failed(work, name, st, None, f"child run {child.name} was deleted before it finished"
+               " (it is not created again: that would run it twice)")
         return
     if child.phase not in _TERMINAL:
         return

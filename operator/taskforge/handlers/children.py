@@ -52,8 +52,12 @@ def observe_children(
     out: dict[str, ObservedChild] = {}
     for step, name in child_runs(steps, key[1]).items():
         body = store.run((key[0], name))
+        deleted = False
         if body is None:
-            continue
+            body = store.gone_child((key[0], name))  # deleted lately: never create it again
+            if body is None:
+                continue
+            deleted = True
         owner = _owner(body)
         status = body.get("status") or {}
         outputs = status.get("outputs")
@@ -63,6 +67,7 @@ def observe_children(
             phase=status.get("phase"),
             message=status.get("message"),
             outputs=outputs if isinstance(outputs, dict) else None,
+            deleted=deleted,
         )
     return out
 

@@ -150,6 +150,8 @@ def on_run(event: Mapping[str, Any]) -> None:
         task = asyncio.get_running_loop().create_task(op.forget_run(key[0], body))
         _background.add(task)
         task.add_done_callback(_background.discard)
+        if (parent := children.parent_of(body)) is not None:
+            op.run_queue.add((key[0], parent))  # its workflow step must learn the child is gone
         return
     if not own:  # the echo of our own status write: the reconcile that wrote it knew it all
         op.run_queue.add(key)

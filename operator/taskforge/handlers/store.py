@@ -8,6 +8,7 @@ little memory.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -49,6 +50,15 @@ def _workflow_of(body: dict[str, Any]) -> str | None:
     return str(ref) if ref else None
 
 
+GONE_KEEP = 3600.0
+GONE_MAX = 10_000
+
+
+def _owned_by_run(body: dict[str, Any]) -> bool:
+    return any(r.get("kind") == "WorkflowRun" and r.get("controller")
+               for r in (body.get("metadata") or {}).get("ownerReferences") or [])
+
+
 class Store:
     def __init__(self) -> None:
         self.runs: dict[Key, dict[str, Any]] = {}
@@ -61,6 +71,10 @@ class Store:
         self._unpinned: defaultdict[Key, set[str]] = defaultdict(set)
         # uid -> key: a freed step slot wakes the runs of its first waiters, named by uid.
         self._by_uid: dict[str, Key] = {}
+        # Deleted runs owned by another run (sub-workflow children): key -> (monotonic time,
+        # last body), so the parent step sees that its child was deleted instead of
+        # creating it again. Kept GONE_KEEP seconds, at most GONE_MAX of them.
+        self.gone_children: dict[Key, tuple[float, dict[str, Any]]] = {}
         # The resourceVersion our last status write of a Workflow got back (echo detection).
         self._workflow_written: dict[Key, str] = {}
         self.jobs: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -74,7 +88,12 @@ class Store:
     def put_run(self, key: Key, body: dict[str, Any] | None) -> None:
         if body is not None:
             body = without_managed_fields(body)
-        self._index_run(key, self.runs.get(key), body)
+        old = self.runs.get(key)
+        self._index_run(key, old, body)
+        if body is None and old is not None and _owned_by_run(old):
+            self._remember_gone(key, old)
+        elif body is not None:
+            self.gone_children.pop(key, None)
         if body is None:
             self.runs.pop(key, None)
             self._written.pop(key, None)
@@ -105,6 +124,22 @@ class Store:
             self._unstarted[(namespace, workflow)].add(name)
         if not status.get("workflowSpec"):
             self._unpinned[(namespace, workflow)].add(name)
+
+    def _remember_gone(self, key: Key, body: dict[str, Any]) -> None:
+        now = time.monotonic()
+        while self.gone_children:  # oldest first (insertion order): O(1) per deletion
+            oldest = next(iter(self.gone_children))
+            if (now - self.gone_children[oldest][0] <= GONE_KEEP
+                    and len(self.gone_children) < GONE_MAX):
+                break
+            del self.gone_children[oldest]
+        self.gone_children.pop(key, None)
+        self.gone_children[key] = (now, body)
+
+    def gone_child(self, key: Key) -> dict[str, Any] | None:
+        """The last body of a deleted child run under ``key``, if it went lately."""
+        entry = self.gone_children.get(key)
+        return entry[1] if entry is not None else None
 
     def run_key(self, uid: str) -> Key | None:
         """The key of the cached run with this uid, if any."""

@@ -105,6 +105,30 @@ def test_cancelling_the_parent_cancels_the_child(kube: Kube) -> None:
     assert done["spec"]["cancel"] is True and done["status"]["phase"] == "Cancelled"
 
 
+def test_a_child_deleted_by_hand_fails_the_step_and_is_not_run_again(
+    kube: Kube, cluster: Any
+) -> None:
+    """Deleting a running child run by hand: the parent step fails naming it, and no second
+    child of that name is created (it would run the child's work twice)."""
+    kube.workflow("slow-kid", {"steps": [{"name": "wait", "script": {"source": "sleep 30"}}]})
+    kube.workflow("caller", {"steps": [{"name": "call", "workflow": {"name": "slow-kid"}}]})
+    name = kube.start_run("caller")
+    run = kube.wait_run(name, until=lambda r: ((r.get("status") or {}).get("steps") or {})
+                        .get("call", {}).get("childRun") is not None, timeout=60)
+    child = run["status"]["steps"]["call"]["childRun"]
+    first = kube.wait_run(child, until=lambda r: (r.get("status") or {}).get("phase")
+                          == "Running", timeout=60)
+    cluster.kubectl("delete", "-n", kube.namespace, f"workflowrun/{child}", "--wait=true")
+    done = kube.wait_run(name, timeout=60)
+    assert done["status"]["phase"] == "Failed"
+    assert (f"child run {child} was deleted before it finished"
+            in done["status"]["steps"]["call"]["message"])
+    names = [r["metadata"]["name"] for r in kube.custom.list_namespaced_custom_object(
+        "taskforge.io", "v1alpha1", kube.namespace, "workflowruns")["items"]]
+    assert child not in names, "the deleted child was created again"
+    assert first["metadata"]["uid"]
+
+
 def test_a_cycle_of_workflows_fails_clearly(kube: Kube) -> None:
     kube.workflow("ping", {"steps": [{"name": "call", "workflow": {"name": "pong"}}]})
     kube.workflow("pong", {"steps": [{"name": "call", "workflow": {"name": "ping"}}]})
