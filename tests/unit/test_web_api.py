@@ -95,3 +95,44 @@ def test_continue_tokens_are_checked(token: str, made_for: str, error: str) -> N
 
 def test_continue_token_round_trip() -> None:
     assert decode_continue(encode_continue("k8s-token", "f1"), "f1") == "k8s-token"
+
+
+@pytest.mark.parametrize(("spec", "cron", "suspended"), [
+    ({"triggers": {"schedule": {"cron": "*/5 * * * *"}}}, "*/5 * * * *", False),
+    ({"triggers": {"schedule": {"cron": "0 1 * * *", "suspend": True}}}, "0 1 * * *", True),
+    ({"triggers": {"webhook": {}}}, None, False),
+    ({"triggers": "garbage"}, None, False),
+    ({"schedule": {"cron": "0 1 * * *"}}, None, False),  # not where the CRD puts it
+    ({}, None, False),
+])
+def test_workflow_summary_reads_the_schedule_from_triggers(
+        spec: dict[str, Any], cron: str | None, suspended: bool) -> None:
+    summary = views.workflow_summary({"metadata": {"name": "w"}, "spec": spec})
+    assert (summary["schedule"], summary["suspended"]) == (cron, suspended)
+
+
+@pytest.mark.parametrize(("status", "run", "expected"), [
+    ({}, None, None),
+    ({"lastRun": "w-abc", "lastRunTime": "2026-11-30T21:00:00Z"}, None,
+     {"name": "w-abc", "phase": None, "startedAt": None, "created": "2026-11-30T21:00:00Z"}),
+    ({"lastRun": 7}, None, None),
+    ({"lastRun": "w-old"}, {"metadata": {"name": "w-new", "creationTimestamp": "t2"},
+                            "status": {"phase": "Running", "startedAt": "t3"}},
+     {"name": "w-new", "phase": "Running", "startedAt": "t3", "created": "t2"}),
+])
+def test_workflow_summary_last_run(status: dict[str, Any], run: dict[str, Any] | None,
+                                   expected: dict[str, Any] | None) -> None:
+    wf = {"metadata": {"name": "w"}, "spec": {}, "status": status}
+    assert views.workflow_summary(wf, run)["lastRun"] == expected
+
+
+@pytest.mark.parametrize(("run", "trigger"), [
+    ({"spec": {"workflowRef": {"name": "w"}}}, "manual"),  # kubectl create: no trigger at all
+    ({"spec": {"trigger": {}}}, "manual"),
+    ({"spec": {"trigger": {"type": "schedule"}}}, "schedule"),
+    ({"spec": {"trigger": {"type": "retry"}}}, "retry"),
+    ({"metadata": {"labels": {"taskforge.io/trigger": "webhook"}}, "spec": {}}, "webhook"),
+    ({"spec": {"trigger": "garbage"}}, "manual"),
+])
+def test_run_summary_trigger(run: dict[str, Any], trigger: str) -> None:
+    assert views.run_summary(run)["trigger"] == trigger

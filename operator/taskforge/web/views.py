@@ -14,6 +14,7 @@ from typing import Any
 from taskforge.api.steps import STEP_TYPES
 from taskforge.engine.naming import LABEL_WORKFLOW
 from taskforge.engine.rerun import Layout, layout
+from taskforge.engine.triggers import LABEL_TRIGGER
 
 
 def _parse(ts: Any) -> datetime | None:
@@ -41,6 +42,16 @@ def run_workflow(run: dict[str, Any]) -> str | None:
     return str(ref) if ref else (meta.get("labels") or {}).get(LABEL_WORKFLOW)
 
 
+def _trigger(meta: dict[str, Any], spec: dict[str, Any]) -> str:
+    """What started the run: spec.trigger.type, else the trigger label, else "manual" (the
+    CRD's default: a run made with kubectl carries no trigger at all)."""
+    trigger = spec.get("trigger")
+    kind = trigger.get("type") if isinstance(trigger, dict) else None
+    if not isinstance(kind, str) or not kind:
+        kind = (meta.get("labels") or {}).get(LABEL_TRIGGER)
+    return kind if isinstance(kind, str) and kind else "manual"
+
+
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:
     meta, spec, status = run.get("metadata") or {}, run.get("spec") or {}, run.get("status") or {}
     return {
@@ -54,7 +65,7 @@ def run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "created": meta.get("creationTimestamp"),
         "duration": status.get("duration"),
         "message": status.get("message"),
-        "trigger": (spec.get("trigger") or {}).get("type"),
+        "trigger": _trigger(meta, spec),
         "cancelRequested": bool(spec.get("cancel")),
         "resourceVersion": meta.get("resourceVersion"),
     }
@@ -148,10 +159,27 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def _last_run(wf: dict[str, Any], run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The newest run: from the run itself when the caller listed runs, else from the
+    Workflow's status (lastRun/lastRunTime, kept by the operator), which names it but has no
+    phase. The live workflows stream has only the Workflow, so this is all it can say."""
+    if run is not None:
+        return {k: run_summary(run)[k] for k in ("name", "phase", "startedAt", "created")}
+    status = wf.get("status")
+    name = status.get("lastRun") if isinstance(status, dict) else None
+    if not isinstance(name, str) or not name:
+        return None
+    assert isinstance(status, dict)
+    created = status.get("lastRunTime")
+    return {"name": name, "phase": None, "startedAt": None,
+            "created": created if isinstance(created, str) else None}
+
+
 def workflow_summary(wf: dict[str, Any], last_run: dict[str, Any] | None = None) -> dict[str, Any]:
     meta, spec = wf.get("metadata") or {}, wf.get("spec") or {}
     steps = [s for s in spec.get("steps") or [] if isinstance(s, dict)]
-    schedule = spec.get("schedule") or {}
+    triggers = spec.get("triggers")
+    schedule = triggers.get("schedule") if isinstance(triggers, dict) else None
     valid = _condition(wf, "Valid")
     return {
         "name": meta.get("name"),
@@ -163,8 +191,7 @@ def workflow_summary(wf: dict[str, Any], last_run: dict[str, Any] | None = None)
         "valid": None if valid is None else valid.get("status") == "True",
         "validMessage": None if valid is None else valid.get("message"),
         "params": [p for p in spec.get("params") or [] if isinstance(p, dict)],
-        "lastRun": None if last_run is None else {
-            k: run_summary(last_run)[k] for k in ("name", "phase", "startedAt", "created")},
+        "lastRun": _last_run(wf, last_run),
         "created": meta.get("creationTimestamp"),
         "resourceVersion": meta.get("resourceVersion"),
     }

@@ -180,7 +180,7 @@ function pageWorkflows() {
       const link = "/namespaces/" + encodeURIComponent(NS) + "/workflows/" + encodeURIComponent(name);
       const last = w.lastRun ? el("span", {},
         el("a", {href: "/namespaces/" + encodeURIComponent(NS) + "/runs/" + encodeURIComponent(w.lastRun.name),
-          text: w.lastRun.name}), " ", phaseBadge(w.lastRun.phase)) : el("span", {class: "muted", text: "never"});
+          text: w.lastRun.name}), " ", w.lastRun.phase ? phaseBadge(w.lastRun.phase) : "") : el("span", {class: "muted", text: "never"});
       const valid = w.valid === false
         ? el("span", {class: "bad", title: w.validMessage || "", text: "✗ " + (w.validMessage || "invalid")})
         : w.valid ? el("span", {class: "good", text: "✓ valid"}) : el("span", {class: "muted", text: "unknown"});
