@@ -177,9 +177,11 @@ class Archiver:
                         read_log_tail, key[0], pod, LOG_MAX_BYTES, LOG_TAIL_LINES)
                 return log_record(uid, step, attempt, pod=pod, raw=raw, redact=redact, cut=cut)
             except Exception as exc:
+                error = exc
+                if kube.is_status(exc, 404):  # the pod is gone, or its node has no log
+                    break
                 log.info("archive: reading the log of %s#%d (pod %s) failed, retrying: %s",
                          step, attempt, pod, kube.describe(exc))
-                error = exc
                 await asyncio.sleep(delay)
         LOG_READ_ERRORS.inc()
         log.warning("archive: the log of %s#%d (pod %s) could not be read: %s",
@@ -198,13 +200,7 @@ class Archiver:
                 await self._retention(conn)
                 if len(self.queue) < BATCH:
                     await asyncio.sleep(BATCH_WAIT)  # one transaction for what comes meanwhile
-                while self.queue:
-                    batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
-                    await archive_db.write(conn, batch)
-                    for _ in batch:
-                        record = self.queue.popleft()
-                        self.queued_bytes -= record_bytes(record)
-                        WRITTEN.labels(record[0]).inc()
+                await self._flush()
                 delay = 1.0
                 self._wake.clear()
                 if not self.queue:
@@ -284,9 +280,33 @@ class Archiver:
                 log.debug("archive: closing the connection failed", exc_info=True)
             self._conn = None
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
+        """Stopping: let captures under way finish and write what is queued, within `grace`
+        seconds (a rolling update must not drop the last runs); then give up."""
+        deadline = asyncio.get_running_loop().time() + grace
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=grace)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self._close()  # the writer task was cancelled, perhaps inside a transaction
+        try:
+            left = max(0.1, deadline - asyncio.get_running_loop().time())
+            await asyncio.wait_for(self._flush(), timeout=left)
+        except (TimeoutError, psycopg.Error, OSError) as exc:
+            log.warning("archive: %d records not written at shutdown (%s)", len(self.queue),
+                        type(exc).__name__)
         await self._close()
+
+    async def _flush(self) -> None:
+        if not self.queue:
+            return
+        conn = await self._connection()
+        while self.queue:
+            batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
+            await archive_db.write(conn, batch)
+            for _ in batch:
+                record = self.queue.popleft()
+                self.queued_bytes -= record_bytes(record)
+                WRITTEN.labels(record[0]).inc()
 
