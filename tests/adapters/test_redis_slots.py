@@ -228,5 +228,7 @@ async def test_releasing_a_step_wakes_the_runs_of_the_first_waiters(
                                                           priority=priority)).acquired
         await limits.release_step("ns", "db", "u0/s", 1)
         assert woken == ["u2"]
+        assert limits.take_offers("u2") == {"s"}  # its plan launches the step at once
+        assert limits.take_offers("u2") == frozenset() and limits.take_offers("u1") == set()
     finally:
         await limits.close()

@@ -3,10 +3,14 @@ priority, the run a holder belongs to, and which steps of a cached run keep a pl
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from enginekit import T0, at, created, facts, fail, retry, st, step, workflow
+from taskforge.engine.defer import hold_back
 from taskforge.engine.limits import holder_run_uid, priority_band, waiting_places
+from taskforge.engine.planner import plan
 
 
 @pytest.mark.parametrize(
@@ -60,3 +64,42 @@ def test_waiting_places_tolerates_a_bare_spec() -> None:
     assert waiting_places("ns", "u1", {}, {"a": {"phase": "Waiting"}}) == []
     assert waiting_places("ns", "u1", {"steps": [{"name": "a", "concurrency": None}]},
                           {"a": {"phase": "Waiting"}}) == []
+
+
+# --- a freed slot is offered to its waiting step now, not at its waitUntil ------------------
+
+TWO = workflow(step("a"), step("b"))
+
+
+def _held(until: float = 30.0) -> Any:
+    first = plan(facts(TWO))
+    return hold_back(first, step="a", run_name="run1", until=at(until), now=T0,
+                     reason="concurrency key 'db': 1 of 1 running; 1 in line")
+
+
+@pytest.mark.parametrize(
+    ("offers", "now", "launched"),
+    [
+        (frozenset(), 5.0, []),  # not offered, not due: waits for its waitUntil
+        (frozenset({"a"}), 5.0, [("a", 1)]),  # offered: launched at once, same attempt
+        (frozenset({"b"}), 5.0, []),  # an offer for another step does nothing for `a`
+        (frozenset(), 30.0, [("a", 1)]),  # due anyway
+    ],
+)
+def test_a_slot_offer_launches_a_waiting_step_now(
+    offers: frozenset[str], now: float, launched: list[tuple[str, int]]
+) -> None:
+    held = _held()
+    p = plan(replace(facts(TWO, held.status, now=at(now)), slot_offers=offers))
+    assert [c for c in created(p) if c[0] == "a"] == launched
+    if launched:
+        assert st(p, "a").phase == "Running" and st(p, "a").job_name == "run1-a-1"
+
+
+def test_an_offer_never_cuts_a_retry_backoff_short() -> None:
+    """Only Waiting steps take offers; a Retrying step keeps its backoff."""
+    spec = workflow(step("a", retry=retry(2, delay="60s")))
+    first = plan(facts(spec))
+    p = plan(replace(facts(spec, first.status, [fail("a")], now=at(1)),
+                     slot_offers=frozenset({"a"})))
+    assert st(p, "a").phase == "Retrying" and created(p) == []

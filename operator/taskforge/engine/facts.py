@@ -151,3 +151,6 @@ class RunFacts:
     """The child runs of the run's workflow steps, by step (engine/subflow.py)."""
     lineage: tuple[str, ...] = ()
     """The workflows of the runs above this one, outermost first (a child run's call chain)."""
+    slot_offers: frozenset[str] = frozenset()
+    """Steps waiting for a step concurrency slot that was freed for them since the last plan:
+    their launch is offered again now rather than at their waitUntil (the fallback poll)."""

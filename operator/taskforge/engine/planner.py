@@ -267,7 +267,8 @@ def _advance(work: Work, names: tuple[str, ...], *, final: bool) -> None:
             approval.advance(work, name, st)
             continue
         due = st.next_attempt_at if ph == "Retrying" else st.wait_until
-        if due is None or due <= work.now:
+        offered = ph == "Waiting" and name in work.facts.slot_offers  # a slot was freed for it
+        if due is None or due <= work.now or offered:
             _launch(work, name, st, st.attempts + 1)
         else:
             work.wakeups.append(due)

@@ -118,6 +118,7 @@ class Operator:
         """A deleted run gives back its slots at once instead of waiting for them to lapse."""
         uid = body["metadata"].get("uid", "")
         self.runs.forget(uid)
+        self.limits.take_offers(uid)  # a slot offered to a deleted run's step: nobody takes it
         if not self.limits.enabled or not is_leader():
             return  # a standby never writes; a new leader's slots lapse if it missed this
         spec = (body.get("status") or {}).get("workflowSpec") or {}

@@ -91,6 +91,7 @@ class Limits:
         self.max_priority = MAX_PRIORITY
         self.wake: Callable[[list[str]], None] | None = None
         """Set by the operator: requeue the runs (by uid) whose steps wait for a freed slot."""
+        self._offers: dict[str, set[str]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -300,8 +301,15 @@ class Limits:
         except RedisCallError as exc:
             log.warning("could not release step slot %s: %s (it expires)", holder, exc)
             return
+        for waiter in waiters:
+            uid, _, step = waiter.partition("/")
+            self._offers.setdefault(uid, set()).add(step)
         if waiters and self.wake is not None:
             self.wake([holder_run_uid(w) for w in waiters])
+
+    def take_offers(self, uid: str) -> frozenset[str]:
+        """The run's steps a freed slot was offered to since its last plan (RunFacts)."""
+        return frozenset(self._offers.pop(uid, ()))
 
     async def release_finished(
         self,

@@ -177,6 +177,7 @@ class RunReconciler(RunFailures):
             now=now,
             children=kids,
             lineage=children.lineage_of(body),
+            slot_offers=self.limits.take_offers(str(meta.get("uid", ""))),
         )
 
     async def reconcile(self, key: Key) -> None:
