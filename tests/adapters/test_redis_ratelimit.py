@@ -4,6 +4,7 @@ over 30 s of real time, fairness on a shared key, key expiry."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -135,11 +136,13 @@ async def test_fair_share_between_two_workflows_on_one_key(conn: RedisConnection
     its retry_after. Queued by first denial, they alternate instead of racing."""
     limiter = RateLimiter(conn)
     counts = {"a": 0, "b": 0}
+    calls: list[float] = []  # when each acquire returned, either workflow's
     end = time.monotonic() + 3.0
 
     async def workflow(name: str) -> None:
         while time.monotonic() < end:
             a = await limiter.acquire("github-api", 20, 1.0, waiter=f"run-{name}/call")
+            calls.append(time.monotonic())
             if a.allowed:
                 counts[name] += 1
             else:
@@ -147,8 +150,16 @@ async def test_fair_share_between_two_workflows_on_one_key(conn: RedisConnection
 
     await asyncio.gather(workflow("a"), workflow("b"))
     total = counts["a"] + counts["b"]
-    print(f"shares {counts}")
-    assert 20 + 58 <= total <= 20 + 61  # burst plus 3 s of refill: nothing invented
+    # Tokens nobody asked for are not the limiter's loss: those that refilled after the last
+    # call (a late wake-up near the end) and beyond the bucket's 1 s during a gap in calls (a
+    # starved event loop). Measured, not assumed: under two CPU burners the callers woke late
+    # and took 77 (issue 20's load runs).
+    calls.sort()
+    idle = max(0.0, end - calls[-1]) + sum(
+        max(0.0, later - earlier - 1.0) for earlier, later in itertools.pairwise(calls))
+    print(f"shares {counts}; idle {idle:.3f} s")
+    # burst plus 3 s of refill: nothing invented, nothing lost while asked for
+    assert 20 + 58 - int(20 * idle) <= total <= 20 + 61
     assert min(counts.values()) >= 0.45 * total
 
 

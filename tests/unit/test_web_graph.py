@@ -81,9 +81,11 @@ def test_thousand_steps_fast(shape: str) -> None:
     else:  # 10 columns of 100, each step depending on two of the previous column
         edges = [[names[i - 100], names[i]] for i in range(100, 1000)]
         edges += [[names[i - 99], names[i]] for i in range(100, 999)]
-    start = time.perf_counter()
+    # CPU time, not wall: under two CPU burners the wall time of this 25 ms of work reached
+    # 0.58 s (issue 20's load runs); the CPU it costs is what the bound is about.
+    start = time.process_time()
     placed = layout(names, edges)
-    took = time.perf_counter() - start
+    took = time.process_time() - start
     assert len(placed.nodes) == 1000
     assert len({(n.x, n.y) for n in placed.nodes}) == 1000  # no two nodes on one spot
-    assert took < 0.5, f"layout of 1,000 steps took {took:.3f}s"
+    assert took < 0.5, f"layout of 1,000 steps took {took:.3f}s of CPU"
