@@ -4,12 +4,14 @@ slow viewers dropped), the views of a run, and the paging token. No cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 from taskforge.web import views
+from taskforge.web.delta import DetailRenderer
 from taskforge.web.errors import ApiError
-from taskforge.web.hub import DROPPED, RESET, Feed, Hub, Subscriber
+from taskforge.web.hub import DROPPED, RESET, Feed, Hub, Subscriber, Update
 from taskforge.web.kubeapi import Credentials, KubeApi
 from taskforge.web.reads import decode_continue, encode_continue
 
@@ -136,3 +138,76 @@ def test_workflow_summary_last_run(status: dict[str, Any], run: dict[str, Any] |
 ])
 def test_run_summary_trigger(run: dict[str, Any], trigger: str) -> None:
     assert views.run_summary(run)["trigger"] == trigger
+
+
+def _sse_data(raw: bytes) -> dict[str, Any]:
+    event, data = raw.decode().strip().split("\n")
+    assert event == "event: run"
+    parsed: dict[str, Any] = json.loads(data.removeprefix("data: "))
+    return parsed
+
+
+def test_live_run_updates_carry_only_the_changed_steps() -> None:
+    spec = {"steps": [{"name": f"s{i}", "log": {"message": "x"}} for i in range(50)]}
+
+    def run(rv: int, running: list[int], **extra: Any) -> dict[str, Any]:
+        return {"metadata": {"name": "big", "namespace": "a", "uid": "u1",
+                             "resourceVersion": str(rv)},
+                "spec": {"workflowRef": {"name": "w"}},
+                "status": {"phase": "Running", "workflowSpec": extra.get("spec", spec),
+                           "steps": {f"s{i}": {"phase": "Running"} for i in running}}}
+
+    render = DetailRenderer()
+    first = render("MODIFIED", run(10, [0]))
+    assert isinstance(first, bytes), "nothing to diff against yet: the whole detail"
+    whole = _sse_data(first)["detail"]
+    assert "run" not in whole and "dependsOn" not in whole["steps"][0]
+    assert len(whole["steps"]) == 50
+
+    second = render("MODIFIED", run(11, [0, 7]))
+    assert isinstance(second, Update) and second.base == 10
+    changes = _sse_data(second.changes)
+    assert [s["name"] for s in changes["changes"]["steps"]] == ["s7"]
+    assert changes["changes"]["summary"]["resourceVersion"] == "11"
+    assert len(second.changes) < len(second.full) / 10
+    assert second.for_viewer(10) is second.changes, "a viewer at the base gets the changes"
+    assert second.for_viewer(9) is second.full, "any other viewer gets the whole detail"
+    assert second.for_viewer(0) is second.full
+    assert second.size == len(second.changes) + len(second.full)
+
+    bigger = {"steps": [*spec["steps"], {"name": "extra", "log": {"message": "x"}}]}
+    third = render("MODIFIED", run(12, [0, 7], spec=bigger))
+    assert isinstance(third, bytes), "the graph changed: the whole detail"
+    assert isinstance(render("DELETED", run(13, [])), bytes)
+    assert isinstance(render("MODIFIED", run(14, [])), bytes), "forgotten once deleted"
+
+
+def test_a_viewer_is_dropped_past_the_byte_bound() -> None:
+    """256 messages of a 1,000-step run could pin ~100 MiB for one stuck viewer: the queue is
+    bounded by bytes too, and a viewer that keeps up is never dropped by it."""
+    payload = b"x" * 1000
+    hub = Hub(KubeApi(Credentials(host="http://127.0.0.1:1")),
+              {"detail": lambda kind, obj: Update(1, b"c" * 10, payload)},
+              per_namespace=False, queue_size=256, queue_bytes=5000)
+    feed = hub.feeds[("workflowruns", "")] = Feed("workflowruns", "", "/x")
+    stuck, reader = (Subscriber(lambda o: True, "detail", asyncio.Queue(256)) for _ in range(2))
+    feed.subscribers |= {stuck, reader}
+    dropped_before = DROPPED._value.get()
+
+    async def scenario() -> None:
+        for i in range(4):  # 4 x 1,010 bytes: within 5,000
+            hub._dispatch(feed, "MODIFIED", _run("big", i + 2))
+            assert (await reader.get())[2].size == 1010  # type: ignore[union-attr]
+        assert not stuck.dropped and stuck.queued_bytes == 4040 and reader.queued_bytes == 0
+        hub._dispatch(feed, "MODIFIED", _run("big", 6))  # 5,050 > 5,000: dropped
+        assert stuck.dropped and stuck.queued_bytes == 0
+        assert await stuck.get() == RESET and stuck.queue.empty()
+        assert not reader.dropped and isinstance(await reader.get(), tuple)
+        huge = Hub(hub.kube, {"detail": lambda kind, obj: b"y" * 9000}, per_namespace=False,
+                   queue_bytes=5000)
+        alone = Subscriber(lambda o: True, "detail", asyncio.Queue(256))
+        huge._put(alone, ("big", 7, b"y" * 9000))  # bigger than the bound, queue empty: kept
+        assert not alone.dropped and alone.queued_bytes == 9000
+
+    asyncio.run(scenario())
+    assert DROPPED._value.get() == dropped_before + 1

@@ -3,8 +3,9 @@ with `--local` the server `taskforge ui` starts on a laptop.
 
 Cluster mode, configured by the environment: TASKFORGE_UI_HOST (default 0.0.0.0),
 TASKFORGE_UI_PORT (8080), TASKFORGE_UI_COOKIE_SECURE (true behind TLS),
-TASKFORGE_UI_VIEWER_QUEUE (256), REDIS_URL and the TASKFORGE_REDIS_* variables (dead letters,
-read as the operator reads them), and the in-cluster ServiceAccount (else KUBECONFIG) for
+TASKFORGE_UI_VIEWER_QUEUE (256 messages) and TASKFORGE_UI_VIEWER_QUEUE_BYTES (16 MiB): how far
+a live viewer may lag before it is dropped, REDIS_URL and the TASKFORGE_REDIS_* variables (dead
+letters, read as the operator reads them), and the in-cluster ServiceAccount (else KUBECONFIG) for
 TokenReview, SubjectAccessReview and reads.
 
 Local mode (`--local [--kubeconfig F] [--context C] [--port N]`): 127.0.0.1, the kubeconfig's
@@ -37,6 +38,7 @@ def settings_from_env() -> WebSettings:
         host=os.environ.get("TASKFORGE_UI_HOST", "0.0.0.0"),  # a pod listens on its address
         port=int(os.environ.get("TASKFORGE_UI_PORT", "8080")),
         viewer_queue=int(os.environ.get("TASKFORGE_UI_VIEWER_QUEUE", "256")),
+        viewer_queue_bytes=int(os.environ.get("TASKFORGE_UI_VIEWER_QUEUE_BYTES", str(16 << 20))),
         cookie_secure=os.environ.get("TASKFORGE_UI_COOKIE_SECURE", "").lower()
         in ("1", "true", "yes"),
     )

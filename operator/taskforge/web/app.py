@@ -141,7 +141,8 @@ def create_app(
     app[ACCESS_KEY] = access
     app[DLQ_KEY] = DeadLetterBackend(redis)
     app[HUB_KEY] = Hub(kube, live.renderers(), per_namespace=settings.mode == "local",
-                       queue_size=settings.viewer_queue)
+                       queue_size=settings.viewer_queue,
+                       queue_bytes=settings.viewer_queue_bytes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/whoami", whoami)

@@ -7,8 +7,10 @@ each watch event, renders each shape once and puts the same bytes into the queue
 matching viewer. So 50 viewers of a run cost one watch and one rendering per change, never a
 request per viewer (issue 17: no polling of the API server per viewer).
 
-Memory is bounded: each viewer's queue holds at most `queue_size` messages (references to
-the shared bytes). A viewer that falls that far behind is dropped: its queue is emptied and
+Memory is bounded: each viewer's queue holds at most `queue_size` messages and at most
+`queue_bytes` of them (references to the shared bytes, each counted in full: a 1,000-step
+run's message is hundreds of KiB, so 256 of them could pin 100 MiB for one stuck viewer).
+A viewer that falls that far behind is dropped: its queue is emptied and
 it gets a RESET, so the browser's EventSource reconnects and starts from a fresh snapshot.
 When the watch breaks (the API server ends it, or its resourceVersion is too old: 410), the
 hub lists the current resourceVersion again and tells every viewer to RESYNC (send a new
@@ -36,9 +38,34 @@ log = logging.getLogger("taskforge.web.hub")
 RESET = b"reset"  # the viewer fell behind: close, the client reconnects
 RESYNC = b"resync"  # the watch had a gap: send a new snapshot
 
-# (name, resourceVersion as int or 0, encoded SSE message) or a marker
-Message = tuple[str, int, bytes] | bytes
-Renderer = Callable[[str, dict[str, Any]], bytes]
+
+
+@dataclass(frozen=True, eq=False)
+class Update:
+    """One watch event of a run, for its run-page viewers."""
+
+    base: int  # the resourceVersion `changes` is relative to
+    changes: bytes  # the changes since `base` (see web/delta.py)
+    full: bytes  # the whole shape, for a viewer not at `base`
+
+    @property
+    def size(self) -> int:
+        """Bytes a viewer's queue pins with this message (both parts)."""
+        return len(self.changes) + len(self.full)
+
+    def for_viewer(self, seen: int) -> bytes:
+        """The changes for a viewer whose last version is `base`, else the whole shape."""
+        return self.changes if seen and seen == self.base else self.full
+
+
+# (name, resourceVersion as int or 0, encoded SSE message or Update) or a marker
+Message = tuple[str, int, bytes | Update] | bytes
+Renderer = Callable[[str, dict[str, Any]], bytes | Update]
+
+
+def message_size(msg: Message) -> int:
+    data = msg[2] if isinstance(msg, tuple) else msg
+    return data.size if isinstance(data, Update) else len(data)
 
 REGISTRY = CollectorRegistry()
 WATCHES = Gauge("taskforge_ui_kube_watches", "Kubernetes watches open (one per kind and scope)",
@@ -61,6 +88,13 @@ class Subscriber:
     shape: str
     queue: asyncio.Queue[Message]
     dropped: bool = False
+    queued_bytes: int = 0  # what the messages waiting in `queue` weigh (shared bytes counted)
+
+    async def get(self) -> Message:
+        """The next message for this viewer (what the SSE stream calls)."""
+        msg = await self.queue.get()
+        self.queued_bytes -= message_size(msg)
+        return msg
 
 
 @dataclass(eq=False)
@@ -77,11 +111,12 @@ class Feed:
 
 class Hub:
     def __init__(self, kube: KubeApi, renderers: dict[str, Renderer], *, per_namespace: bool,
-                 queue_size: int = 256) -> None:
+                 queue_size: int = 256, queue_bytes: int = 16 << 20) -> None:
         self.kube = kube
         self.renderers = renderers
         self.per_namespace = per_namespace
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self.feeds: dict[tuple[str, str], Feed] = {}
 
     def subscribe(self, plural: str, namespace: str, shape: str,
@@ -153,7 +188,7 @@ class Hub:
         return rv
 
     def _dispatch(self, feed: Feed, kind: str, obj: dict[str, Any]) -> None:
-        rendered: dict[str, bytes] = {}
+        rendered: dict[str, bytes | Update] = {}
         name = str((obj.get("metadata") or {}).get("name") or "")
         rv = resource_version(obj)
         for sub in list(feed.subscribers):
@@ -173,16 +208,25 @@ class Hub:
             self._put(sub, marker)
 
     def _put(self, sub: Subscriber, msg: Message) -> None:
+        """Queue `msg` for `sub`, or drop the viewer when it is `queue_size` messages or
+        `queue_bytes` behind (one message is always taken into an empty queue, so a run
+        bigger than the byte bound can still be watched by a viewer that keeps up)."""
         if sub.dropped:
             return
-        try:
-            sub.queue.put_nowait(msg)
-        except asyncio.QueueFull:
-            sub.dropped = True
-            DROPPED.inc()
-            while not sub.queue.empty():
-                sub.queue.get_nowait()
-            sub.queue.put_nowait(RESET)
+        size = message_size(msg)
+        if sub.queue.empty() or sub.queued_bytes + size <= self.queue_bytes:
+            try:
+                sub.queue.put_nowait(msg)
+                sub.queued_bytes += size
+                return
+            except asyncio.QueueFull:
+                pass
+        sub.dropped = True
+        DROPPED.inc()
+        while not sub.queue.empty():
+            sub.queue.get_nowait()
+        sub.queued_bytes = 0
+        sub.queue.put_nowait(RESET)
 
     async def close(self) -> None:
         for feed in self.feeds.values():

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from taskforge.web import views
 from taskforge.web.auth import Check, require
-from taskforge.web.hub import RESET, RESYNC, Hub, resource_version, sse
+from taskforge.web.delta import DetailRenderer, live_detail
+from taskforge.web.hub import RESET, RESYNC, Hub, Renderer, Update, resource_version, sse
 from taskforge.web.reads import detail_of, get_run
 from taskforge.web.state import KUBE_KEY, crd_path, name_arg
 
@@ -26,11 +27,10 @@ PING_SECONDS = 15.0
 WRITE_TIMEOUT = 30.0
 
 
-def renderers() -> dict[str, Callable[[str, dict[str, Any]], bytes]]:
+def renderers() -> dict[str, Renderer]:
     return {
         "summary": lambda kind, run: sse("run", {"type": kind, "run": views.run_summary(run)}),
-        "detail": lambda kind, run: sse("run", {"type": kind, "detail": views.run_detail(
-            run, views.followed_spec(run))}),
+        "detail": DetailRenderer(),
         "workflow": lambda kind, wf: sse("workflow", {"type": kind,
                                                       "workflow": views.workflow_summary(wf)}),
     }
@@ -54,7 +54,7 @@ async def _stream(
         await response.write(data)
         while True:
             try:
-                msg = await asyncio.wait_for(sub.queue.get(), PING_SECONDS)
+                msg = await asyncio.wait_for(sub.get(), PING_SECONDS)
             except TimeoutError:
                 msg = b": ping\n\n"
             if msg == RESET:
@@ -63,10 +63,12 @@ async def _stream(
             if msg == RESYNC:
                 data, seen = await snapshot()
             elif isinstance(msg, tuple):
-                name, rv, data = msg
-                if rv and rv <= seen.get(name, 0):
+                name, rv, update = msg
+                had = seen.get(name, 0)
+                if rv and rv <= had:
                     continue
                 seen[name] = rv
+                data = update.for_viewer(had) if isinstance(update, Update) else update
             else:
                 data = msg
             async with asyncio.timeout(WRITE_TIMEOUT):
@@ -110,7 +112,8 @@ async def live_run(request: web.Request) -> web.StreamResponse:
 
     async def snapshot() -> tuple[bytes, dict[str, int]]:
         run = await get_run(kube, ns, name)
-        return sse("snapshot", await detail_of(kube, run)), {name: resource_version(run)}
+        detail = live_detail(await detail_of(kube, run))
+        return sse("snapshot", detail), {name: resource_version(run)}
 
     return await _stream(request, plural="workflowruns", ns=ns, shape="detail", match=match,
                          snapshot=snapshot)

@@ -20,6 +20,7 @@ class WebSettings:
     host: str = "0.0.0.0"  # a pod listens on its own address
     port: int = 8080
     viewer_queue: int = 256  # SSE messages a viewer may lag behind before it is dropped
+    viewer_queue_bytes: int = 16 << 20  # ... and bytes of them (a big run's are ~200 KiB)
     cookie_secure: bool = False  # behind TLS (Ingress): mark the login cookie Secure
 
 

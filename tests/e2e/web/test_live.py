@@ -104,11 +104,18 @@ def test_run_page_turns_green_live(web: WebServer, users: Users, kube: Kube) -> 
         headers = {"Authorization": f"Bearer {users.viewer}"}
         async with aiohttp.ClientSession(headers=headers) as session, session.get(url) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
+            phases: dict[str, str] = {}
             async for event, data in _events(r):
                 detail = data if event == "snapshot" else data.get("detail")
-                if not detail:
+                if detail:  # the whole detail (no `run` object in the live shape)
+                    assert "run" not in detail
+                    phases = {s["name"]: s["phase"] for s in detail["steps"]}
+                elif data.get("changes"):  # only the steps changed since the last message
+                    detail = data["changes"]
+                    phases = {**phases, **{s["name"]: s["phase"] for s in detail["steps"]}}
+                else:
                     continue
-                seen.append({s["name"]: s["phase"] for s in detail["steps"]})
+                seen.append(phases)
                 if detail["summary"]["phase"] == "Succeeded":
                     return seen
         return seen

@@ -546,6 +546,13 @@ function pageRun() {
     }
   }
 
+  // A live update is the run's summary and only the steps that changed since the version this
+  // page holds (the server sends the whole detail when the page is not at that version).
+  function withChanges(detail, changes) {
+    const fresh = new Map(changes.steps.map((s) => [s.name, s]));
+    return {...detail, summary: changes.summary, steps: detail.steps.map((s) => fresh.get(s.name) || s)};
+  }
+
   function onDetail(detail) {
     const previous = current;
     current = detail;
@@ -587,7 +594,11 @@ function pageRun() {
 
   live(API + "/live/runs/" + encodeURIComponent(runName), {
     snapshot: onDetail,
-    run: (d) => { if (d.type === "DELETED") flash("This run was deleted."); else onDetail(d.detail); },
+    run: (d) => {
+      if (d.type === "DELETED") flash("This run was deleted.");
+      else if (d.detail) onDetail(d.detail);
+      else if (d.changes && current) onDetail(withChanges(current, d.changes));
+    },
   });
   loadDeadLetters();
 }
