@@ -12,6 +12,7 @@ operator is not Ready, its webhook (failurePolicy Fail) refuses every run in the
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client
@@ -45,17 +47,22 @@ class Release:
                 "--set", f"image.repository={REPO}", "--set", f"image.tag={TAG}",
                 "--set", "image.pullPolicy=Never", "--wait", "--timeout", "180s",
                 # the roll test's webhook key sits in the release namespace
-                "--set", f"webhook.secretNamespaces[0]={self.namespace}", *extra]
+                "--set", f"webhook.secretNamespaces[0]={self.namespace}",
+                # the web UI and API server (issue 17) runs beside the operator
+                "--set", "ui.enabled=true", *extra]
+
+    def selector(self, component: str = "operator") -> str:
+        return f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component={component}"
 
     def operator_pods(self) -> list[dict[str, Any]]:
         out = self.cluster.kubectl("get", "pods", "-n", self.namespace, "-o", "json", "-l",
-                                   f"app.kubernetes.io/instance={self.name}").stdout
+                                   self.selector()).stdout
         pods: list[dict[str, Any]] = json.loads(out)["items"]
         return pods
 
     def deployment(self) -> dict[str, Any]:
         out = self.cluster.kubectl("get", "deployment", "-n", self.namespace, "-o", "json",
-                                   "-l", f"app.kubernetes.io/instance={self.name}").stdout
+                                   "-l", self.selector()).stdout
         (dep,) = json.loads(out)["items"]
         return dict(dep)
 
@@ -292,6 +299,45 @@ def test_helm_test_runs_a_one_step_workflow(cluster: ClusterUnderTest, release: 
             if r["spec"].get("workflowRef", {}).get("name") == hook] == ["Succeeded"]
 
 
+def test_ui_serves_its_api_through_the_service_proxy(
+    cluster: ClusterUnderTest, release: Release, kube: Kube
+) -> None:
+    """The chart's UI Deployment (ui.enabled) in a real pod: Ready, and through the API
+    server's service proxy (as `taskforge dlq` reaches it) it answers a ServiceAccount's token
+    by RBAC: its own namespace's workflows, 401 without a token, 403 for another namespace."""
+    out = cluster.kubectl("get", "deployment,service", "-n", release.namespace, "-o", "json",
+                          "-l", release.selector("ui")).stdout
+    objs = {o["kind"]: o for o in json.loads(out)["items"]}
+    ready = {c["type"]: c["status"] for c in objs["Deployment"]["status"]["conditions"]}
+    assert ready.get("Available") == "True", objs["Deployment"]["status"]
+    service = objs["Service"]["metadata"]["name"]
+
+    ns = kube.namespace
+    cluster.kubectl("create", "serviceaccount", "ui-viewer", "-n", ns)
+    cluster.kubectl("create", "role", "ui-viewer", "-n", ns, "--verb=get,list,watch",
+                    "--resource=workflows.taskforge.io,workflowruns.taskforge.io")
+    cluster.kubectl("create", "rolebinding", "ui-viewer", "-n", ns, "--role=ui-viewer",
+                    f"--serviceaccount={ns}:ui-viewer")
+    token = cluster.kubectl("create", "token", "ui-viewer", "-n", ns,
+                            "--duration=10m").stdout.strip()
+    kube.workflow("ui-probe", {"steps": [{"name": "s", "log": {"message": "hi"}}]})
+
+    cfg = cluster.api_client().configuration
+    proxy = (f"{cfg.host}/api/v1/namespaces/{release.namespace}/services/{service}:http"
+             "/proxy/api/v1/namespaces")
+    tls = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+    tls.load_cert_chain(cfg.cert_file, cfg.key_file)  # the admin may use the proxy
+    with httpx.Client(verify=tls, timeout=30) as http:
+        mine = http.get(f"{proxy}/{ns}/workflows", headers={"X-Taskforge-Token": token})
+        assert mine.status_code == 200, mine.text
+        assert "ui-probe" in [w["name"] for w in mine.json()["items"]]
+        anonymous = http.get(f"{proxy}/{ns}/workflows")
+        assert anonymous.status_code == 401, anonymous.text
+        other = http.get(f"{proxy}/{release.namespace}/workflows",
+                         headers={"X-Taskforge-Token": token})
+        assert other.status_code == 403, other.text
+
+
 def test_uninstall_removes_everything(cluster: ClusterUnderTest, release: Release) -> None:
     """Last in this module: the fixture's own uninstall then finds nothing to do."""
     run_helm(release.helm, "uninstall", release.name, "--namespace", release.namespace,
@@ -309,4 +355,5 @@ def test_uninstall_removes_everything(cluster: ClusterUnderTest, release: Releas
     while release.operator_pods():  # the garbage collector deletes it after its ReplicaSet
         assert time.monotonic() < deadline, "the operator pod outlived the uninstall"
         time.sleep(0.5)
+
 
