@@ -221,3 +221,15 @@ def test_the_graph_of_an_unpinned_spec_is_memoised_by_content() -> None:
     assert one is same
     other = views._layout_of(run, {"steps": [{"name": "q", "log": {"message": "x"}}]})
     assert other is not one and other.order == ["q"]
+
+
+def test_live_updates_of_an_unpinned_run_keep_the_snapshots_graph() -> None:
+    run = {"metadata": {"name": "r", "namespace": "a", "uid": "u5", "resourceVersion": "3"},
+           "spec": {"workflowRef": {"name": "w"}}, "status": {}}
+    render = DetailRenderer()
+    without = _sse_data(render("MODIFIED", run))  # type: ignore[arg-type]
+    assert without["detail"]["steps"] == [], "nothing pinned, nothing remembered: no graph"
+    render.remember_spec(run, SPEC)
+    again = render("MODIFIED", {**run, "metadata": {**run["metadata"], "resourceVersion": "4"}})
+    assert isinstance(again, bytes)  # the graph changed: the whole shape
+    assert [s["name"] for s in _sse_data(again)["detail"]["steps"]] == ["a", "b", "z"]

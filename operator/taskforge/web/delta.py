@@ -51,14 +51,31 @@ class DetailRenderer:
     def __init__(self, max_runs: int = 512) -> None:
         self.max_runs = max_runs
         self._seen: OrderedDict[tuple[str, str], _Seen] = OrderedDict()
+        self._specs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def remember_spec(self, run: dict[str, Any], spec: dict[str, Any] | None) -> None:
+        """The Workflow spec a viewer's snapshot used for a run that has not pinned one yet,
+        so updates before the operator pins it keep the same graph (the watch gives only the
+        run, and a render may not make requests)."""
+        uid = str((run.get("metadata") or {}).get("uid") or "")
+        if uid and spec is not None and views.followed_spec(run) is None:
+            self._specs[uid] = spec
+            while len(self._specs) > self.max_runs:
+                self._specs.popitem(last=False)
 
     def __call__(self, kind: str, run: dict[str, Any]) -> bytes | Update:
         meta = run.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        detail = live_detail(views.run_detail(run, views.followed_spec(run)))
+        spec = views.followed_spec(run)
+        if spec is None:
+            spec = self._specs.get(str(meta.get("uid") or ""))
+        else:
+            self._specs.pop(str(meta.get("uid") or ""), None)
+        detail = live_detail(views.run_detail(run, spec))
         full = sse("run", {"type": kind, "detail": detail})
         previous = self._seen.pop(key, None)
         if kind == "DELETED":
+            self._specs.pop(str(meta.get("uid") or ""), None)
             return full
         names = [str(s["name"]) for s in detail["steps"]]
         now = _Seen(resource_version(run), names, detail["edges"], detail["finally"],

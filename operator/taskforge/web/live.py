@@ -19,7 +19,7 @@ from taskforge.web import views
 from taskforge.web.auth import Check, require
 from taskforge.web.delta import DetailRenderer, live_detail
 from taskforge.web.hub import RESET, RESYNC, Hub, Renderer, Update, resource_version, sse
-from taskforge.web.reads import detail_of, get_run
+from taskforge.web.reads import get_run, spec_of
 from taskforge.web.state import KUBE_KEY, crd_path, name_arg
 
 HUB_KEY = web.AppKey("taskforge_hub", Hub)
@@ -112,7 +112,11 @@ async def live_run(request: web.Request) -> web.StreamResponse:
 
     async def snapshot() -> tuple[bytes, dict[str, int]]:
         run = await get_run(kube, ns, name)
-        detail = live_detail(await detail_of(kube, run))
+        spec = await spec_of(kube, run)
+        renderer = request.app[HUB_KEY].renderers.get("detail")
+        if isinstance(renderer, DetailRenderer):
+            renderer.remember_spec(run, spec)
+        detail = live_detail(views.run_detail(run, spec))
         return sse("snapshot", detail), {name: resource_version(run)}
 
     return await _stream(request, plural="workflowruns", ns=ns, shape="detail", match=match,

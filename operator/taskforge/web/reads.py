@@ -48,6 +48,11 @@ async def get_workflow(kube: KubeApi, namespace: str, name: str) -> dict[str, An
 
 
 async def detail_of(kube: KubeApi, run: dict[str, Any]) -> dict[str, Any]:
+    return views.run_detail(run, await spec_of(kube, run))
+
+
+async def spec_of(kube: KubeApi, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec the run follows: pinned in it, else its Workflow's current one."""
     spec = views.followed_spec(run)
     if spec is None and (ref := views.run_workflow(run)):
         try:
@@ -56,7 +61,7 @@ async def detail_of(kube: KubeApi, run: dict[str, Any]) -> dict[str, Any]:
             spec = wf.get("spec")
         except KubeError:
             spec = None  # deleted since: the run is still worth showing
-    return views.run_detail(run, spec)
+    return spec
 
 
 async def list_workflows(request: web.Request) -> web.Response:
