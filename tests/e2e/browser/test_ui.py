@@ -245,7 +245,8 @@ def test_taskforge_ui_local_mode_pages(ui: Browser, team: Team) -> None:
         ui.wait(lambda d: d.find_element(By.CSS_SELECTOR, "body").get_attribute("data-mode")
                 == "local", 10)
         ui.wait(lambda d: d.find_element(By.ID, "btn-cancel").is_displayed(), 20)
-        assert node_phases(ui)  # the graph came from this server's /ui/graph
+        # the graph came from this server's /ui/graph (drawn after the buttons: wait for it)
+        ui.wait(lambda d: node_phases(ui), 10)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
