@@ -6,6 +6,8 @@ One module per topic, helpers in stepkit.py:
 * test_step_script_log.py: script, log
 * test_step_container.py: container
 * test_step_notify.py: slack, email
+* test_approval.py: approval
+* test_flow.py: workflow (sub-workflows)
 
 Here: what holds for the config of any step, and the guard that keeps the list complete.
 """
@@ -39,5 +41,5 @@ def test_dollar_signs_in_step_config_reach_the_executor_unchanged(kube: Kube) ->
 
 def test_every_step_type_is_covered() -> None:
     """A new step type needs tests in a test_step_*.py module: compare with the API's list."""
-    covered = {"http", "script", "log", "container", "slack", "email"}
+    covered = {"http", "script", "log", "container", "slack", "email", "approval", "workflow"}
     assert set(STEP_TYPES) == covered
