@@ -1,42 +1,30 @@
 """What the commands know about runs: their workflow spec, step order, and new run manifests.
 
-The step order comes from the engine's DAG when `taskforge.engine.dag` is importable (the
-same order the operator plans in), else from the spec's own order; a CLI that must also
-run next to an older or partial engine should not depend on it.
+The step order, run manifests and the rules of a retry are the engine's (`engine/rerun.py`),
+shared with the web API, so `taskforge retry` and the UI's Retry make the same run.
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from pydantic import ValidationError
-
-from taskforge import API_VERSION
-from taskforge.api.workflow import WorkflowSpec
 from taskforge.cli.client import WORKFLOWS, Cluster
 from taskforge.cli.errors import CliError
-from taskforge.engine.naming import LABEL_WORKFLOW, label_value
+from taskforge.engine import dag
+from taskforge.engine.rerun import (
+    LABEL_RETRY_OF,
+    Layout,
+    RerunError,
+    layout,
+    retry_manifest,
+    run_manifest,
+)
 
-engine_dag: ModuleType | None
-try:
-    from taskforge.engine import dag as engine_dag
-except ImportError:  # pragma: no cover - the engine's DAG is optional for the CLI
-    engine_dag = None
-
-LABEL_RETRY_OF = "taskforge.io/retry-of"
-_GENERATE_NAME_MAX = 58  # 63 minus the 5 random characters the apiserver appends
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Steps in DAG order (finally steps last), which are finally steps, and their deps."""
-
-    order: list[str] = field(default_factory=list)
-    finally_steps: list[str] = field(default_factory=list)
-    deps: dict[str, list[str]] = field(default_factory=dict)
+engine_dag: ModuleType = dag  # `validate` checks specs with the operator's own DAG rules
+__all__ = ["LABEL_RETRY_OF", "Layout", "RetryPlan", "layout", "plan_retry", "run_manifest",
+           "spec_of"]
 
 
 def spec_of(cluster: Cluster, run: dict[str, Any]) -> dict[str, Any] | None:
@@ -54,55 +42,6 @@ def spec_of(cluster: Cluster, run: dict[str, Any]) -> dict[str, Any] | None:
         return None  # deleted since: the run is still worth showing
     found = workflow.get("spec")
     return found if isinstance(found, dict) else None
-
-
-def layout(spec: dict[str, Any] | None) -> Layout:
-    if not spec:
-        return Layout()
-
-    def names(key: str) -> list[str]:
-        return [str(s.get("name")) for s in spec.get(key) or [] if isinstance(s, dict)]
-
-    main, final = names("steps"), names("finally")
-    deps = {
-        str(s.get("name")): [str(d) for d in s.get("dependsOn") or []]
-        for key in ("steps", "finally")
-        for s in spec.get(key) or []
-        if isinstance(s, dict)
-    }
-    order = main + final
-    if engine_dag is not None:
-        # An invalid or newer spec keeps the spec's own order.
-        with contextlib.suppress(ValidationError, ValueError):
-            dag = engine_dag.build(WorkflowSpec.model_validate(spec))
-            order, final = list(dag.order), list(dag.final)
-    return Layout(order=order, finally_steps=final, deps=deps)
-
-
-def run_manifest(
-    *,
-    workflow: str,
-    name: str | None,
-    source: dict[str, Any],
-    params: dict[str, Any] | None,
-    trigger: str,
-    labels: dict[str, str] | None = None,
-    reuse: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """A WorkflowRun; `source` is {"workflowRef": ...} or {"workflowSpec": ...}."""
-    meta: dict[str, Any] = {
-        "labels": {LABEL_WORKFLOW: label_value(workflow), **(labels or {})},
-    }
-    if name:
-        meta["name"] = name
-    else:
-        meta["generateName"] = f"{workflow[:_GENERATE_NAME_MAX - 1].rstrip('-.')}-"
-    spec: dict[str, Any] = {**source, "trigger": {"type": trigger}}
-    if params:
-        spec["params"] = params
-    if reuse:
-        spec["reuseSteps"] = reuse
-    return {"apiVersion": API_VERSION, "kind": "WorkflowRun", "metadata": meta, "spec": spec}
 
 
 @dataclass(frozen=True)
@@ -126,59 +65,16 @@ def plan_retry(
     `when` may depend on a step that now runs again), finally steps always run again (they
     clean up and report), and `reuse_steps=False` (--no-reuse) runs everything again.
     """
-    old_name = old["metadata"]["name"]
-    status, spec = old.get("status") or {}, old.get("spec") or {}
-    phase = status.get("phase") or "Pending"
-    if phase == "Succeeded":
-        raise CliError(f"run {old_name!r} succeeded: nothing to retry")
-    if phase not in ("Failed", "Cancelled"):
-        raise CliError(
-            f"run {old_name!r} is still {phase}: wait for it to end or cancel it first"
-        )
-    if spec.get("workflowRef"):
-        source: dict[str, Any] = {"workflowRef": spec["workflowRef"]}
-    elif spec.get("workflowSpec"):
-        source = {"workflowSpec": spec["workflowSpec"]}
-    else:
-        raise CliError(f"run {old_name!r} has neither workflowRef nor workflowSpec")
     wf_spec = spec_of(cluster, old)
-    steps_layout = layout(wf_spec)
-    finals = set(steps_layout.finally_steps)
-    steps: dict[str, Any] = status.get("steps") or {}
-    ordered = [n for n in steps_layout.order if n in steps] + [
-        n for n in steps if n not in steps_layout.order
-    ]
-    reuse: list[dict[str, Any]] = []
-    rerun: list[str] = []
-    no_reuse = {str(s.get("name")) for s in (wf_spec or {}).get("steps") or []
-                if isinstance(s, dict) and s.get("reuseOnRetry") is False}
-    reused: set[str] = set()
-    for step in ordered:
-        if step in finals:
-            continue
-        st = steps[step] or {}
-        if (reuse_steps and st.get("phase") == "Succeeded" and step not in no_reuse
-                and all(d in reused for d in steps_layout.deps.get(step, []))):
-            reused.add(step)
-            entry: dict[str, Any] = {"name": step}
-            if st.get("outputs") is not None:
-                entry["outputs"] = st["outputs"]
-            reuse.append(entry)
-        else:
-            rerun.append(step)
-    workflow = (old["metadata"].get("labels") or {}).get(LABEL_WORKFLOW) or (
-        (spec.get("workflowRef") or {}).get("name") or old_name
-    )
-    manifest = run_manifest(
-        workflow=str(workflow),
-        name=name,
-        source=source,
-        params=spec.get("params"),
-        trigger="retry",
-        labels={LABEL_RETRY_OF: label_value(old_name)},
-        reuse=reuse,
-    )
-    return RetryPlan(manifest, [r["name"] for r in reuse], rerun, _drift(cluster, old))
+    try:
+        manifest, reused = retry_manifest(old, wf_spec, name, reuse_steps=reuse_steps)
+    except RerunError as exc:
+        raise CliError(str(exc)) from exc
+    graph = layout(wf_spec)
+    steps: dict[str, Any] = (old.get("status") or {}).get("steps") or {}
+    ordered = [n for n in graph.order if n in steps] + [n for n in steps if n not in graph.order]
+    rerun = [n for n in ordered if n not in graph.finally_steps and n not in reused]
+    return RetryPlan(manifest, reused, rerun, _drift(cluster, old))
 
 
 def _drift(cluster: Cluster, old: dict[str, Any]) -> str | None:

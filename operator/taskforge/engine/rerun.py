@@ -81,17 +81,20 @@ def run_manifest(
 
 
 def retry_manifest(
-    old: dict[str, Any], followed: dict[str, Any] | None, name: str | None = None
+    old: dict[str, Any], followed: dict[str, Any] | None, name: str | None = None, *,
+    reuse_steps: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
     """The new run retrying `old` (which followed the workflow spec `followed`) and the
-    names of the steps it reuses."""
+    names of the steps it reuses (none with `reuse_steps=False`, `taskforge retry --no-reuse`).
+    Used by `taskforge retry` (cli/runs.plan_retry) and the web API's retry."""
     old_name = str(old["metadata"]["name"])
     status, spec = old.get("status") or {}, old.get("spec") or {}
     phase = status.get("phase") or "Pending"
     if phase == "Succeeded":
         raise RerunError(f"run {old_name!r} succeeded: nothing to retry")
     if phase not in ("Failed", "Cancelled"):
-        raise RerunError(f"run {old_name!r} is still {phase}: wait for it to end or cancel it")
+        raise RerunError(
+            f"run {old_name!r} is still {phase}: wait for it to end or cancel it first")
     if spec.get("workflowRef"):
         source: dict[str, Any] = {"workflowRef": spec["workflowRef"]}
     elif spec.get("workflowSpec"):
@@ -108,7 +111,8 @@ def retry_manifest(
     reused: set[str] = set()
     for step in ordered:
         st = steps[step] or {}
-        if (step not in finals and st.get("phase") == "Succeeded" and step not in no_reuse
+        if (reuse_steps and step not in finals and st.get("phase") == "Succeeded"
+                and step not in no_reuse
                 and all(d in reused for d in graph.deps.get(step, []))):
             reused.add(step)
             entry: dict[str, Any] = {"name": step}
