@@ -42,7 +42,9 @@ the next poll.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from taskforge.adapters.redis_client import (
     RedisBusyError,
@@ -260,13 +262,18 @@ class Slots:
         if max_active < 1 or ttl <= 0 or rank < 0:
             raise ValueError(f"bad slot request max={max_active} ttl={ttl} rank={rank}")
         redis_key = self.key(key)
+        reply = await self._run_or_degrade(key, lambda: self._acquire(
+            keys=[redis_key], args=[holder, max_active, _ms(ttl), rank]))
+        if isinstance(reply, SlotGrant):
+            return reply
+        acquired, active, wait_ms = (int(x) for x in reply)
+        return SlotGrant(bool(acquired), active, max(wait_ms, 0) / 1000.0)
+
+    async def _run_or_degrade(self, key: str, script: Callable[[], Any]) -> Any:
+        """The script's reply, or the grant the outage policy gives when Redis is busy or
+        away (closed: refused with the configured retry; open: admitted, degraded)."""
         try:
-            reply = await self._conn.run(
-                lambda: self._acquire(
-                    keys=[redis_key], args=[holder, max_active, _ms(ttl), rank]
-                ),
-                f"slot {key!r}",
-            )
+            return await self._conn.run(script, f"slot {key!r}")
         except RedisBusyError as err:
             log.debug("slot %r not checked (busy): %s", key, err)
             return SlotGrant(False, 0, self._conn.settings.closed_retry_after, busy=True)
@@ -276,8 +283,6 @@ class Slots:
             if settings.rate_limit_policy == "open":
                 return SlotGrant(True, 0, 0.0, degraded=True)
             return SlotGrant(False, 0, settings.closed_retry_after, degraded=True)
-        acquired, active, wait_ms = (int(x) for x in reply)
-        return SlotGrant(bool(acquired), active, max(wait_ms, 0) / 1000.0)
 
     async def acquire_queued(
         self,
@@ -298,19 +303,9 @@ class Slots:
         keys = self._keys(key)
         args: list[str | int] = [holder, max_active, _ms(ttl), priority_band(priority),
                                  _ms(place_ttl)]
-        try:
-            reply = await self._conn.run(
-                lambda: self._queued(keys=keys, args=args), f"slot {key!r}"
-            )
-        except RedisBusyError as err:
-            log.debug("slot %r not checked (busy): %s", key, err)
-            return SlotGrant(False, 0, self._conn.settings.closed_retry_after, busy=True)
-        except RedisUnavailableError as err:
-            settings = self._conn.settings
-            log.debug("slot %r degraded (%s): %s", key, settings.rate_limit_policy, err)
-            if settings.rate_limit_policy == "open":
-                return SlotGrant(True, 0, 0.0, degraded=True)
-            return SlotGrant(False, 0, settings.closed_retry_after, degraded=True)
+        reply = await self._run_or_degrade(key, lambda: self._queued(keys=keys, args=args))
+        if isinstance(reply, SlotGrant):
+            return reply
         acquired, active, wait_ms, ahead = (int(x) for x in reply)
         return SlotGrant(bool(acquired), active, max(wait_ms, 0) / 1000.0, ahead=ahead)
 
