@@ -28,21 +28,20 @@ RUN_PHASES = ("Pending", "Waiting", "Running", "Succeeded", "Failed", "Cancelled
 
 
 async def get_run(kube: KubeApi, namespace: str, name: str) -> dict[str, Any]:
-    try:
-        return await kube.request("GET", crd_path(namespace, "workflowruns", name))
-    except KubeError as exc:
-        if exc.status == 404:
-            raise ApiError(404, f"workflowrun {name!r} not found in namespace"
-                           f" {namespace!r}") from None
-        raise
+    return await _get(kube, namespace, "workflowruns", name)
 
 
 async def get_workflow(kube: KubeApi, namespace: str, name: str) -> dict[str, Any]:
+    return await _get(kube, namespace, "workflows", name)
+
+
+async def _get(kube: KubeApi, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    """One object; a missing one is a 404 that names it (`workflowrun 'x' not found ...`)."""
     try:
-        return await kube.request("GET", crd_path(namespace, "workflows", name))
+        return await kube.request("GET", crd_path(namespace, plural, name))
     except KubeError as exc:
         if exc.status == 404:
-            raise ApiError(404, f"workflow {name!r} not found in namespace"
+            raise ApiError(404, f"{plural[:-1]} {name!r} not found in namespace"
                            f" {namespace!r}") from None
         raise
 
