@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +21,7 @@ import yaml
 from demo import install_crds, kubectl, start_operator
 from localcluster.cluster import LocalCluster
 from localcluster.process import free_port
+from localcluster.webserver import start_web_server
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -112,19 +112,10 @@ class Stage:
                    TASKFORGE_UI_HOST="127.0.0.1", TASKFORGE_UI_PORT=str(port))
         if self.cluster.redis_url:
             env["REDIS_URL"] = self.cluster.redis_url
-        proc = subprocess.Popen([sys.executable, "-m", "taskforge.web"], env=env,
-                                stdout=(self.workdir / "web.log").open("wb"),
-                                stderr=subprocess.STDOUT)
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise SystemExit(f"the web server exited; see {self.workdir / 'web.log'}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("the web server did not come up in 30 s")
+        try:
+            return start_web_server(env, self.url, self.workdir / "web.log")
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from exc
 
     def kubectl(self, *args: str) -> str:
         return kubectl(self.cluster, *args)

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from localcluster.webserver import start_web_server, stop_web_server
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -69,34 +66,13 @@ class WebServer:
                    TASKFORGE_UI_PORT=str(self.port), TASKFORGE_LOG_LEVEL="INFO")
         if redis_url:
             env["REDIS_URL"] = redis_url
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "taskforge.web"], env=env,
-            stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"web server exited:\n{self.logs()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"web server not up in 30s:\n{self.logs()[-4000:]}")
-            time.sleep(0.1)
+        self.proc = start_web_server(env, self.url, self.log_path)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_web_server(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ import httpx
 import pytest
 from kubernetes import client
 from localcluster.testing import ClusterUnderTest
+from localcluster.webserver import start_web_server, stop_web_server
 
 from tests.e2e.cli_kit import install_crds
 from tests.e2e.operator.conftest import Kube, OperatorProcess
@@ -56,21 +54,7 @@ class WebServer:
                    TASKFORGE_UI_PORT=str(self.port), TASKFORGE_UI_HOST="0.0.0.0",
                    TASKFORGE_UI_VIEWER_QUEUE="64")
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "taskforge.web"], env=env,
-                                     stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"web server exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"web server not up in 30 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        self.proc = start_web_server(env, self.url, log)
 
     def metric(self, name: str, labels: str = "") -> float:
         text = httpx.get(f"{self.url}/metrics", timeout=5).text
@@ -80,13 +64,7 @@ class WebServer:
         return 0.0
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_web_server(self.proc)
 
 
 @pytest.fixture(scope="package")
