@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskforge import GROUP
+from taskforge.cli.archive import ArchiveUrlOpt
 from taskforge.cli.errors import CliError
 from taskforge.cli.options import RUNS, WORKFLOWS, ContextOpt, KubeconfigOpt, NamespaceOpt
+from taskforge.cli.webapi import DEFAULT_SERVICE, ServerOpt, ServiceOpt, TokenOpt
 
 if TYPE_CHECKING:  # `list --help` must not load rich or the client: imported in bodies
     from rich.table import Table
@@ -200,10 +202,14 @@ def list_(
         bool, typer.Option("--all-namespaces", "-A", help="List across all namespaces.")
     ] = False,
     archived: Annotated[
-        bool, typer.Option("--archived", help="Runs from the run archive (PostgreSQL, via"
-                           " TASKFORGE_ARCHIVE_URL: an admin path), also those deleted from"
-                           " the cluster.")
+        bool, typer.Option("--archived", help="Runs from the run archive, also those deleted"
+                           " from the cluster (through the web API, as your RBAC allows;"
+                           " -A needs the admin --archive-url).")
     ] = False,
+    server: ServerOpt = None,
+    service: ServiceOpt = DEFAULT_SERVICE,
+    token: TokenOpt = None,
+    archive_url: ArchiveUrlOpt = None,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
@@ -225,9 +231,14 @@ def list_(
     if archived:
         if plural != RUNS or watch:
             raise CliError("--archived lists runs, without --watch")
-        from taskforge.cli.archive import list_archived  # noqa: PLC0415
+        if selector or field_selector:
+            raise CliError("--archived filters by --workflow and --phase, not by selectors")
+        from taskforge.cli.archive import list_archived, source  # noqa: PLC0415
 
-        list_archived(None if all_namespaces else cluster.namespace, workflow, phase or [],
+        src = source(ctx, context, kubeconfig, server=server, service=service, token=token,
+                     archive_url=archive_url)
+        list_archived(src, None if all_namespaces else cluster.namespace, workflow,
+                      [p.capitalize() for p in phase or []],
                       output.value if output else None, no_headers=no_headers)
         return
     printer = _Printer(cluster, plural, output, no_headers, all_namespaces)

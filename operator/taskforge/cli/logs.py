@@ -18,9 +18,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from taskforge.cli.archive import (
+    ArchiveSource,
+    ArchiveUrlOpt,
+    Found,
+    UidOpt,
+    fallback_error,
+    logs_archived,
+    source,
+)
 from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError, describe
 from taskforge.cli.options import RUNS, ContextOpt, KubeconfigOpt, NamespaceOpt
+from taskforge.cli.webapi import DEFAULT_SERVICE, ServerOpt, ServiceOpt, TokenOpt
 
 if TYPE_CHECKING:  # `logs --help` must not load the client: imported in bodies
     from taskforge.cli.client import Cluster
@@ -123,11 +133,18 @@ def _stream(cluster: Cluster, pod: StepPod, writer: _Writer, follow: bool) -> No
         writer.note(f"{pod.step}: {message}")
 
 
-def _archived(namespace: str, run: str, step: str | None, attempt: int | None) -> bool:
-    """Print the logs the run archive kept (cli/archive.py); False when there are none."""
-    from taskforge.cli.archive import logs_archived  # noqa: PLC0415
-
-    return logs_archived(namespace, run, step, attempt)
+def _archived(src: ArchiveSource, namespace: str, run: str, step: str | None,
+              attempt: int | None, *, uid: str | None, missing: CliError) -> bool:
+    """Print the logs the run archive kept (cli/archive.py); False when it has none, or
+    there is no API to ask. `missing`: the error given, with the archive's reason, when the
+    archive cannot be read."""
+    try:
+        return logs_archived(src, namespace, run, step, attempt, uid=uid) is Found.SHOWN
+    except CliError as why:
+        error = fallback_error(missing, why, src)
+        if error is missing:  # no API to ask here: as without an archive
+            return False
+        raise error from None
 
 
 def logs(
@@ -148,20 +165,31 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream new output until the run ends.")
     ] = False,
+    uid: UidOpt = None,
+    server: ServerOpt = None,
+    service: ServiceOpt = DEFAULT_SERVICE,
+    token: TokenOpt = None,
+    archive_url: ArchiveUrlOpt = None,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Print the logs of a run's step pods (the latest attempt of each by default)."""
+    """Print the logs of a run's step pods (the latest attempt of each by default). When the
+    run, its Jobs or its pods are gone, the logs the run archive kept (through the web API)."""
     from taskforge.cli.client import connect  # noqa: PLC0415
     from taskforge.cli.runs import layout, spec_of  # noqa: PLC0415
     from taskforge.engine.naming import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, label_value  # noqa: PLC0415
 
     cluster = connect(ctx, namespace, context, kubeconfig)
+    src = source(ctx, context, kubeconfig, server=server, service=service, token=token,
+                 archive_url=archive_url)  # connects to the API only when asked
+
     try:
         obj = cluster.get(RUNS, run)
-    except CliError:  # gone from the cluster: the run archive may hold its logs
-        if _archived(cluster.namespace, run, step, attempt):
+        if uid and obj["metadata"].get("uid") != uid:  # an earlier run of that name
+            raise CliError(f"run {run!r} in the cluster has another uid than {uid}")
+    except CliError as exc:  # gone from the cluster: the run archive may hold its logs
+        if _archived(src, cluster.namespace, run, step, attempt, uid=uid, missing=exc):
             return
         raise
     lay = layout(spec_of(cluster, obj))
@@ -185,17 +213,25 @@ def logs(
         return
     pods = sorted(_latest(_step_pods(cluster.pods(selector), names)), key=rank)
     if not pods:
+        from taskforge.cli.render import is_terminal  # noqa: PLC0415
+
         if step is None:
-            if _archived(cluster.namespace, run, None, attempt):  # Jobs deleted by their TTL
+            # An ended run's pods went with their Jobs' TTL: the archive may have the logs.
+            # A run that has not started any pod yet is not worth a call to the API.
+            if is_terminal(obj) and _archived(src, cluster.namespace, run, None, attempt, uid=uid,
+                                              missing=CliError(f"run {run} has no step pods")):
                 return
-            writer.note(f"run {run} has no step pods yet")
+            writer.note(f"run {run} has no step pods" + ("" if is_terminal(obj) else " yet"))
             return
         st = statuses.get(step) or {}
         what = f"attempt {attempt}" if attempt else f"step {step!r}"
         why = "its result was reused" if st.get("reused") else f"it is {st.get('phase', 'Pending')}"
-        if _archived(cluster.namespace, run, step, attempt):  # the Job's TTL deleted it
-            return
-        raise CliError(f"no pod for {what} of run {run!r}: {why}, or its Job was deleted")
+        missing = CliError(f"no pod for {what} of run {run!r}: {why}, or its Job was deleted")
+        ended = st.get("phase") in ("Succeeded", "Failed", "Cancelled", "TimedOut", "Skipped")
+        if (ended or is_terminal(obj) or attempt) and not st.get("reused") and _archived(
+                src, cluster.namespace, run, step, attempt, uid=uid, missing=missing):
+            return  # the Job's TTL deleted it: the archive had the log
+        raise missing
     for pod in pods:
         if not pod.started:
             writer.note(f"{pod.step}: attempt {pod.attempt} has not started yet")

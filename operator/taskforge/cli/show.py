@@ -10,9 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskforge import GROUP
+from taskforge.cli.archive import (
+    ArchiveUrlOpt,
+    Found,
+    UidOpt,
+    fallback_error,
+    show_archived,
+    source,
+)
 from taskforge.cli.completion import run_names
 from taskforge.cli.errors import CliError
 from taskforge.cli.options import RUNS, ContextOpt, KubeconfigOpt, NamespaceOpt
+from taskforge.cli.webapi import DEFAULT_SERVICE, ServerOpt, ServiceOpt, TokenOpt
 
 if TYPE_CHECKING:  # `get --help` must not load the client: imported in the body
     from taskforge.cli.client import Cluster
@@ -71,11 +80,17 @@ def get(
                            " step's share of status are kept in a ConfigMap; status holds a"
                            " summary).")
     ] = False,
+    uid: UidOpt = None,
+    server: ServerOpt = None,
+    service: ServiceOpt = DEFAULT_SERVICE,
+    token: TokenOpt = None,
+    archive_url: ArchiveUrlOpt = None,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Show a run: phase, workflow, params, conditions, and its steps in DAG order."""
+    """Show a run: phase, workflow, params, conditions, and its steps in DAG order. A run
+    gone from the cluster is shown from the run archive (through the web API), if kept."""
     from taskforge.cli.client import connect  # noqa: PLC0415
     from taskforge.cli.render import console, emit, run_view  # noqa: PLC0415
     from taskforge.cli.runs import layout, spec_of  # noqa: PLC0415
@@ -83,10 +98,17 @@ def get(
     cluster = connect(ctx, namespace, context, kubeconfig)
     try:
         obj = cluster.get(RUNS, run)
-    except CliError:  # gone from the cluster: the run archive may hold it (cli/archive.py)
-        from taskforge.cli.archive import show_archived  # noqa: PLC0415
-
-        if show_archived(cluster.namespace, run, output.value if output else None):
+        if uid and obj["metadata"].get("uid") != uid:  # an earlier run of that name
+            raise CliError(f"run {run!r} in the cluster has another uid than {uid}")
+    except CliError as exc:  # gone from the cluster: the run archive may hold it
+        src = source(ctx, context, kubeconfig, server=server, service=service, token=token,
+                     archive_url=archive_url)
+        try:
+            found = show_archived(src, cluster.namespace, run,
+                                  output.value if output else None, uid)
+        except CliError as why:
+            raise fallback_error(exc, why, src) from None
+        if found is Found.SHOWN:
             return
         raise
     if results:

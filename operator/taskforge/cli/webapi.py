@@ -1,4 +1,5 @@
-"""A client of the Taskforge web API (`taskforge.web`) for the CLI: `taskforge dlq` uses it.
+"""A client of the Taskforge web API (`taskforge.web`) for the CLI: `taskforge dlq` and the
+run archive's reads (`list runs --archived`, the `get`/`logs` fallbacks: cli/archive.py) use it.
 
 Two ways to reach the server:
 
@@ -85,6 +86,17 @@ def _bearer(config: SingleConfig) -> str | None:
     return header[7:] if header.lower().startswith("bearer ") else None
 
 
+class ApiCallError(CliError):
+    """The API answered an error. `status` is its HTTP status (0: not reached); `ours` is
+    true when the Taskforge server itself answered (its JSON error shape), false when the
+    answer came from on the way (the API server's proxy: no such Service, no right)."""
+
+    def __init__(self, message: str, status: int = 0, *, ours: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.ours = ours
+
+
 @dataclass
 class WebApi:
     http: httpx2.Client
@@ -131,7 +143,7 @@ class WebApi:
         try:
             response = self.http.request(method, self.prefix + path, params=params, json=json)
         except httpx2.HTTPError as exc:
-            raise CliError(f"cannot reach the Taskforge API at {self.where}: {exc}") from None
+            raise ApiCallError(f"cannot reach the Taskforge API at {self.where}: {exc}") from None
         if response.status_code < 300:
             return response.json()
         try:
@@ -140,10 +152,11 @@ class WebApi:
             body = {}
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict) and error.get("message"):
-            raise CliError(str(error["message"]))
+            raise ApiCallError(str(error["message"]), response.status_code, ours=True)
         message = body.get("message") if isinstance(body, dict) else None
-        raise CliError(f"the Taskforge API at {self.where} answered {response.status_code}:"
-                       f" {message or response.text[:200] or response.reason_phrase}")
+        raise ApiCallError(f"the Taskforge API at {self.where} answered {response.status_code}:"
+                           f" {message or response.text[:200] or response.reason_phrase}",
+                           response.status_code)
 
     def close(self) -> None:
         self.http.close()

@@ -5,8 +5,9 @@ Cluster mode, configured by the environment: TASKFORGE_UI_HOST (default 0.0.0.0)
 TASKFORGE_UI_PORT (8080), TASKFORGE_UI_COOKIE_SECURE (true behind TLS),
 TASKFORGE_UI_VIEWER_QUEUE (256 messages) and TASKFORGE_UI_VIEWER_QUEUE_BYTES (16 MiB): how far
 a live viewer may lag before it is dropped, REDIS_URL and the TASKFORGE_REDIS_* variables (dead
-letters, read as the operator reads them), and the in-cluster ServiceAccount (else KUBECONFIG) for
-TokenReview, SubjectAccessReview and reads.
+letters, read as the operator reads them), TASKFORGE_ARCHIVE_URL (the run archive, the
+operator's variable; unset: the archive endpoints answer 501), and the in-cluster
+ServiceAccount (else KUBECONFIG) for TokenReview, SubjectAccessReview and reads.
 
 Local mode (`--local [--kubeconfig F] [--context C] [--port N]`): 127.0.0.1, the kubeconfig's
 identity for everything, a random secret in the printed URL. Dead letters need REDIS_URL

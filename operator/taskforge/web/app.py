@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from taskforge.adapters.redis_client import RedisConnection, RedisSettings
-from taskforge.web import actions, deadletters, live, reads
+from taskforge.web import actions, archive, deadletters, live, reads
 from taskforge.web.auth import (
     ACCESS_KEY,
     COOKIE,
@@ -150,7 +150,7 @@ def create_app(
     app.router.add_get("/api/v1/login", login)
     app.router.add_post("/api/v1/logout", logout)
     app.router.add_get("/api/v1/namespaces/{ns}/permissions", permissions)
-    for module in (reads, actions, deadletters, live):
+    for module in (reads, actions, deadletters, archive, live):
         module.add_routes(app)
     for hook in _default_pages() if pages is None else pages:
         hook(app)

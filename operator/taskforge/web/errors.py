@@ -21,7 +21,7 @@ log = logging.getLogger("taskforge.web")
 
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
            405: "MethodNotAllowed", 409: "Conflict", 410: "Gone", 413: "TooLarge",
-           422: "Invalid", 500: "InternalError", 503: "Unavailable"}
+           422: "Invalid", 500: "InternalError", 501: "NotConfigured", 503: "Unavailable"}
 
 
 class ApiError(Exception):
