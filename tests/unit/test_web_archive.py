@@ -91,9 +91,10 @@ class _Everyone(Access):
         return check.namespace != "forbidden"
 
 
-async def _client(url: str | None) -> tuple[TestClient[web.Request, web.Application], _Everyone]:
+async def _client(url: str | None, *, pages: bool = False
+                  ) -> tuple[TestClient[web.Request, web.Application], _Everyone]:
     access = _Everyone()
-    app = create_app(WebSettings(), access.kube, access, None, pages=[])
+    app = create_app(WebSettings(), access.kube, access, None, pages=None if pages else [])
     app[archive.ARCHIVE_KEY] = archive.ArchiveBackend(url)  # not the environment's
     client = TestClient(TestServer(app))
     await client.start_server()
@@ -135,6 +136,34 @@ def test_an_unreachable_archive_is_a_503_without_the_password() -> None:
             text = await got.text()
             assert got.status == 503 and "run archive is unavailable" in text, text
             assert "s3cret-pw" not in text
+        finally:
+            await client.close()
+    asyncio.run(go())
+
+
+def test_archive_pages_are_shells_behind_login() -> None:
+    async def go() -> None:
+        client, _ = await _client(None, pages=True)  # create_app's default page hooks
+        try:
+            anon = await client.get("/namespaces/a/archive", allow_redirects=False)
+            assert anon.status == 302 and anon.headers["Location"].startswith("/login?next=")
+            headers = {"Authorization": "Bearer t"}
+            listed = await client.get("/namespaces/a/archive?phase=Failed&phase=Running",
+                                      headers=headers)
+            html = await listed.text()
+            assert listed.status == 200 and "From the run archive" in html
+            assert 'data-phases="Failed"' in html, "only archived phases are kept"
+            assert "archive.js" in html and 'aria-current="page">Archive</a>' in html
+            one = await client.get("/namespaces/a/archive/r-1?uid=abc-1", headers=headers)
+            text = await one.text()
+            assert one.status == 200 and 'data-uid="abc-1"' in text
+            assert "From the run archive" in text
+            bad = await client.get("/namespaces/a/archive/r-1?uid=%3Cscript%3E",
+                                   headers=headers)
+            assert bad.status == 400
+            assert (await client.get("/namespaces/A_B/archive", headers=headers)).status == 404
+            runs = await (await client.get("/namespaces/a/runs", headers=headers)).text()
+            assert 'href="/namespaces/a/archive">Archive</a>' in runs, "the nav link"
         finally:
             await client.close()
     asyncio.run(go())

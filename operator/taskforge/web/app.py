@@ -121,14 +121,19 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def _default_pages() -> list[PageHook]:
-    try:
-        module = importlib.import_module("taskforge.web.pages")
-    except ModuleNotFoundError as exc:
-        if exc.name != "taskforge.web.pages":
-            raise
-        return []
-    hook: Any = getattr(module, "add_pages", None)
-    return [hook] if callable(hook) else []
+    """The UI's page modules that exist: the live pages, and the run archive's."""
+    hooks: list[PageHook] = []
+    for name in ("taskforge.web.pages", "taskforge.web.archive_pages"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        hook: Any = getattr(module, "add_pages", None)
+        if callable(hook):
+            hooks.append(hook)
+    return hooks
 
 
 def create_app(
