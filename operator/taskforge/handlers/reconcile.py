@@ -140,8 +140,8 @@ class RunReconciler(RunFailures):
         if not pinned or not uid:
             return WorkflowRun.model_validate(body)
         spec = self._pinned.get(uid)
-        if spec is None:
-            spec = WorkflowSpec.model_validate(pinned)
+        if spec is None:  # one model per Workflow generation when the store shares the spec
+            spec = self.store.specs.parsed(pinned) or WorkflowSpec.model_validate(pinned)
             self._pinned[uid] = spec
         rest = {k: v for k, v in status.items() if k != "workflowSpec"}
         run = WorkflowRun.model_validate({**body, "status": rest})

@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from taskforge.adapters.jobs import observe_job
+from taskforge.api import WorkflowSpec
 from taskforge.engine.facts import ObservedJob
 
 Key = tuple[str, str]
@@ -59,9 +60,86 @@ def _owned_by_run(body: dict[str, Any]) -> bool:
                for r in (body.get("metadata") or {}).get("ownerReferences") or [])
 
 
+PinKey = tuple[str, str, str]  # namespace, Workflow uid, generation
+
+
+def _pin_key(namespace: str, status: dict[str, Any]) -> PinKey | None:
+    pinned = status.get("workflow")
+    if not isinstance(pinned, dict) or not pinned.get("uid") or pinned.get("generation") is None:
+        return None  # an inline spec, or not pinned yet
+    return namespace, str(pinned["uid"]), str(pinned["generation"])
+
+
+class SharedSpecs:
+    """One copy of each pinned spec for all the cached runs of a Workflow generation.
+
+    Every run pins a copy of its Workflow's spec in its status, and every watch event brings
+    a freshly decoded one: 10,000 runs of one Workflow held 10,000 equal copies. A run's copy
+    is swapped for the shared one only when it is equal to it (status is hostile input like
+    any field: a run whose pinned spec was edited keeps its own). Counted by the runs using
+    it, dropped with the last one. The reconciler's parsed model of it is shared the same way
+    (`parsed`), and with it the DAG the engine caches per model.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[PinKey, list[Any]] = {}  # key -> [spec, runs using it, model]
+        self._by_id: dict[int, PinKey] = {}  # id(spec) -> key; the entry keeps spec alive
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def parsed(self, spec: dict[str, Any]) -> WorkflowSpec | None:
+        """The model of a shared spec, validated once for all the runs sharing it (raises
+        as `model_validate` does); None when `spec` is not a shared one."""
+        key = self._by_id.get(id(spec))
+        entry = self._entries.get(key) if key is not None else None
+        if entry is None or entry[0] is not spec:
+            return None
+        if entry[2] is None:
+            entry[2] = WorkflowSpec.model_validate(spec)
+        model: WorkflowSpec = entry[2]
+        return model
+
+    def share(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The body with the shared spec (a new dict; the given one is not changed), counted
+        as one more user; the body itself when its spec is not shared."""
+        status = body.get("status")
+        if not isinstance(status, dict):
+            return body
+        spec = status.get("workflowSpec")
+        key = _pin_key(namespace, status)
+        if not isinstance(spec, dict) or key is None:
+            return body
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = [spec, 0, None]
+            self._by_id[id(spec)] = key
+        elif entry[0] is not spec and entry[0] != spec:
+            return body  # the same generation pinned with other content: keep its own
+        entry[1] += 1
+        if entry[0] is spec:
+            return body
+        return {**body, "status": {**status, "workflowSpec": entry[0]}}
+
+    def release(self, namespace: str, body: dict[str, Any] | None) -> None:
+        """A body that `share` counted leaves the cache."""
+        status = (body or {}).get("status")
+        if not isinstance(status, dict):
+            return
+        key = _pin_key(namespace, status)
+        entry = self._entries.get(key) if key is not None else None
+        if key is None or entry is None or entry[0] is not status.get("workflowSpec"):
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._entries[key]
+            del self._by_id[id(entry[0])]
+
+
 class Store:
     def __init__(self) -> None:
         self.runs: dict[Key, dict[str, Any]] = {}
+        self.specs = SharedSpecs()
         self.workflows: dict[Key, dict[str, Any]] = {}
         # (namespace, workflow) -> names of its runs, and of those not started / not pinned.
         # Every finished run asks for the waiting runs of its workflow: a scan of all runs
@@ -87,8 +165,9 @@ class Store:
     # -- runs ---------------------------------------------------------------
     def put_run(self, key: Key, body: dict[str, Any] | None) -> None:
         if body is not None:
-            body = without_managed_fields(body)
+            body = self.specs.share(key[0], without_managed_fields(body))
         old = self.runs.get(key)
+        self.specs.release(key[0], old)
         self._index_run(key, old, body)
         if body is None and old is not None and _owned_by_run(old):
             self._remember_gone(key, old)
@@ -101,6 +180,17 @@ class Store:
                 self._observed.pop((key[0], name), None)
         else:
             self.runs[key] = body
+            self._caught_up(key, body)
+
+    def _caught_up(self, key: Key, body: dict[str, Any]) -> None:
+        """Drop our last write's body once the watch has shown any other version than the one
+        it was based on: `run()` would prefer the watched body from then on anyway. Left for
+        `run()` to drop, it stayed as long as the run had no further reconcile: a second
+        copy of every quiet run's body (issue 14, memory with 10,000 active runs)."""
+        written = self._written.get(key)
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        if written is not None and rv != written[0]:
+            del self._written[key]
 
     def _index_run(self, key: Key, old: dict[str, Any] | None,
                    new: dict[str, Any] | None) -> None:
