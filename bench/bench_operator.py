@@ -42,6 +42,8 @@ Usage: .venv/bin/python bench/bench_operator.py [SCENARIO ...] [--record] [--kee
   --record   append a dated section with the tables to bench/RESULTS.md
   --keep     keep the temp dir (cluster and operator logs) and print where it is
   --profile  run the operator under cProfile (all scenarios but memory); print its top functions
+  --memdump  memory scenarios: the operator under tracemalloc, dumped idle and loaded; prints
+             the memory per active run by allocation site and by holder (memprofile.py)
 Exit status: 0 when every scenario ran (targets missed or not), 1 when one failed to run,
 2 with --strict when a target was missed.
 """
@@ -98,6 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--throughput-timeout", type=float, default=150.0)
     p.add_argument("--memory-runs", type=int, default=1000)
     p.add_argument("--memory-10k-runs", type=int, default=10_000)
+    p.add_argument("--memdump", action="store_true",
+                   help="memory scenarios: run the operator under tracemalloc and print where "
+                        "each active run's memory goes (slower; RSS then includes tracing)")
     p.add_argument("--writes-chain-runs", type=int, default=10)
     p.add_argument("--writes-single-runs", type=int, default=30)
     p.add_argument("--size-timeout", type=float, default=180.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -9,7 +10,8 @@ import os
 import threading
 import time
 
-from .cluster import Bench, Reconciles, bench_cpu_seconds
+from . import memprofile
+from .cluster import Bench, Operator, Reconciles, bench_cpu_seconds
 from .common import HISTORY, JSON, chain_spec, compact, log_step, ms, quantile, size, verdict
 from .kube import RunTracker, Watch
 from .report import Outcome, Section, Summary
@@ -25,7 +27,57 @@ def scenario_memory_10k(b: Bench) -> Outcome:
     """DESIGN.md's second memory target: 10,000 active runs in <= 1 GiB, and a new run still
     reconciled promptly. Long (creating 10,000 runs alone takes minutes): not in `make test`,
     not in the default scenarios; `bench_operator.py memory10k`."""
-    return memory(b, b.args.memory_10k_runs, limit_mib=1024, timeout=1800)
+    return memory(b, b.args.memory_10k_runs, limit_mib=1024, timeout=2400)
+
+
+def count(b: Bench, path: str) -> int:
+    """How many objects a collection holds, without listing them (10,000 pods are ~50 MB)."""
+    page = b.k.get(path, limit="1")
+    meta = page.get("metadata") or {}
+    return len(page.get("items") or []) + int(meta.get("remainingItemCount") or 0)
+
+
+class Progress:
+    """A line every `every` seconds while runs are created: created (seen by the watch),
+    Running, the operator's RSS, the load average."""
+
+    def __init__(self, op: Operator, tracker: RunTracker, n: int, every: float = 30.0) -> None:
+        self.op, self.tracker, self.n, self.every = op, tracker, n, every
+        self.samples: list[tuple[float, int, int, float]] = []  # (s, Running, RSS KiB, load)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory progress", daemon=True)
+        self.t0 = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            with contextlib.suppress(Exception):
+                with self.tracker.cond:
+                    seen = len(self.tracker.phase)
+                running, rss = self.tracker.count("Running"), self.op.memory().rss_kib
+                load = os.getloadavg()[0]
+                self.samples.append((time.monotonic() - self.t0, running, rss, load))
+                print(f"  {time.monotonic() - self.t0:6.0f} s: {seen:,} created, "
+                      f"{running:,} of {self.n:,} Running, operator RSS {rss / 1024:.0f} MiB, "
+                      f"load {load:.1f}", flush=True)
+
+
+def wait_running(tracker: RunTracker, n: int, timeout: float) -> bool:
+    """Until n runs are Running. Polled once a second: a predicate re-counted at every watch
+    event is O(runs) per event, O(runs^2) in all (minutes of this process's CPU at 10,000)."""
+    deadline = time.monotonic() + timeout
+    while tracker.count("Running") < n:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+    return True
 
 
 def memory(b: Bench, n: int, *, limit_mib: int, timeout: float) -> Outcome:
@@ -34,42 +86,60 @@ def memory(b: Bench, n: int, *, limit_mib: int, timeout: float) -> Outcome:
     if agent is None:
         raise RuntimeError("the cluster has no agent")
     tracker = RunTracker()
-    names = [f"mem-{i:04d}" for i in range(n)]
+    names = [f"mem-{i:05d}" for i in range(n)]
+    dumps = b.workdir / f"memdump-{n}" if b.args.memdump else None
+    # A dump stops the event loop for seconds (a deep walk of every cached run): without
+    # election, a leader would lose its Lease over it and exit.
+    env = ({"TASKFORGE_MEMDUMP": str(dumps), "TASKFORGE_LEADER_ELECTION": "false"}
+           if dumps is not None else {})
+    profile: list[Section] = []
     try:
         agent.stop()  # from here on pods are never bound: they stay Pending, runs stay Running
         b.k.namespace(ns)
         b.k.workflow(ns, "one", {"steps": [log_step("only")], "history": HISTORY})
-        with b.operator("memory") as op, Watch(b.k, b.runs_path(ns), tracker.handle):
+        with (b.operator("memory", extra_env=env) as op,
+              Watch(b.k, b.runs_path(ns), tracker.handle)):
             time.sleep(1.0)
             idle = op.memory()
+            before = memprofile.request_dump(op.pid, dumps, 1) if dumps is not None else None
             t0 = time.monotonic()
-            b.k.create_runs(ns, "one", names, threads=4)
-            created_in = time.monotonic() - t0
-            if not tracker.wait(lambda: tracker.count("Running") >= n, timeout=timeout):
-                raise RuntimeError(f"only {tracker.count('Running')} of {n} runs Running")
+            with Progress(op, tracker, n) as progress:
+                b.k.create_runs(ns, "one", names, threads=4)
+                created_in = time.monotonic() - t0
+                if not wait_running(tracker, n, timeout):
+                    raise RuntimeError(f"only {tracker.count('Running')} of {n} runs Running")
             running_in = time.monotonic() - t0
             quiet = op.wait_quiet(quiet=3.0, timeout=max(120.0, timeout / 4))
+            load_loaded = os.getloadavg()[0]
             # Does a new run still get its reconcile promptly with the cache full?
             t_probe = time.monotonic()
             b.k.create_run(ns, "probe", "one")
             probed = tracker.wait(lambda: tracker.phase.get("probe") == "Running", timeout=60)
             probe_s = time.monotonic() - t_probe if probed else math.nan
-            jobs = len(b.k.get(f"/apis/batch/v1/namespaces/{ns}/jobs").get("items") or [])
-            pods = len(b.k.get(f"/api/v1/namespaces/{ns}/pods").get("items") or [])
+            jobs = count(b, f"/apis/batch/v1/namespaces/{ns}/jobs")
+            pods = count(b, f"/api/v1/namespaces/{ns}/pods")
             loaded = op.memory()
             cpu = op.cpu_seconds()
             sample = json.loads(b.k.get_raw(f"{b.runs_path(ns)}/{names[0]}"))
             time.sleep(10)  # kopf's per-object workers end after 5 s idle
             later = op.memory()
+            if dumps is not None and before is not None:
+                after = memprofile.request_dump(op.pid, dumps, 2)
+                profile = [*memprofile.sites(dumps / "snapshot-1.tracemalloc",
+                                             dumps / "snapshot-2.tracemalloc", n + 1),
+                           memprofile.holders(before, after, n + 1)]
     finally:
-        gone_in = b.delete_namespace(ns, timeout=180)
+        gone_in = b.delete_namespace(ns, timeout=180 if n <= 1000 else 300)
         agent.launch()
         agent.wait()
     mib = 1024.0
     worst = max(loaded.rss_kib, later.rss_kib)
     ok = worst / mib <= limit_mib
+    growth = [f"{s:.0f} s: {r:,} Running, {rss / mib:.0f} MiB, load {ld:.1f}"
+              for s, r, rss, ld in progress.samples]
     sec = Section(
-        f"Operator memory with {n:,} active runs (target <= {limit_mib} MiB RSS)",
+        f"Operator memory with {n:,} active runs (target <= {limit_mib} MiB RSS)"
+        + (" - under tracemalloc" if dumps is not None else ""),
         ["measure", "value"],
         [
             ["operator RSS, idle after start", f"{idle.rss_kib / mib:.1f} MiB"],
@@ -91,13 +161,15 @@ def memory(b: Bench, n: int, *, limit_mib: int, timeout: float) -> Outcome:
             "Node agent stopped, so every step pod stays Pending and every run keeps an "
             "active Job; a fresh operator; measured once all runs were Running and the "
             "operator had made no reconcile for 3 s" + ("" if quiet else " (it never went quiet)"),
+            f"load average when all were Running: {load_loaded:.1f}",
             f"namespace deleted afterwards in {gone_in:.1f} s; agent restarted",
+            *(["while creating: " + "; ".join(growth)] if len(growth) > 1 else []),
         ],
     )
-    return Outcome([sec], [Summary(f"operator memory, {n:,} active runs",
-                                   f"<= {limit_mib} MiB RSS",
-                                   f"{worst / mib:.0f} MiB "
-                                   f"(peak {later.hwm_kib / mib:.0f})", ok)])
+    return Outcome([sec, *profile], [Summary(f"operator memory, {n:,} active runs",
+                                             f"<= {limit_mib} MiB RSS",
+                                             f"{worst / mib:.0f} MiB "
+                                             f"(peak {later.hwm_kib / mib:.0f})", ok)])
 
 
 # --- scenario: hand-off ---------------------------------------------------------------------------

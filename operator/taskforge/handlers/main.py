@@ -8,7 +8,7 @@ import os
 import kopf
 
 from taskforge import logs
-from taskforge.handlers import registration
+from taskforge.handlers import memdump, registration
 from taskforge.handlers.config import RETIRED_PORT_VARIABLES, OperatorConfig
 
 log = logging.getLogger("taskforge.operator")
@@ -19,6 +19,7 @@ def main() -> None:
     logs.setup("text", level)  # until the settings are read (a bad one is logged as text)
     config = OperatorConfig.from_env()
     logs.setup(config.log_format, level)
+    memdump.install_from_env()  # TASKFORGE_MEMDUMP only (a bench tool): nothing otherwise
     for name in RETIRED_PORT_VARIABLES:
         if name in os.environ:
             log.warning("%s is no longer read: one server serves /metrics, /healthz, /readyz"
