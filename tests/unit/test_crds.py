@@ -135,10 +135,29 @@ def test_well_known_shapes() -> None:
     run = _root(CRDS["WorkflowRun"])["properties"]
     steps = run["status"]["properties"]["steps"]
     assert steps["type"] == "object"
-    assert steps["additionalProperties"]["properties"]["phase"]["enum"][0] == "Pending"
+    assert "phase: Pending, Waiting" in steps["description"]
     cancel = run["spec"]["properties"]["cancel"]
     assert cancel["default"] is False
     assert any("oldSelf" in r["rule"] for r in cancel["x-kubernetes-validations"])
+
+
+@pytest.mark.parametrize("field", ["steps", "workflowSpec"])
+def test_the_runs_big_status_maps_are_opaque_to_the_api_server(field: str) -> None:
+    """Typed, the API server validated, pruned and defaulted their ~25,000 nodes on every
+    status write of a 1,000-step run (and coerced them on every read): 354 ms of its CPU
+    per PATCH instead of 90. Their fields stay documented for `kubectl explain`."""
+    status = _root(CRDS["WorkflowRun"])["properties"]["status"]["properties"]
+    node = status[field]
+    assert node["type"] == "object" and node["x-kubernetes-preserve-unknown-fields"] is True
+    assert node["x-kubernetes-map-type"] == "atomic"  # one managedFields entry
+    assert not {"properties", "additionalProperties"} & set(node)
+    documented = {"steps": ["phase:", "attempts:", "nextAttemptAt:", "attemptHistory:"],
+                  "workflowSpec": ["steps:", "finally:", "params:", "retry:"]}[field]
+    for name in documented:
+        assert f" {name} " in node["description"], name
+    # the spec a run is started with is still typed and checked in full
+    inline = _root(CRDS["WorkflowRun"])["properties"]["spec"]["properties"]["workflowSpec"]
+    assert inline["properties"]["steps"]["x-kubernetes-list-map-keys"] == ["name"]
 
 
 def test_cel_rules_are_complete_and_only_in_spec() -> None:
