@@ -26,10 +26,12 @@ from tests.e2e.archive.apikit import (  # noqa: F401 - fixtures, used by name
     Team,
     api,
     attempt_records,
+    host_address,
     run_record,
     seed,
     seeded_url_fixture,
     server_fixture,
+    stand_in_service,
     team_fixture,
     tf,
     user_kubeconfig,
@@ -217,6 +219,46 @@ def test_cli_reads_the_archive_through_the_api(
     assert admin_logs.returncode == 0 and "[say#1] hello from the archive" in admin_logs.stdout
     help_text = tf(viewer, "get", "--help").stdout
     assert "--archive-url" in help_text and "ADMIN" in help_text
+
+
+def test_cli_through_the_service_proxy_and_by_uid(
+    team: Team, seeded_url: str, cluster: ClusterUnderTest, crds: None, tmp_path: Path,
+) -> None:
+    """The default path, as `taskforge dlq` takes it: the API server's service proxy to the
+    UI Service, the kubeconfig's token; and --uid for a name two archived runs had."""
+    address = host_address()
+    if address is None:
+        pytest.skip("no non-loopback address for the Service's Endpoints")
+    a = team.a
+    (_, old), (_, new) = (run_record(a, "dup", phase="Failed", finished=NOW - timedelta(days=1)),
+                          run_record(a, "dup"))
+    seed(seeded_url, [("run", old), ("run", new),
+                      *attempt_records(old["uid"], "say", 1, "the old one\n", exit_code=1),
+                      *attempt_records(new["uid"], "say", 1, "the new one\n")])
+    web = Server(cluster.kubeconfig, seeded_url, tmp_path / "web.log", host="0.0.0.0")
+    try:
+        service = stand_in_service(cluster, a, address, web.port, "viewer")
+        viewer = user_kubeconfig(cluster, team.viewer_a, tmp_path / "viewer.kubeconfig", a)
+        at = ("--service", service)
+        newest = tf(viewer, "get", "dup", *at)
+        assert newest.returncode == 0, newest.stderr
+        assert "from the run archive, through the API" in newest.stderr
+        assert new["uid"] in newest.stdout and "Succeeded" in newest.stdout
+        assert f"chosen with --uid: {old['uid']} (Failed" in newest.stderr
+        older = tf(viewer, "get", "dup", "--uid", old["uid"], "-o", "json", *at)
+        assert older.returncode == 0, older.stderr
+        assert json.loads(older.stdout)["phase"] == "Failed"
+        old_log = tf(viewer, "logs", "dup", "say", "--uid", old["uid"], *at)
+        assert old_log.returncode == 0 and old_log.stdout == "the old one\n", old_log.stderr
+        listed = tf(viewer, "list", "runs", "--archived", "--phase", "failed", "-o", "name", *at)
+        assert listed.returncode == 0 and "workflowrun.taskforge.io/dup" in listed.stdout
+        # without the proxy right: the cluster's "not found" alone (no API to ask)
+        runs_only = user_kubeconfig(cluster, team.runs_only_a, tmp_path / "r.kubeconfig", a)
+        quiet = tf(runs_only, "get", "dup", *at)
+        assert quiet.returncode == 1 and "not found" in quiet.stderr, quiet.stderr
+        assert "archive" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1
+    finally:
+        web.stop()
 
 
 def test_a_run_the_operator_archived_reads_back_through_the_api(
