@@ -11,14 +11,17 @@ it through the API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from localcluster.testing import ClusterUnderTest
+from taskforge.adapters.archive_reader import ArchiveReader
 
 from tests.e2e.archive.apikit import (  # noqa: F401 - fixtures, used by name
     NOW,
@@ -287,3 +290,34 @@ def test_a_run_the_operator_archived_reads_back_through_the_api(
         assert "archived via the API" in logs.stdout or "log unreadable" in logs.stderr
     finally:
         web.stop()
+
+
+def test_reader_pages_over_unfinished_rows_and_bounds_a_log_answer(seeded_url: str) -> None:
+    """Keyset paging also walks runs with no finish time (sorted last), each once; a logs
+    answer past its byte budget leaves the later texts out, marked `omitted`."""
+    ns = f"reader-{uuid.uuid4().hex[:6]}"
+    runs = [run_record(ns, f"r{i}", finished=NOW - timedelta(minutes=i)) for i in range(3)]
+    for name in ("open-a", "open-b"):
+        _, row = run_record(ns, name)
+        runs.append(("run", {**row, "finished_at": None}))
+    big = "x" * 1000 + "\n"
+    logs = [r for step in ("s1", "s2", "s3")
+            for r in attempt_records(runs[0][1]["uid"], step, 1, f"{step} " + big)]
+    seed(seeded_url, [*runs, *logs])
+
+    async def read() -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+        async with ArchiveReader(seeded_url) as reader:
+            seen: list[str] = []
+            after = None
+            while True:
+                items, after = await reader.list_page(ns, limit=1, after=after)
+                seen += [i["name"] for i in items]
+                if after is None:
+                    return (seen, await reader.logs(ns, "r0", max_bytes=1500),
+                            await reader.logs(ns, "r0"))
+    seen, bounded, whole = asyncio.run(read())
+    assert seen[:3] == ["r0", "r1", "r2"] and sorted(seen[3:]) == ["open-a", "open-b"]
+    assert len(seen) == 5
+    assert [(e["step"], e["text"][:3], bool(e.get("omitted"))) for e in bounded] == [
+        ("s1", "s1 ", False), ("s2", "s2 ", False), ("s3", "", True)]
+    assert all(e["text"].endswith("x\n") and not e.get("omitted") for e in whole)
