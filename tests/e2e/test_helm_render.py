@@ -55,8 +55,9 @@ def test_render_defaults(helm: Path) -> None:
     # ClusterRoles: the operator's, and the user roles (view, edit, admin). The `helm test`
     # hook adds a ServiceAccount, Role, RoleBinding, Workflow and Pod.
     assert kinds == (["ClusterRole"] * 4 + ["ClusterRoleBinding", "CustomResourceDefinition",
-                     "CustomResourceDefinition", "Deployment",
-                     "MutatingWebhookConfiguration", "Pod", "PodDisruptionBudget"]
+                     "CustomResourceDefinition", "Deployment", "FlowSchema",
+                     "MutatingWebhookConfiguration", "Pod", "PodDisruptionBudget",
+                     "PriorityLevelConfiguration"]
                      + ["Role"] * 2 + ["RoleBinding"] * 2 + ["Secret", "Service"]
                      + ["ServiceAccount"] * 2 + ["ValidatingWebhookConfiguration", "Workflow"])
     for m in manifests:
