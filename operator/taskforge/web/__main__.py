@@ -64,7 +64,7 @@ async def serve_local(kubeconfig: str | None, context: str | None, port: int) ->
     print(f"Taskforge UI for {access.user.name}: {base}/api/v1/login?token={secret}&next=/",
           flush=True)
     print(f"export TASKFORGE_UI_SERVER={base} TASKFORGE_UI_TOKEN={secret}"
-          "  # for taskforge dlq --server", flush=True)
+          "  # for taskforge dlq and the run archive's reads (--server)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
