@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from taskforge.web import views
+from taskforge.web import live, views
 from taskforge.web.delta import DetailRenderer
 from taskforge.web.errors import ApiError
 from taskforge.web.hub import DROPPED, RESET, Feed, Hub, Subscriber, Update
@@ -82,6 +82,18 @@ def test_run_detail_orders_steps_by_the_graph(steps: dict[str, Any], phases: lis
     assert detail["steps"][2]["finally"] is True
     if steps:
         assert detail["steps"][0]["durationSeconds"] == 2.5
+
+
+@pytest.mark.parametrize("steps", ["garbage", ["a"], {"a": "Succeeded", "b": None, "z": 3},
+                                   {"a": {"phase": "x y"}, "b": {"phase": 7}, "z": {}}])
+def test_run_detail_survives_a_wrongly_shaped_status(steps: Any) -> None:
+    """status.steps is opaque JSON to the API server (no schema checks it): the page of a run
+    whose status has the wrong shape still shows its graph, every step Pending."""
+    run = {"metadata": {"name": "r", "namespace": "n", "uid": "u2"}, "spec": {},
+           "status": {"phase": "Running", "workflowSpec": SPEC, "steps": steps}}
+    detail = views.run_detail(run, views.followed_spec(run))
+    assert [(s["name"], s["phase"]) for s in detail["steps"]] == [
+        ("a", "Pending"), ("b", "Pending"), ("z", "Pending")]
 
 
 @pytest.mark.parametrize(("token", "made_for", "error"), [
@@ -233,3 +245,61 @@ def test_live_updates_of_an_unpinned_run_keep_the_snapshots_graph() -> None:
     again = render("MODIFIED", {**run, "metadata": {**run["metadata"], "resourceVersion": "4"}})
     assert isinstance(again, bytes)  # the graph changed: the whole shape
     assert [s["name"] for s in _sse_data(again)["detail"]["steps"]] == ["a", "b", "z"]
+
+
+def _event(name: str, involved: str, kind: str = "WorkflowRun", ns: str = "a",
+           rv: int = 1) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": str(rv)},
+            "involvedObject": {"kind": kind, "name": involved, "namespace": ns},
+            "reason": "RunSucceeded", "message": "m"}
+
+
+@pytest.mark.parametrize(("event", "mine"), [
+    (_event("e1", "r"), True),
+    (_event("e2", "r-fetch-1-abc", "Pod"), True),
+    (_event("e3", "r-fetch-1", "Job"), True),
+    (_event("e4", "r-other", "ConfigMap"), False),  # named like it, not its kind of child
+    (_event("e5", "rr"), False),
+    (_event("e6", "r", ns="b"), False),  # another namespace's run of that name
+])
+def test_which_events_are_a_runs(event: dict[str, Any], mine: bool) -> None:
+    assert views.event_of_run(event, "a", "r") is mine
+
+
+def test_a_run_viewer_hears_its_events_on_its_one_queue() -> None:
+    """A run page's stream carries the run's Events: the hub's Events feed puts them in the
+    viewer's own queue (named "events/<name>", so no run of that name is confused with them),
+    rendered once for all viewers; other runs' Events are not sent, and the Events watch
+    stops when its last viewer leaves."""
+    async def scenario() -> None:
+        hub = Hub(KubeApi(Credentials(host="http://127.0.0.1:1")), live.renderers(),
+                  per_namespace=False)
+        hub._run = _idle  # type: ignore[method-assign]  # no API server here
+        viewers = [hub.subscribe("workflowruns", "a", "detail", lambda o: False)
+                   for _ in range(2)]
+        for sub in viewers:
+            hub.also(sub, "events", "a", "event", lambda e: views.event_of_run(e, "a", "r"))
+        feed = hub.feeds[("events", "")]
+        assert feed.path == "/api/v1/events" and feed.task is not None
+        hub._dispatch(feed, "ADDED", _event("r.1", "r"))
+        hub._dispatch(feed, "ADDED", _event("x.1", "x"))
+        got = [sub.queue.get_nowait() for sub in viewers]
+        assert all(sub.queue.empty() for sub in viewers)
+        assert all(isinstance(m, tuple) and m[0] == "events/r.1" for m in got)
+        first, second = got
+        assert isinstance(first, tuple) and isinstance(second, tuple) and first[2] is second[2]
+        assert isinstance(first[2], bytes) and first[2].startswith(b"event: event\n")
+        assert json.loads(first[2].split(b"data: ", 1)[1])["event"]["name"] == "r.1"
+        task = feed.task
+        for sub in viewers:
+            hub.unsubscribe("workflowruns", "a", sub)
+        assert feed.task is None and not feed.subscribers
+        await asyncio.sleep(0)
+        assert task.cancelled() or task.done()
+        await hub.close()
+
+    asyncio.run(scenario())
+
+
+async def _idle(feed: Feed) -> None:
+    await asyncio.Event().wait()

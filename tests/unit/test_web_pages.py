@@ -7,10 +7,12 @@ load only their own assets, and the assets are where the wheel ships them.
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
 import pytest
+from markupsafe import Markup
 from taskforge.web import pages
 from taskforge.web.errors import ApiError
 
@@ -127,3 +129,31 @@ def test_graph_request_names_the_bad_field(body: dict[str, object], field: str) 
 def test_graph_request_canonical() -> None:
     assert pages.graph_request({"steps": ["a", "b"], "edges": [["a", "b"]]}) == (
         '{"steps":["a","b"],"edges":[["a","b"]],"finally":[]}')
+
+
+def test_run_page_carries_its_first_state_safely() -> None:
+    """The run page's state travels as JSON inside the HTML: no value can end the element,
+    and the page still loads one script only (the JSON is data, never run)."""
+    evil = "</script><script>alert(1)</script><!--"
+    state = {"summary": {"name": evil}, "steps": [{"name": "a", "message": evil}]}
+    html = pages.render("run.html", page="run", mode="cluster", user=USER, ns="a", run="r",
+                        initial=pages._script_json(state),
+                        graph=Markup(pages.render_graph(["a"], [], [], {"a": "Running"})))
+    tags = parse(html)
+    scripts = [a for t, a in tags if t == "script"]
+    assert [a.get("type") for a in scripts] == [None, "application/json"]
+    assert "<script>alert" not in html and "<!--" not in html
+    text = html.split('id="run-initial">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(text) == state
+    node = next(a for t, a in tags if t == "a" and a.get("data-step") == "a")
+    assert node["data-phase"] == "Running" and "phase-Running" in (node.get("class") or "")
+
+
+@pytest.mark.parametrize(("given", "drawn"), [
+    ("Succeeded", "Succeeded"), ("x y", "Pending"), ('"><script>', "Pending"), ("", "Pending")])
+def test_graph_phases_become_class_names_only_when_plain(given: str, drawn: str) -> None:
+    svg = pages.render_graph(["a", "b"], [["a", "b"]], [], {"a": given})
+    nodes = {a["data-step"]: a for t, a in parse(svg) if t == "a"}
+    assert nodes["a"]["data-phase"] == drawn and f"phase-{drawn}" in (nodes["a"]["class"] or "")
+    assert nodes["b"]["data-phase"] == "Pending"  # not in the map: Pending
+    assert "<script>" not in svg

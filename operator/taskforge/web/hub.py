@@ -82,6 +82,9 @@ def resource_version(obj: dict[str, Any]) -> int:
     return int(rv) if str(rv).isdigit() else 0
 
 
+Match = Callable[[dict[str, Any]], bool]
+
+
 @dataclass(eq=False)
 class Subscriber:
     match: Callable[[dict[str, Any]], bool]
@@ -89,6 +92,14 @@ class Subscriber:
     queue: asyncio.Queue[Message]
     dropped: bool = False
     queued_bytes: int = 0  # what the messages waiting in `queue` weigh (shared bytes counted)
+    # other kinds this viewer hears on the same queue (a run page: its Events), by plural:
+    # (scope, shape, match); their messages are named "plural/name"
+    also: dict[str, tuple[str, str, Match]] = field(default_factory=dict)
+
+    def interest(self, plural: str) -> tuple[str, Match] | None:
+        """(shape, match) for events of `plural`, None for the primary kind."""
+        extra = self.also.get(plural)
+        return None if extra is None else (extra[1], extra[2])
 
     async def get(self) -> Message:
         """The next message for this viewer (what the SSE stream calls)."""
@@ -119,26 +130,43 @@ class Hub:
         self.queue_bytes = queue_bytes
         self.feeds: dict[tuple[str, str], Feed] = {}
 
-    def subscribe(self, plural: str, namespace: str, shape: str,
-                  match: Callable[[dict[str, Any]], bool]) -> Subscriber:
+    def _feed(self, plural: str, namespace: str) -> Feed:
+        """The feed of `plural` for a viewer in `namespace`, its watch started if need be."""
         scope = namespace if self.per_namespace else ""
         feed = self.feeds.get((plural, scope))
         if feed is None:
-            path = (crd_path(scope, plural) if scope
-                    else f"/apis/{GROUP}/{VERSION}/{plural}")
-            feed = self.feeds[(plural, scope)] = Feed(plural, scope, path)
-        sub = Subscriber(match, shape, asyncio.Queue(self.queue_size))
-        feed.subscribers.add(sub)
-        VIEWERS.inc()
+            feed = self.feeds[(plural, scope)] = Feed(plural, scope, _path(plural, scope))
         if feed.task is None or feed.task.done():
+            feed.listed = False
             feed.task = asyncio.create_task(self._run(feed), name=f"watch {plural} {scope}")
+        return feed
+
+    def subscribe(self, plural: str, namespace: str, shape: str,
+                  match: Callable[[dict[str, Any]], bool]) -> Subscriber:
+        sub = Subscriber(match, shape, asyncio.Queue(self.queue_size))
+        self._feed(plural, namespace).subscribers.add(sub)
+        VIEWERS.inc()
         return sub
+
+    def also(self, sub: Subscriber, plural: str, namespace: str, shape: str,
+             match: Match) -> None:
+        """Let `sub` hear `plural` too, on its own queue (one watch of that kind for all)."""
+        sub.also[plural] = (namespace, shape, match)
+        self._feed(plural, namespace).subscribers.add(sub)
 
     def unsubscribe(self, plural: str, namespace: str, sub: Subscriber) -> None:
         feed = self.feeds.get((plural, namespace if self.per_namespace else ""))
         if feed is not None and sub in feed.subscribers:
             feed.subscribers.discard(sub)
             VIEWERS.dec()
+        for other, (scope, _, _) in sub.also.items():
+            extra = self.feeds.get((other, scope if self.per_namespace else ""))
+            if extra is None:
+                continue
+            extra.subscribers.discard(sub)
+            if other in STOP_WHEN_IDLE and not extra.subscribers and extra.task is not None:
+                extra.task.cancel()  # nobody looks: do not decode the cluster's Events
+                extra.task = None
 
     def watches(self) -> int:
         return sum(1 for f in self.feeds.values() if f.task is not None and not f.task.done())
@@ -192,16 +220,19 @@ class Hub:
         name = str((obj.get("metadata") or {}).get("name") or "")
         rv = resource_version(obj)
         for sub in list(feed.subscribers):
+            extra = sub.interest(feed.plural)
+            shape, match = extra if extra is not None else (sub.shape, sub.match)
             try:
-                if not sub.match(obj):
+                if not match(obj):
                     continue
-                data = rendered.get(sub.shape)
+                data = rendered.get(shape)
                 if data is None:
-                    data = rendered[sub.shape] = self.renderers[sub.shape](kind, obj)
+                    data = rendered[shape] = self.renderers[shape](kind, obj)
             except Exception:
                 log.exception("rendering %s %s for a viewer failed", feed.plural, name)
                 continue
-            self._put(sub, (name, rv, data))
+            # another kind's message is named by kind too (names of two kinds may be equal)
+            self._put(sub, (name if extra is None else f"{feed.plural}/{name}", rv, data))
 
     def _broadcast(self, feed: Feed, marker: bytes) -> None:
         for sub in list(feed.subscribers):
@@ -234,6 +265,18 @@ class Hub:
                 feed.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await feed.task
+
+
+# Kinds whose watch stops when its last viewer leaves: the cluster's Events are many, and
+# decoding them for nobody would be the server's main work when idle.
+STOP_WHEN_IDLE = frozenset({"events"})
+
+
+def _path(plural: str, scope: str) -> str:
+    """The list/watch path of one kind: core Events, else our CRDs; all namespaces or one."""
+    if plural == "events":
+        return f"/api/v1/namespaces/{scope}/events" if scope else "/api/v1/events"
+    return crd_path(scope, plural) if scope else f"/apis/{GROUP}/{VERSION}/{plural}"
 
 
 def sse(event: str, data: Any) -> bytes:

@@ -5,6 +5,8 @@ caller), subscribes to the hub, then gets a snapshot (one read, with the server'
 and after it every change. Events the subscription queued before the snapshot are skipped
 when their resourceVersion is not newer than what the snapshot showed, so a viewer never
 goes back in time. A `: ping` comment every 15 s keeps proxies from closing an idle stream.
+A run's stream also carries its Events (the hub's one Events watch), so its page needs no
+second connection for them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from taskforge.web import views
-from taskforge.web.auth import Check, require
+from taskforge.web.auth import ACCESS_KEY, Check, require
 from taskforge.web.delta import DetailRenderer, live_detail
 from taskforge.web.hub import RESET, RESYNC, Hub, Renderer, Update, resource_version, sse
 from taskforge.web.reads import get_run, spec_of
@@ -33,6 +35,7 @@ def renderers() -> dict[str, Renderer]:
         "detail": DetailRenderer(),
         "workflow": lambda kind, wf: sse("workflow", {"type": kind,
                                                       "workflow": views.workflow_summary(wf)}),
+        "event": lambda kind, ev: sse("event", {"type": kind, "event": views.event_view(ev)}),
     }
 
 
@@ -42,9 +45,14 @@ Snapshot = Callable[[], Awaitable[tuple[bytes, dict[str, int]]]]
 async def _stream(
     request: web.Request, *, plural: str, ns: str, shape: str,
     match: Callable[[dict[str, Any]], bool], snapshot: Snapshot,
+    events: Callable[[dict[str, Any]], bool] | None = None,
 ) -> web.StreamResponse:
+    """`events`: also send the namespace's Events it matches (`event` messages), from the
+    hub's one Events watch."""
     hub = request.app[HUB_KEY]
     sub = hub.subscribe(plural, ns, shape, match)
+    if events is not None:
+        hub.also(sub, "events", ns, "event", events)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no"})
@@ -101,26 +109,40 @@ async def live_runs(request: web.Request) -> web.StreamResponse:
 
 
 async def live_run(request: web.Request) -> web.StreamResponse:
+    """One run's page. `?rv=`: the resourceVersion of the state the page already holds (the
+    run page is served with it): when the run is still there, the snapshot is a `current`
+    event instead of the whole detail again."""
     ns, name = name_arg(request, "ns"), name_arg(request, "name")
-    await require(request, Check("watch", "workflowruns", ns))
+    user = await require(request, Check("watch", "workflowruns", ns))
     kube = request.app[KUBE_KEY]
-    await get_run(kube, ns, name)  # 404 before the stream starts
+    since = request.query.get("rv", "")
+    # its Events too, live, for a caller who may watch them here (the page reads the ones
+    # before it came with GET runs/{name}/events); without that right, the run alone
+    sees_events = await request.app[ACCESS_KEY].allowed(user, Check("watch", "events", ns,
+                                                                    group=""))
+    first = True
 
     def match(run: dict[str, Any]) -> bool:
         meta = run.get("metadata") or {}
         return bool(meta.get("namespace") == ns and meta.get("name") == name)
 
     async def snapshot() -> tuple[bytes, dict[str, int]]:
-        run = await get_run(kube, ns, name)
-        spec = await spec_of(kube, run)
+        nonlocal first
+        run = await get_run(kube, ns, name)  # a 404 before the stream starts
+        rv = resource_version(run)
+        spec = await spec_of(kube, run)  # the pinned one: no request
         renderer = request.app[HUB_KEY].renderers.get("detail")
         if isinstance(renderer, DetailRenderer):
             renderer.remember_spec(run, spec)
-        detail = live_detail(views.run_detail(run, spec))
-        return sse("snapshot", detail), {name: resource_version(run)}
+        current, first = first and since.isdigit() and rv > 0 and int(since) == rv, False
+        if current:
+            return sse("current", {"resourceVersion": str(rv)}), {name: rv}
+        return sse("snapshot", live_detail(views.run_detail(run, spec))), {name: rv}
 
     return await _stream(request, plural="workflowruns", ns=ns, shape="detail", match=match,
-                         snapshot=snapshot)
+                         snapshot=snapshot,
+                         events=(lambda ev: views.event_of_run(ev, ns, name)) if sees_events
+                         else None)
 
 
 async def live_workflows(request: web.Request) -> web.StreamResponse:

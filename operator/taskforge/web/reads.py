@@ -192,11 +192,7 @@ async def run_events(request: web.Request) -> web.Response:
     await get_run(kube, ns, name)  # 404 for an unknown run, not an empty list
     # The run's own Events, and those of its Jobs and pods (named after the run).
     events = await kube.request("GET", f"/api/v1/namespaces/{ns}/events")
-    prefix = f"{name}-"
-    mine = [e for e in events.get("items") or []
-            if (n := (e.get("involvedObject") or {}).get("name", "")) == name
-            or (n.startswith(prefix) and (e.get("involvedObject") or {}).get("kind")
-                in ("Job", "Pod"))]
+    mine = [e for e in events.get("items") or [] if views.event_of_run(e, ns, name)]
     items = sorted((views.event_view(e) for e in mine), key=lambda v: str(v["last"] or ""))
     return web.json_response({"items": items})
 
@@ -208,8 +204,9 @@ async def step_logs(request: web.Request) -> web.StreamResponse:
     await require(request, Check("get", "pods", ns, group="", subresource="log"))
     kube = request.app[KUBE_KEY]
     run = await get_run(kube, ns, name)
-    st = ((run.get("status") or {}).get("steps") or {}).get(step)
-    if st is None:
+    steps = (run.get("status") or {}).get("steps")
+    st = steps.get(step) if isinstance(steps, dict) else None
+    if not isinstance(st, dict):
         raise ApiError(404, f"run {name!r} has no step {step!r} (or it has not started)", "step")
     raw_attempt = request.query.get("attempt") or str(st.get("attempts") or 1)
     if not raw_attempt.isdigit() or int(raw_attempt) < 1:

@@ -87,6 +87,11 @@ def _step_type(step: dict[str, Any]) -> str:
                 next((k for k in ("forEach", "workflow") if step.get(k) is not None), "unknown"))
 
 
+def _phase(value: Any) -> str:
+    """A step's phase as the page uses it (a class name): letters, else Pending."""
+    return value if isinstance(value, str) and value.isascii() and value.isalpha() else "Pending"
+
+
 def _seconds(start: Any, end: Any) -> float | None:
     a, b = _parse(start), _parse(end)
     return round((b - a).total_seconds(), 3) if a and b else None
@@ -127,7 +132,10 @@ def _layout_of(run: dict[str, Any], spec: dict[str, Any] | None) -> Layout:
 def run_detail(run: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, Any]:
     """The run, its summary and its steps in DAG order (finally last), with the edges."""
     status = run.get("status") or {}
-    observed: dict[str, Any] = status.get("steps") or {}
+    # status.steps is opaque JSON to the API server (crdgen: OPAQUE_STATUS_FIELDS): only the
+    # operator writes it, but a wrong shape must not break every page of the run
+    given = status.get("steps")
+    observed: dict[str, Any] = given if isinstance(given, dict) else {}
     graph = _layout_of(run, spec)
     declared = {str(s.get("name")): s for key in ("steps", "finally")
                 for s in (spec or {}).get(key) or [] if isinstance(s, dict)}
@@ -136,11 +144,12 @@ def run_detail(run: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, An
     finals = set(graph.finally_steps)
     steps = []
     for name in names:
-        st = observed.get(name) or {}
+        found = observed.get(name)
+        st: dict[str, Any] = found if isinstance(found, dict) else {}
         steps.append({
             "name": name,
             "type": _step_type(declared.get(name) or {}),
-            "phase": st.get("phase") or "Pending",
+            "phase": _phase(st.get("phase")),
             "attempts": int(st.get("attempts") or 0),
             "startedAt": st.get("startedAt"),
             "finishedAt": st.get("finishedAt"),
@@ -207,9 +216,22 @@ def workflow_summary(wf: dict[str, Any], last_run: dict[str, Any] | None = None)
     }
 
 
+def event_of_run(event: dict[str, Any], namespace: str, run: str) -> bool:
+    """Whether an Event is about the run: the run itself, or its Jobs and pods (which are
+    named after it)."""
+    involved = event.get("involvedObject") or {}
+    if ((event.get("metadata") or {}).get("namespace") or involved.get("namespace")) != namespace:
+        return False
+    name = str(involved.get("name") or "")
+    return name == run or (name.startswith(f"{run}-") and involved.get("kind") in ("Job", "Pod"))
+
+
 def event_view(event: dict[str, Any]) -> dict[str, Any]:
     involved = event.get("involvedObject") or {}
+    meta = event.get("metadata") or {}
     return {
+        "name": meta.get("name"),
+        "resourceVersion": meta.get("resourceVersion"),
         "type": event.get("type"),
         "reason": event.get("reason"),
         "message": event.get("message"),

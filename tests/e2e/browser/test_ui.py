@@ -149,6 +149,7 @@ def test_cancel_from_the_ui_cancels_the_run(ui: Browser, team: Team) -> None:
     cancel = ui.wait(lambda d: d.find_element(By.ID, "btn-cancel").is_displayed()
                      and d.find_element(By.ID, "btn-cancel"))
     assert not ui.driver.find_element(By.ID, "btn-retry").is_displayed()
+    ui.js("window.__sameDocument = true")
     cancel.click()
     run = team.kube.wait_run(name, timeout=30)
     assert run["status"]["phase"] == "Cancelled"
@@ -156,9 +157,12 @@ def test_cancel_from_the_ui_cancels_the_run(ui: Browser, team: Team) -> None:
     retry = ui.wait(lambda d: d.find_element(By.ID, "btn-retry").is_displayed()
                     and d.find_element(By.ID, "btn-retry"))
     assert not ui.driver.find_element(By.ID, "btn-cancel").is_displayed()
-    # the run's Events are on its page (the operator's StepCancelled/RunCancelled and Jobs')
-    ui.driver.find_element(By.ID, "events-refresh").click()
-    ui.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#events tbody tr td"), 10)
+    # the run's Events are on its page and arrive live: the operator's RunCancelled, posted
+    # after the page loaded, shows with no Refresh and no reload
+    reasons = ("return [...document.querySelectorAll('#events tbody tr td:nth-of-type(3)')]"
+               ".map(td => td.textContent)")
+    ui.wait(lambda d: "RunCancelled" in ui.js(reasons), 10)
+    assert ui.js("return window.__sameDocument") is True
     # retry makes a new run and opens its page
     retry.click()
     ui.wait(lambda d: not d.current_url.endswith(f"/runs/{name}"), 10)

@@ -350,8 +350,10 @@ function pageRun() {
   let current = null;
   let logs = null; // {step, controller}
 
+  const shapeOf = (detail) => JSON.stringify([detail.steps.map((s) => s.name), detail.edges, detail.finally]);
+
   async function drawGraph(detail) {
-    const shape = JSON.stringify([detail.steps.map((s) => s.name), detail.edges, detail.finally]);
+    const shape = shapeOf(detail);
     if (shape === graphShape) return;
     graphShape = shape;
     performance.mark("tf:graph-asked");
@@ -472,31 +474,47 @@ function pageRun() {
     refreshButtons();
   }
 
-  // Events are not in the live stream: each read is a LIST at the API server, so a viewer
-  // reads them on load, when the run changes phase, on the Refresh button, and otherwise at
-  // most every EVENTS_EVERY ms while its steps change (never on a timer of its own).
-  const EVENTS_EVERY = 10000;
-  let eventsTimer = null;
-  let eventsAt = 0;
-  function loadEventsSoon(now) {
-    if (eventsTimer) return;
-    const wait = now ? 0 : Math.max(0, eventsAt + EVENTS_EVERY - Date.now());
-    eventsTimer = setTimeout(async () => {
-      eventsTimer = null;
-      eventsAt = Date.now();
-      try {
-        const ev = await api(runApi + "/events");
-        document.querySelector("#events tbody").replaceChildren(...ev.items.slice(-200).reverse().map((e) =>
-          el("tr", {}, el("td", {text: fmtTime(e.last || e.first)}), el("td", {text: e.type || ""}),
-            el("td", {text: e.reason || ""}), el("td", {text: e.object || ""}), el("td", {class: "msg", text: e.message || ""}),
-            el("td", {text: e.count || 1}))));
-      } catch (e) {
-        if (e.status === 403) document.querySelector("#events tbody").replaceChildren(
-          el("tr", {}, el("td", {colspan: 6, class: "muted", text: e.message})));
-      }
-    }, wait);
+  // Events: read once on load (and on Refresh, and when the stream starts over), then live
+  // from the run's stream (`event` messages, from the server's one Events watch). Kept by
+  // name, the newer resourceVersion winning, so the read and the stream may cross.
+  const events = new Map();
+  let eventsFrame = 0;
+  const newer = (a, b) => Number(a.resourceVersion || 0) >= Number(b.resourceVersion || 0);
+  function keepEvent(e) {
+    const had = events.get(e.name);
+    if (!had || newer(e, had)) events.set(e.name, e);
   }
-  document.getElementById("events-refresh").addEventListener("click", () => loadEventsSoon(true));
+  function renderEvents() {
+    if (eventsFrame) return;
+    eventsFrame = requestAnimationFrame(() => {
+      eventsFrame = 0;
+      const items = [...events.values()].sort((a, b) => String(b.last || "").localeCompare(String(a.last || "")));
+      document.querySelector("#events tbody").replaceChildren(...items.slice(0, 200).map((e) =>
+        el("tr", {"data-event": e.name}, el("td", {text: fmtTime(e.last || e.first)}), el("td", {text: e.type || ""}),
+          el("td", {text: e.reason || ""}), el("td", {text: e.object || ""}), el("td", {class: "msg", text: e.message || ""}),
+          el("td", {text: e.count || 1}))));
+    });
+  }
+  function onEvent(d) {
+    if (d.type === "DELETED") events.delete(d.event.name); else keepEvent(d.event);
+    renderEvents();
+  }
+  let eventsLoading = false;
+  async function loadEvents() {
+    if (eventsLoading) return;
+    eventsLoading = true;
+    try {
+      const ev = await api(runApi + "/events");
+      for (const e of ev.items) keepEvent(e);
+      renderEvents();
+    } catch (e) {
+      if (e.status === 403) document.querySelector("#events tbody").replaceChildren(
+        el("tr", {}, el("td", {colspan: 6, class: "muted", text: e.message})));
+    } finally {
+      eventsLoading = false;
+    }
+  }
+  document.getElementById("events-refresh").addEventListener("click", () => loadEvents());
 
   async function loadDeadLetters() {
     const tbody = document.querySelector("#deadletters tbody");
@@ -556,7 +574,7 @@ function pageRun() {
   function onDetail(detail) {
     const previous = current;
     current = detail;
-    if (!previous) performance.mark("tf:snapshot");
+    if (!previous) performance.mark("tf:first-state");
     renderSummary(detail);
     renderSteps(detail);
     if (!previous) {
@@ -565,10 +583,7 @@ function pageRun() {
     }
     drawGraph(detail).catch((e) => flash("Could not draw the graph: " + e.message));
     colourGraph(detail);
-    const phaseOf = (d) => (d.summary || {}).phase;
-    const stepsOf = (d) => d.steps.map((x) => x.phase + x.attempts).join();
-    if (!previous || phaseOf(previous) !== phaseOf(detail)) loadEventsSoon(true);
-    else if (stepsOf(previous) !== stepsOf(detail)) loadEventsSoon(false);
+    if (!previous) loadEvents();
     if (logs && logs.retry) {
       const step = detail.steps.find((s) => s.name === logs.step);
       const was = previous && previous.steps.find((s) => s.name === logs.step);
@@ -592,8 +607,24 @@ function pageRun() {
     } catch (e) { flash(e.message); ev.target.disabled = false; }
   });
 
-  live(API + "/live/runs/" + encodeURIComponent(runName), {
-    snapshot: onDetail,
+  // The page comes with the run's state (the stream's shape, as JSON) and its graph drawn
+  // and coloured: show them now, and ask the stream only for what changed since.
+  let since = "";
+  let starts = 0;
+  const first = document.getElementById("run-initial");
+  if (first) {
+    try {
+      const detail = JSON.parse(first.textContent);
+      if (document.querySelector("#graph svg")) graphShape = shapeOf(detail);
+      onDetail(detail);
+      since = (detail.summary || {}).resourceVersion || "";
+    } catch (e) { flash("Could not read the run's state: " + e.message); }
+  }
+  live(API + "/live/runs/" + encodeURIComponent(runName) + (since ? "?rv=" + encodeURIComponent(since) : ""), {
+    // each (re)start of the stream after the first may follow a gap: read the Events again
+    snapshot: (d) => { if (starts++) loadEvents(); onDetail(d); },
+    current: () => { if (starts++) loadEvents(); }, // the run is at the page's version
+    event: onEvent,
     run: (d) => {
       if (d.type === "DELETED") flash("This run was deleted.");
       else if (d.detail) onDetail(d.detail);
