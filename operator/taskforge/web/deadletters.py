@@ -65,11 +65,20 @@ async def _call(what: Any, field: str = "id") -> Any:
         raise ApiError(503, f"dead letters are unavailable: {exc}") from None
 
 
+def _missing(stream_id: str, ns: str) -> ApiError:
+    """404 for an id with no entry. Records kept before dead letters were split by namespace
+    got new ids when they moved (adapters/deadletter.migrate_legacy), so an id noted back
+    then names nothing now: say so, rather than only "not found"."""
+    return ApiError(404, f"no dead-letter entry {stream_id!r} in namespace {ns!r} (it was"
+                    " purged, trimmed, or it is an id from before dead letters were kept per"
+                    " namespace: those records got new ids when they moved; list them to see"
+                    " the current ones)", "id")
+
+
 async def _entry(stream: DeadLetterStream, stream_id: str) -> DeadLetterEntry:
     entry: DeadLetterEntry | None = await _call(stream.show(stream_id))
     if entry is None:
-        raise ApiError(404, f"no dead-letter entry {stream_id!r} in namespace"
-                       f" {stream.namespace!r}", "id")
+        raise _missing(stream_id, stream.namespace)
     return entry
 
 
@@ -138,7 +147,7 @@ async def purge_letter(request: web.Request) -> web.Response:
     stream_id = request.match_info["id"]
     removed: int = await _call(stream.purge(stream_id))
     if not removed:
-        raise ApiError(404, f"no dead-letter entry {stream_id!r} in namespace {ns!r}", "id")
+        raise _missing(stream_id, ns)
     return web.json_response({"purged": removed})
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from localcluster.testing import ClusterUnderTest
-from taskforge.adapters.deadletter import DeadLetterStream
+from taskforge.adapters.deadletter import DeadLetterStream, migrate_legacy
 from taskforge.adapters.redis_client import RedisConnection, RedisSettings
 
 from tests.e2e.cli_kit import CLI
@@ -93,6 +93,34 @@ def test_dead_letters_per_namespace_and_rbac(web: WebServer, users: Users, kube:
         finally:
             await conn.aclose()
     assert asyncio.run(still_there()) is not None, "another namespace's record was untouched"
+
+
+def test_an_id_from_before_the_per_namespace_layout_is_a_clear_404(
+        web: WebServer, users: Users, redis_server: Any) -> None:
+    """A record of the old single stream moves to its namespace's stream with a new id: the
+    old id (in someone's notes or shell history) is a 404 that says why, not a traceback."""
+    async def legacy_record() -> str:
+        conn = RedisConnection(RedisSettings(url=redis_server.url))
+        try:
+            sid = str(await conn.client.xadd(conn.key("dlq"), {
+                "id": f"uid-{uuid.uuid4().hex[:6]}/fetch", "namespace": users.namespace,
+                "run": "old-run", "workflow": "pipeline", "step": "fetch", "params": "{}",
+                "error": "exit 1", "attempts": "1", "failedAt": "2026-11-01T00:00:00Z"}))
+            await migrate_legacy(conn)
+            return sid
+        finally:
+            await conn.aclose()
+
+    old = asyncio.run(legacy_record())
+    viewer = Api(web, users.viewer, users.namespace)
+    moved = [e for e in viewer("GET", "deadletters").json()["items"] if e["run"] == "old-run"]
+    assert len(moved) == 1 and moved[0]["id"] != old
+    gone = viewer("GET", f"deadletters/{old}")
+    assert gone.status_code == 404, gone.text
+    error = error_of(gone)
+    assert error["field"] == "id" and old in error["message"]
+    assert "per namespace" in error["message"] and "new ids" in error["message"]
+    assert viewer("GET", f"deadletters/{moved[0]['id']}").json()["run"] == "old-run"
 
 
 def _kubeconfig(cluster: ClusterUnderTest, token: str, path: Path, namespace: str) -> Path:
