@@ -200,6 +200,7 @@ class PodWorker:
             launch = self.ctx.images.launch(container, command, args)
             exit_code: int | None
             if launch.rule.mode == "instant":
+                self._empty_log(container["name"], cstatus.restart_count)
                 cstatus.set_terminated(
                     launch.rule.exit_code,
                     "Completed" if launch.rule.exit_code == 0 else "Error",
@@ -296,6 +297,12 @@ class PodWorker:
         cstatus.set_terminated(exit_code, reason, message)
         log.info("pod %s: container %s exited %d (%s)", self.key, name, exit_code, reason)
         return exit_code
+
+    def _empty_log(self, name: str, restart: int) -> None:
+        """A container that printed nothing: a kubelet serves an empty log, not a 404."""
+        path = self.ctx.logs.log_path(self.dir, name, restart)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
 
     def _process_env(
         self, env: dict[str, str], rule_env: dict[str, str], prepend: tuple[str, ...],

@@ -65,6 +65,9 @@ def test_bench_instant_image_finishes_without_a_process(
     state = (pod.status.container_statuses or [])[0].state
     assert state is not None and state.terminated is not None
     assert json.loads(state.terminated.message or "") == {"ok": True, "outputs": {}}
+    # It printed nothing: an empty log, as a kubelet serves it, not "no logs on this node".
+    logs = cluster.kubectl("logs", "-n", namespace, pod.metadata.name, check=False)
+    assert (logs.returncode, logs.stdout) == (0, ""), logs
 
 
 @pytest.mark.local_agent

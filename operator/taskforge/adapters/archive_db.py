@@ -13,12 +13,14 @@ version in `schema_migrations`; a re-run finds every version there and does noth
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -87,33 +89,60 @@ async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[int]:
 
 RUN_COLUMNS = ("uid", "namespace", "name", "workflow", "workflow_generation", "phase",
                "trigger", "params", "outputs", "pinned_spec", "steps", "creator", "message",
-               "created_at", "started_at", "finished_at")
+               "created_at", "started_at", "finished_at", "conditions")
 ATTEMPT_COLUMNS = ("run_uid", "step", "attempt", "job_name", "started_at", "finished_at",
                    "exit_code", "reason", "message", "outputs")
 LOG_COLUMNS = ("run_uid", "step", "attempt", "pod", "size", "truncated", "note", "content")
-JSON_COLUMNS = frozenset({"params", "outputs", "pinned_spec", "steps"})
+JSON_COLUMNS = frozenset({"params", "outputs", "pinned_spec", "steps", "conditions"})
 
 
-def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> bytes:
+def _upsert(table: str, columns: Sequence[str], key: Sequence[str], where: str = "") -> bytes:
     names = ", ".join(columns)
     marks = ", ".join(["%s"] * len(columns))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
     return (f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT"
-            f" ({', '.join(key)}) DO UPDATE SET {updates}, archived_at = now()").encode()
+            f" ({', '.join(key)}) DO UPDATE SET {updates}, archived_at = now()"
+            f"{where}").encode()
 
 
 _TABLES: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "run": (_upsert("archived_runs", RUN_COLUMNS, ("uid",)), RUN_COLUMNS),
     "attempt": (_upsert("archived_attempts", ATTEMPT_COLUMNS, ("run_uid", "step", "attempt")),
                 ATTEMPT_COLUMNS),
-    "log": (_upsert("archived_logs", LOG_COLUMNS, ("run_uid", "step", "attempt")),
+    # A log read again later (a new leader's catch-up, a run failed around its attempts)
+    # may find the pod gone: that row (a note, no text) never replaces one with the text.
+    "log": (_upsert("archived_logs", LOG_COLUMNS, ("run_uid", "step", "attempt"),
+                    " WHERE archived_logs.note IS NOT NULL OR EXCLUDED.note IS NULL"),
             LOG_COLUMNS),
 }
 
 
+_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON for a jsonb column by orjson (the stdlib's encoder was a good part of the
+    writer's CPU), the stdlib's for what orjson refuses (integers past 64 bits). jsonb
+    cannot hold U+0000, which a step's output may: it becomes U+FFFD."""
+    try:
+        data = orjson.dumps(value)
+    except TypeError:
+        data = json.dumps(value, separators=(",", ":")).encode()
+    return _JSON_NUL.sub(rb"\1\\ufffd", data) if b"\\u0000" in data else data
+
+
+def _value(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in JSON_COLUMNS:
+        return Jsonb(value, dumps=_dumps)
+    if isinstance(value, str) and "\x00" in value:  # text cannot hold NUL either
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
 def _row(columns: Sequence[str], values: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(Jsonb(values.get(c)) if c in JSON_COLUMNS and values.get(c) is not None
-                 else values.get(c) for c in columns)
+    return tuple(_value(c, values.get(c)) for c in columns)
 
 
 async def write(conn: psycopg.AsyncConnection[Any],
@@ -127,6 +156,26 @@ async def write(conn: psycopg.AsyncConnection[Any],
             rows = by_kind.get(kind)
             if rows:
                 await cur.executemany(_TABLES[kind][0], rows)
+
+
+REFUSED = (psycopg.DataError, psycopg.IntegrityError)
+"""What the database answers about a record's content (a value it cannot store), as
+against being unreachable: retrying that batch can never succeed."""
+
+
+async def write_each(conn: psycopg.AsyncConnection[Any],
+                     records: Sequence[tuple[str, dict[str, Any]]]
+                     ) -> list[tuple[tuple[str, dict[str, Any]], str]]:
+    """After a batch was refused for its content: write the records one by one; those the
+    database refuses, with why (the caller drops and counts them, the rest are written)."""
+    refused: list[tuple[tuple[str, dict[str, Any]], str]] = []
+    for record in records:
+        try:
+            await write(conn, [record])
+        except REFUSED as exc:
+            refused.append((record, str(exc).strip().splitlines()[0] if str(exc).strip()
+                            else type(exc).__name__))
+    return refused
 
 
 ORPHAN_DAYS_MIN = 7

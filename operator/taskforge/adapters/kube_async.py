@@ -17,7 +17,9 @@ so `kube.is_status`, `kube.describe` and `kube.is_too_large` read them as before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -72,10 +74,7 @@ async def request(method: str, path: str, *, body: Any = None,
     if cfg.proxy:
         return await asyncio.to_thread(_through_sync_client, method, path, body, query,
                                        content_type)
-    headers = {"Accept": "application/json", "Content-Type": content_type}
-    token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
-    if token:
-        headers["Authorization"] = token
+    headers = _headers(cfg, {"Accept": "application/json", "Content-Type": content_type})
     data = orjson.dumps(body) if body is not None else None
     async with _session(cfg).request(method, f"{cfg.host}{path}", params=query or None,
                                      data=data, headers=headers) as response:
@@ -86,6 +85,37 @@ async def request(method: str, path: str, *, body: Any = None,
             error.headers = response.headers
             raise error
         return payload
+
+
+def _headers(cfg: Any, headers: dict[str, str]) -> dict[str, str]:
+    token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+    if token:
+        headers["Authorization"] = token
+    return headers
+
+
+def proxied() -> bool:
+    """Whether the API server is reached through an HTTP proxy (then only the sync client)."""
+    return bool(kube.api_client().configuration.proxy)
+
+
+@contextlib.asynccontextmanager
+async def stream(path: str, query: list[tuple[str, str]] | None = None
+                 ) -> AsyncIterator[aiohttp.StreamReader]:
+    """A GET whose body the caller reads piece by piece (a pod's log: the run archive keeps
+    its tail, bounded); the connection goes back to the pool when the block ends. Errors as
+    `request`'s. Not through a proxy (see `proxied`)."""
+    cfg = kube.api_client().configuration
+    headers = _headers(cfg, {"Accept": "*/*"})
+    async with _session(cfg).get(f"{cfg.host}{path}", params=query or None,
+                                 headers=headers) as response:
+        if not 200 <= response.status <= 299:
+            payload = await response.read()
+            error = ApiException(status=response.status, reason=response.reason,
+                                 body=payload.decode(errors="replace"))
+            error.headers = response.headers
+            raise error
+        yield response.content
 
 
 def _through_sync_client(method: str, path: str, body: Any,

@@ -239,6 +239,7 @@ class Operator:
                 renew_forever(self.limits, self.leases, self.places)))
         if self.archiver is not None:
             runlog.OBSERVERS.append(self.archiver.after_write)
+            runlog.FAILURE_OBSERVERS.append(self.archiver.after_failure)
             self.tasks.append(loop.create_task(self.archiver.run()))
             self.tasks.append(loop.create_task(self.archiver.catch_up()))
         for key in list(self.store.runs):
@@ -263,4 +264,6 @@ class Operator:
         if self.archiver is not None:
             if self.archiver.after_write in runlog.OBSERVERS:
                 runlog.OBSERVERS.remove(self.archiver.after_write)
+            if self.archiver.after_failure in runlog.FAILURE_OBSERVERS:
+                runlog.FAILURE_OBSERVERS.remove(self.archiver.after_failure)
             await self.archiver.close()

@@ -5,8 +5,10 @@ Only the leader reconciles, so only the leader calls in here, and only it writes
 
 Nothing here ever makes a reconcile wait:
   * `after_write` (called once per reconcile that wrote a status) only looks at what changed
-    and starts background work: an ended attempt's log is read from its pod at once, in a
-    thread, because the Job (and the pod with its log) goes after the Job TTL;
+    and starts background work: an ended attempt's log is read from its pod at once (the
+    reconcile that saw the pod's container terminate, before the Job is even complete), on
+    the event loop's aiohttp session, because the Job (and the pod with its log) goes after
+    the Job TTL; `after_failure` does the same for a run failed for its size or as invalid;
   * the records go into a bounded in-memory queue that one task drains in batches. When the
     database is away the records wait there and the task retries with backoff (1 s doubling
     to 30 s); they are written when it is back. When the queue is full (ARCHIVE_QUEUE_RECORDS
@@ -32,10 +34,11 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge
 
 from taskforge.adapters import archive_db, kube
-from taskforge.adapters.archive_pods import read_log_tail
+from taskforge.adapters.archive_pods import read_log_tail, read_secret_key
 from taskforge.adapters.archive_records import (
     LOG_MAX_BYTES,
     LOG_TAIL_LINES,
+    NOT_ENDED,
     Record,
     SecretRef,
     attempt_record,
@@ -63,13 +66,18 @@ WRITE_ERRORS = Counter("taskforge_archive_write_errors_total",
                        "Failed batch writes to the archive database (retried).")
 LOG_READ_ERRORS = Counter("taskforge_archive_log_read_errors_total",
                           "Attempt logs that could not be read from their pod.")
+REFUSED = Counter("taskforge_archive_refused_total",
+                  "Archive records the database refused for their content (dropped).", ["kind"])
 BATCH = 500
 BATCH_WAIT = 0.25
 """The writer waits this long after a wake-up, so runs ending together share a transaction."""
 LOG_RETRIES = (0.1, 0.3, 0.5, 1.0, 0.0)
 """A pod's log may not be served yet the instant its container ended (the node still
 flushing it); tried again after these pauses, well within the Job TTL."""
-LOG_READS = 4
+LOG_READS = 16
+"""Log reads at once: a burst of attempts ending together (40 at once in the e2e stress run)
+must all be read before a short Job TTL deletes their pods; on the event loop a read waiting
+for the API server costs nothing."""
 
 
 class Archiver:
@@ -117,6 +125,24 @@ class Archiver:
                  for a in changes.attempts]
         self._spawn(self._capture(key, body, status, ended, changes.finished is not None))
 
+    def after_failure(self, namespace: str, body: dict[str, Any],
+                      written: dict[str, Any]) -> None:
+        """A run failed outside the plan, for its size or as invalid (handlers/failures.py),
+        with `written` its status as stored: archive it and the attempts it had running (a
+        runlog failure observer: only starts background work). The minimal status left out
+        the steps, spec and params; the archive takes them from the status before."""
+        before = body.get("status")
+        before = before if isinstance(before, dict) else {}
+        status = {**before, **written}
+        key = (namespace, str((body.get("metadata") or {}).get("name", "")))
+        steps = before.get("steps")
+        ended = []
+        for step, st in (steps.items() if isinstance(steps, dict) else ()):
+            attempt = (st or {}).get("attempts") if isinstance(st, dict) else None
+            if isinstance(attempt, int) and attempt > 0 and st.get("phase") in NOT_ENDED:
+                ended.append((str(step), attempt, self._observed(key, str(step), attempt)))
+        self._spawn(self._capture(key, body, status, ended, True))
+
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
@@ -126,6 +152,7 @@ class Archiver:
                        ended: list[tuple[str, int, ObservedJob | None]], finished: bool) -> None:
         uid = str((body.get("metadata") or {}).get("uid", ""))
         spec = status.get("workflowSpec")
+        spec = spec if isinstance(spec, dict) else None  # hostile in a run failed as invalid
         try:
             records: list[Record] = []
             for step, attempt, job in ended:
@@ -146,7 +173,7 @@ class Archiver:
         values: list[bytes] = []
         for name, item in sorted(refs):
             try:
-                value = await asyncio.to_thread(kube.read_secret_key, namespace, name, item)
+                value = await read_secret_key(namespace, name, item)
             except ApiException as exc:
                 return redactor(values), f"Secret {name!r} unreadable for redaction ({exc.status})"
             if value is not None:
@@ -173,8 +200,7 @@ class Archiver:
         for delay in LOG_RETRIES:
             try:
                 async with self._reads:
-                    raw, cut = await asyncio.to_thread(
-                        read_log_tail, key[0], pod, LOG_MAX_BYTES, LOG_TAIL_LINES)
+                    raw, cut = await read_log_tail(key[0], pod, LOG_MAX_BYTES, LOG_TAIL_LINES)
                 return log_record(uid, step, attempt, pod=pod, raw=raw, redact=redact, cut=cut)
             except Exception as exc:
                 error = exc
@@ -304,9 +330,24 @@ class Archiver:
         conn = await self._connection()
         while self.queue:
             batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
-            await archive_db.write(conn, batch)
+            refused: list[tuple[Record, str]] = []
+            try:
+                await archive_db.write(conn, batch)
+            except archive_db.REFUSED:
+                # A value the database cannot store (never an outage): written one by one,
+                # so one hostile record is dropped and counted, not retried forever while
+                # the queue fills behind it.
+                refused = await archive_db.write_each(conn, batch)
+            for record, why in refused:
+                REFUSED.labels(record[0]).inc()
+                values = record[1]
+                log.warning("archive: the database refused a %s record of run %s (%s): %s",
+                            record[0], values.get("uid") or values.get("run_uid"),
+                            values.get("step") or values.get("name"), why)
+            dropped = {id(r) for r, _ in refused}
             for _ in batch:
                 record = self.queue.popleft()
                 self.queued_bytes -= record_bytes(record)
-                WRITTEN.labels(record[0]).inc()
+                if id(record) not in dropped:
+                    WRITTEN.labels(record[0]).inc()
 

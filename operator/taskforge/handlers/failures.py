@@ -138,6 +138,7 @@ class RunFailures:
         written = await self._write_status(key, body, patch)
         if written is None or old.get("phase") in TERMINAL_RUN_PHASES:
             return
+        runlog.record_failure(key[0], body, written.get("status") or {})
         workflow = ((body.get("spec") or {}).get("workflowRef") or {}).get("name")
         metrics.RUNS_FINISHED.labels(key[0], metrics.workflow_label(workflow),
                                      runlog.trigger_of(body), "Failed").inc()
@@ -173,7 +174,9 @@ class RunFailures:
             "observedGeneration": generation,
             "conditions": run_health_wire("Failed", [condition], generation, now),
         }
-        await self._write_status(key, body, patch)
+        written = await self._write_status(key, body, patch)
+        if written is not None:
+            runlog.record_failure(key[0], body, written.get("status") or {})
 
 
 def ship_backoff() -> ItemBackoff[Key]:

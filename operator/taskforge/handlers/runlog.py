@@ -28,6 +28,10 @@ RunObserver = Callable[[str, dict[str, Any], WorkflowRunStatus, RunChanges], Non
 OBSERVERS: list[RunObserver] = []
 """Told what each written reconcile changed (the run archive, handlers/archiver.py); must
 not block: they start background work at most."""
+FailureObserver = Callable[[str, dict[str, Any], dict[str, Any]], None]
+FAILURE_OBSERVERS: list[FailureObserver] = []
+"""Told of a run failed outside the plan (too large to store, or a spec the models reject:
+handlers/failures.py) with its body and the status as written; the same rules."""
 
 
 def workflow_of(body: dict[str, Any]) -> str | None:
@@ -63,6 +67,12 @@ def record(
             log.log(level, "run %s in %.3fs (%s)", changes.finished.lower(),
                     changes.run_seconds or 0.0, new.progress or "",
                     extra={"phase": changes.finished})
+
+
+def record_failure(namespace: str, body: dict[str, Any], status: dict[str, Any]) -> None:
+    """A run was failed without a plan (no WorkflowRunStatus to compare): tell the observers."""
+    for observe in FAILURE_OBSERVERS:
+        observe(namespace, body, status)
 
 
 def reconcile_error_reason(exc: BaseException) -> str:

@@ -14,6 +14,9 @@ from localcluster.postgres_server import PostgresServer
 from taskforge.adapters import archive_db
 from taskforge.adapters.archive_reader import ArchiveReader
 from taskforge.cli.archive import ARCHIVE_ENV
+from taskforge.handlers.archiver import Archiver
+from taskforge.handlers.config import ArchiveSettings
+from taskforge.handlers.store import Store
 
 from tests.e2e.archive.conftest import RETENTION_RUNS, Archive, new_database, wait_gone
 from tests.e2e.cli_kit import CLI
@@ -48,6 +51,31 @@ def _all_text(archive: Archive, uid: str) -> str:
     text += [gzip.decompress(r["content"]).decode() for r in archive.rows(
         "SELECT content FROM archived_logs WHERE run_uid = %s", uid)]
     return "\n".join(text)
+
+
+def test_every_attempt_log_is_captured_before_the_job_ttl_removes_the_pod(
+    kube: Kube, archive: Archive,
+) -> None:
+    """The executor's step logs, strictly (each holds the line it printed, no `note`): nine
+    runs at once, their Jobs deleted 3 s after they end. First in the package on purpose:
+    in a fresh operator the first log reads went through the kubernetes client, whose
+    CoreV1Api is imported on first use (0.6 s of CPU under the import lock, 4-8 s under
+    load), four at a time, and found the pods deleted (404): the flaky executor logs of
+    issue 18's first tests."""
+    names = []
+    for w in range(3):  # three runs per workflow: the retention here keeps three
+        kube.workflow(f"say{w}", {"steps": [
+            {"name": "say", "script": {"language": "sh", "source": "echo line of $RUN",
+                                       "env": [{"name": "RUN", "value": "{{ run.name }}"}]}}]})
+    for w in range(3):
+        names += [kube.start_run(f"say{w}") for _ in range(RETENTION_RUNS)]
+    for name in names:
+        assert kube.wait_run(name, timeout=120)["status"]["phase"] == "Succeeded"
+    for name in names:
+        archive.run(kube.namespace, name, timeout=60)
+        (log,) = archive.wait(f"the log of {name}", lambda n=name: asyncio.run(
+            _logs(archive.url, kube.namespace, n)), timeout=30)
+        assert log["note"] is None and f"line of {name}\n" in log["text"], log
 
 
 def test_run_archived_with_attempts_and_logs_after_the_ttl(kube: Kube, archive: Archive) -> None:
@@ -205,3 +233,73 @@ def test_migrations_from_empty_and_rerun_idempotent(postgres: PostgresServer) ->
     assert {"schema_migrations", "archived_runs", "archived_attempts", "archived_logs"} <= tables
     assert [r["version"] for r in Archive(url).rows(
         "SELECT version FROM schema_migrations ORDER BY version")] == versions
+
+
+
+def test_a_run_failed_for_its_size_is_archived_with_its_reason(
+    kube: Kube, archive: Archive,
+) -> None:
+    """A run the API server cannot store fails outside the plan (StatusTooLarge, a minimal
+    status without its spec, steps and params): the archive keeps it all the same, with
+    the reason, the message, and the spec and params the status had to drop."""
+    steps = [{"name": f"post-{i}", "http": {"method": "POST", "url": "http://127.0.0.1:9/",
+                                           "json": {"blob": "j" * 190_000}}} for i in range(2)]
+    kube.apply({"apiVersion": "taskforge.io/v1alpha1", "kind": "WorkflowRun",
+                "metadata": {"name": "oversized"},
+                "spec": {"workflowSpec": {"params": [{"name": "blob", "type": "string"}],
+                                          "steps": steps},
+                         "params": {"blob": "p" * 450_000}}})
+    run = kube.wait_run("oversized", timeout=60)
+    assert run["status"]["phase"] == "Failed", run["status"]
+    row = archive.run(kube.namespace, "oversized")
+    assert row["uid"] == run["metadata"]["uid"] and row["phase"] == "Failed"
+    (cond,) = [c for c in row["conditions"] if c["type"] == "Succeeded"]
+    assert cond["reason"] == "StatusTooLarge" and row["message"] == cond["message"], row
+    assert row["finished_at"] is not None
+    assert [s["name"] for s in row["pinned_spec"]["steps"]] == ["post-0", "post-1"]
+    assert row["params"] == {"blob": "p" * 450_000}
+    assert not archive.rows("SELECT * FROM archived_attempts WHERE run_uid = %s", row["uid"])
+
+
+def test_a_run_failed_as_invalid_is_archived_whatever_its_fields_hold(
+    kube: Kube, archive: Archive,
+) -> None:
+    """The archiver's side of InvalidSpec (handlers/failures.py calls it as for the size):
+    a hostile body and status (fields of the wrong type, bad times, NUL characters) still
+    give a run record, its running attempt is archived as Cancelled; and a record the
+    database refuses is dropped alone, not retried forever in front of the others."""
+    ns, uid = kube.namespace, f"invalid-{kube.namespace}"
+    body: dict[str, Any] = {
+        "metadata": {"name": "invalid", "namespace": ns, "uid": uid,
+                     "creationTimestamp": "2026-12-01T00:00:00Z",
+                     "annotations": {"taskforge.io/creator": 7}},
+        "spec": {"trigger": "cron", "workflowRef": {"name": ["x"]}, "params": {"p": "a\x00b"}},
+        "status": {"phase": "Running", "workflowSpec": ["not", "a", "spec"],
+                   "workflow": {"name": "wf", "generation": "abc"}, "startedAt": "yesterday",
+                   "steps": {"s": {"phase": "Running", "attempts": 1,
+                                   "startedAt": "2026-12-01T00:00:01Z"},
+                             "t": "junk", "u": {"phase": "Running", "attempts": "2"}}}}
+    written = {"phase": "Failed", "message": "spec.steps.0: bad\x00", "observedGeneration": 1,
+               "finishedAt": "2026-12-01T00:00:05Z",
+               "conditions": [{"type": "Succeeded", "status": "False", "reason": "InvalidSpec",
+                               "message": "spec.steps.0: bad"}]}
+
+    async def archive_directly() -> None:
+        archiver = Archiver(ArchiveSettings(url=archive.url), Store())
+        archiver.put([("run", {"uid": f"poison-{ns}", "namespace": ns, "name": "poison",
+                               "phase": "Failed", "finished_at": "not a time"})])
+        archiver.after_failure(ns, body, written)
+        await archiver.close(grace=30)
+    asyncio.run(archive_directly())
+
+    row = archive.run(ns, "invalid", timeout=5)
+    assert (row["uid"], row["phase"], row["trigger"]) == (uid, "Failed", "manual")
+    assert (row["workflow"], row["workflow_generation"], row["creator"]) == ("wf", None, None)
+    assert row["started_at"] is None and row["finished_at"] is not None
+    assert row["conditions"][0]["reason"] == "InvalidSpec"
+    assert row["params"] == {"p": "a\ufffdb"} and row["message"] == "spec.steps.0: bad\ufffd"
+    (attempt,) = archive.rows("SELECT * FROM archived_attempts WHERE run_uid = %s", uid)
+    assert (attempt["step"], attempt["attempt"], attempt["reason"]) == ("s", 1, "Cancelled")
+    (log,) = archive.rows("SELECT * FROM archived_logs WHERE run_uid = %s", uid)
+    assert log["note"] == "no pod: log not captured"
+    assert not archive.rows("SELECT * FROM archived_runs WHERE uid = %s", f"poison-{ns}")
