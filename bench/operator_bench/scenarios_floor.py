@@ -23,7 +23,7 @@ from pathlib import Path
 
 from localcluster.process import ManagedProcess
 
-from .cluster import Bench, Operator, process_cpu_seconds
+from .cluster import Bench, Operator, bench_cpu_seconds, process_cpu_seconds
 from .common import HISTORY, JSON, ROOT, chain_spec, log_step, ms, quantile, verdict
 from .kube import RunTracker, Watch
 from .report import Outcome, Section, Summary
@@ -86,6 +86,8 @@ class Side:
     cpu_per_run: list[float] = field(default_factory=list)
     create: Callable[[str, int], None] = lambda name, steps: None
     cpu: Callable[[], float] = lambda: math.nan
+    # CPU seconds per single-step run of every other process (API server, etcd, agent, ...)
+    others: dict[str, list[float]] = field(default_factory=dict)
 
     def handoffs(self) -> list[float]:
         out = []
@@ -109,8 +111,9 @@ def _chains(side: Side, names: list[str]) -> None:
         side.chain_runs.append(name)
 
 
-def _burst(side: Side, names: list[str], timeout: float) -> None:
-    cpu0, t0 = side.cpu(), time.monotonic()
+def _burst(side: Side, names: list[str], timeout: float,
+           others: Callable[[], dict[str, float]]) -> None:
+    cpu0, t0, others0 = side.cpu(), time.monotonic(), others()
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda n: side.create(n, 1), names))
     if not side.tracker.wait_finished(names, timeout=timeout):
@@ -120,6 +123,9 @@ def _burst(side: Side, names: list[str], timeout: float) -> None:
     side.per_min.append(done / (t_end - t0) * 60)
     time.sleep(0.5)  # the last status writes
     side.cpu_per_run.append((side.cpu() - cpu0) / max(1, done))
+    for name, cpu in others().items():
+        if name in others0:
+            side.others.setdefault(name, []).append((cpu - others0[name]) / max(1, done))
 
 
 def scenario_floor(b: Bench) -> Outcome:
@@ -165,10 +171,15 @@ def scenario_floor(b: Bench) -> Outcome:
             for side in order:
                 _chains(side, [f"h{r}-{i:02d}" for i in range(chain_runs)])
             for side in order:
-                _burst(side, [f"t{r}-{i:04d}" for i in range(burst)], timeout=120)
+                _burst(side, [f"t{r}-{i:04d}" for i in range(burst)], timeout=120,
+                       others=lambda: {**b.cluster_cpu(), "benchmark": bench_cpu_seconds()})
                 time.sleep(1.0)
             load.append(os.getloadavg()[0])
     return _report(op_side, fl_side, rounds=rounds, chains=chain_runs, burst=burst, load=load)
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
 
 
 def _report(op: Side, fl: Side, *, rounds: int, chains: int, burst: int,
@@ -196,6 +207,20 @@ def _report(op: Side, fl: Side, *, rounds: int, chains: int, burst: int,
          f"{load[i]:.2f}"]
         for i in range(rounds)
     ]
+    names = sorted(set(op.others) & set(fl.others))
+    cpu_rows = [[name, f"{1000 * _mean(op.others[name]):.1f}",
+                 f"{1000 * _mean(fl.others[name]):.1f}"] for name in names]
+    cpu_rows.append(["controller (operator / floor)", f"{1000 * o_cpu:.1f}",
+                     f"{1000 * f_cpu:.1f}"])
+    o_all = sum(_mean(op.others[n]) for n in names) + o_cpu
+    f_all = sum(_mean(fl.others[n]) for n in names) + f_cpu
+    cpu_rows.append(["**all**", f"**{1000 * o_all:.1f}**", f"**{1000 * f_all:.1f}**"])
+    cpu_sec = Section(
+        "CPU per single-step run by process, ms (the bursts above; the other side idles then)",
+        ["process", "operator's runs", "floor's runs"], cpu_rows,
+        ["the machine's two cores bound runs per minute once every process's CPU per run adds "
+         "up to 2 s per second: this table says whose CPU each side's runs cost"],
+    )
     sec = Section(
         f"Operator vs the floor controller, interleaved ({rounds} rounds; per round "
         f"{chains} chain runs of {STEPS} steps and {burst} single-step runs each)",
@@ -216,4 +241,4 @@ def _report(op: Side, fl: Side, *, rounds: int, chains: int, burst: int,
         Summary("operator CPU per single-step run", "<= 15 ms", f"{1000 * o_cpu:.1f} ms",
                 ok_cpu),
     ]
-    return Outcome([sec], summary)
+    return Outcome([sec, cpu_sec], summary)

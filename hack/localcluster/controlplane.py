@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import http.client
 import logging
+import os
 import shutil
 import ssl
 import time
@@ -303,7 +304,10 @@ class ControlPlane:
             "--max-requests-inflight=1000",
             "--max-mutating-requests-inflight=500",
             "--delete-collection-workers=4",
-            "--profiling=false",
+            # /debug/pprof for finding where the API server's CPU goes under a benchmark
+            # (bench/RESULTS.md, issue 14); off otherwise, as it costs a little per request.
+            "--profiling=" + ("true" if os.environ.get("TASKFORGE_APISERVER_PROFILING") == "1"
+                              else "false"),
             # the default reconciler rejects 127.0.0.1 as an endpoint and logs an error
             # every 10 s; with the agent nothing uses the service's endpoints, but pods
             # on the real node reach the apiserver through the `kubernetes` Service.
