@@ -85,7 +85,7 @@ def secret_env(
 
     The operator turns each tuple into an `env` entry with `valueFrom.secretKeyRef`; the
     executor reads the same names. `config` is the step type's wire form (camelCase, as in
-    `TASKFORGE_STEP`) or its `taskforge.api.steps` model. Script env entries keep their own
+    `TASKFORGE_STEP`) or its `taskforge.api.step_types` model. Script env entries keep their own
     names, since the script reads them directly. Types without secrets give `[]`.
     """
     wire = _wire(config)

@@ -1,6 +1,6 @@
 """Config validation with the operator's own pydantic models.
 
-Using `taskforge.api.steps` (not a copy) means the executor accepts exactly what the CRD
+Using `taskforge.api.step_types` (not a copy) means the executor accepts exactly what the CRD
 and `taskforge validate` accept. Only step runners import this module, and each imports
 just its own model, so nothing here loads before the step type is known.
 """

@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from taskforge.api.steps import EmailStep
+from taskforge.api.step_types import EmailStep
 
 from taskforge_executor.contract import ENV_SECRET_SMTP_PASSWORD, ENV_SECRET_SMTP_USERNAME
 from taskforge_executor.outcome import StepError, permanent, retryable

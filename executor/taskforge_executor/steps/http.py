@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskforge.api.durations import parse_duration
-from taskforge.api.steps import HttpStep
+from taskforge.api.step_types import HttpStep
 
 from taskforge_executor.contract import secret_header_env
 from taskforge_executor.httpcall import check_status, send

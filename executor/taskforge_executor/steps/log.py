@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskforge.api.steps import LogStep
+from taskforge.api.step_types import LogStep
 
 from taskforge_executor.steps import StepContext
 from taskforge_executor.validate import validate

@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from taskforge.api.results import EXIT_PERMANENT
-from taskforge.api.steps import ScriptStep
+from taskforge.api.step_types import ScriptStep
 
 from taskforge_executor.console import Redactor
 from taskforge_executor.contract import ENV_RESULT

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from taskforge.api.steps import SlackStep
+from taskforge.api.step_types import SlackStep
 
 from taskforge_executor.contract import ENV_SECRET_SLACK_WEBHOOK_URL
 from taskforge_executor.httpcall import check_status, send

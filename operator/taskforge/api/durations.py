@@ -16,9 +16,12 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Annotated, Any
 
-from pydantic import PlainSerializer
+from pydantic import PlainSerializer, StringConstraints
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+Duration = Annotated[str, StringConstraints(max_length=32)]
+"""A duration field of a resource, e.g. 30s: at most 32 characters (every spec string is
+bounded), with `pattern=DURATION_PATTERN` on each field."""
 _GO_PART = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
             "m": 60 * 10**9, "h": 3600 * 10**9}

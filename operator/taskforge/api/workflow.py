@@ -18,7 +18,7 @@ from taskforge.api.common import (
     k8s_validations,
     list_map,
 )
-from taskforge.api.durations import DURATION_PATTERN
+from taskforge.api.durations import DURATION_PATTERN, Duration
 from taskforge.api.pod import PodSettings, unmounted_names
 from taskforge.api.sizes import (
     SPEC_TEXT_MAX_CHARS,
@@ -26,7 +26,7 @@ from taskforge.api.sizes import (
     spec_text,
     text_budget_rule,
 )
-from taskforge.api.steps import Duration, RetryPolicy, Step
+from taskforge.api.steps import RetryPolicy, Step
 from taskforge.api.timing import Priority
 
 BodyPath = Annotated[str, StringConstraints(max_length=1024)]
