@@ -109,3 +109,21 @@ def holders(before: dict[str, Any], after: dict[str, Any], runs: int,
          "objects reachable through dicts, lists, tuples, sets and pydantic models, each "
          "counted once (for the first holder walked)"],
     )
+
+
+def parts(before: dict[str, Any], after: dict[str, Any], runs: int, top: int = 16) -> Section:
+    """What the cached bodies hold, by part (metadata, spec, status fields)."""
+    old = {r["holder"]: r for r in before.get("parts", [])}
+    rows = []
+    for r in after.get("parts", []):
+        o = old.get(r["holder"], {"bytes": 0, "objects": 0})
+        grew = int(r["bytes"]) - int(o["bytes"])
+        rows.append((grew, [r["holder"], f"{grew / runs / 1024:.2f}",
+                            f"{(int(r['objects']) - int(o['objects'])) / runs:.1f}"]))
+    rows.sort(key=lambda x: -x[0])
+    return Section(
+        "Memory per active run by part of the cached bodies",
+        ["part", "KiB per run", "objects per run"], [r for _, r in rows[:top]],
+        ["deep sizes as in the holders table, per part of the bodies; what bodies share (the "
+         "pinned spec, dict keys decoded once) counts once"],
+    )

@@ -127,7 +127,8 @@ def memory(b: Bench, n: int, *, limit_mib: int, timeout: float) -> Outcome:
                 after = memprofile.request_dump(op.pid, dumps, 2)
                 profile = [*memprofile.sites(dumps / "snapshot-1.tracemalloc",
                                              dumps / "snapshot-2.tracemalloc", n + 1),
-                           memprofile.holders(before, after, n + 1)]
+                           memprofile.holders(before, after, n + 1),
+                           memprofile.parts(before, after, n + 1)]
     finally:
         gone_in = b.delete_namespace(ns, timeout=180 if n <= 1000 else 300)
         agent.launch()

@@ -83,3 +83,15 @@ def test_sigusr2_writes_a_snapshot_and_holders(tmp_path: Path) -> None:
         signal.signal(signal.SIGUSR2, previous)
         if not was_tracing:
             tracemalloc.stop()
+
+
+def test_body_parts_split_status_fields_and_count_a_shared_spec_once() -> None:
+    spec = {"steps": [{"name": "s", "log": {"message": "x" * 5000}}]}
+    bodies = {i: {"metadata": {"name": f"r{i}"}, "status": {"phase": "Running",
+                                                           "workflowSpec": spec}}
+              for i in range(3)}
+    rows = {r["holder"]: r for r in memdump.body_parts("runs", bodies)}
+    assert set(rows) == {"runs[*].metadata", "runs[*].status.phase",
+                         "runs[*].status.workflowSpec"}
+    assert rows["runs[*].status.workflowSpec"]["entries"] == 3
+    assert 5000 < rows["runs[*].status.workflowSpec"]["bytes"] < 2 * 5000  # once, not 3 times

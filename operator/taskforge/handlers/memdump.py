@@ -85,6 +85,45 @@ def holders(roots: Mapping[str, object]) -> list[dict[str, Any]]:
     return rows
 
 
+def body_parts(name: str, bodies: Mapping[Any, Any]) -> list[dict[str, Any]]:
+    """Deep size of the parts of cached bodies (metadata, spec, each status field), summed
+    over all of them; what several bodies share counts once. Read apart from `holders`."""
+    parts: dict[str, list[Any]] = {}
+    for body in list(bodies.values()):
+        if not isinstance(body, dict):
+            continue
+        for key, value in body.items():
+            if key == "status" and isinstance(value, dict):
+                for field, sub in value.items():
+                    parts.setdefault(f"status.{field}", []).append(sub)
+            else:
+                parts.setdefault(str(key), []).append(value)
+    seen: set[int] = set()
+    rows: list[dict[str, Any]] = []
+    for part, values in parts.items():
+        size = objects = 0
+        for value in values:
+            s, o = deep_size(value, seen)
+            size, objects = size + s, objects + o
+        rows.append({"holder": f"{name}[*].{part}", "bytes": size, "objects": objects,
+                     "entries": len(values)})
+    rows.sort(key=lambda r: -int(r["bytes"]))
+    return rows
+
+
+def _parts() -> list[dict[str, Any]]:
+    from taskforge.handlers import registration  # noqa: PLC0415 - only when dumping
+
+    op = registration.OPERATOR
+    if op is None:
+        return []
+    return [*body_parts("store.runs", op.store.runs), *body_parts("store.jobs", {
+        (run, name): job for run, jobs in op.store.jobs.items() for name, job in jobs.items()
+    }), *body_parts("store.pods", {
+        (job, name): pod for job, pods in op.store.pods.items() for name, pod in pods.items()
+    })]
+
+
 def _roots() -> dict[str, object]:
     from taskforge.handlers import registration  # noqa: PLC0415 - only when dumping
 
@@ -112,8 +151,9 @@ class Dumper:
             tracemalloc.take_snapshot().dump(str(snapshot_path))
         rows = holders(_roots() if roots is None else roots)
         traced, peak = tracemalloc.get_traced_memory()
+        parts = _parts() if roots is None else []
         summary = {"n": self.n, "traced": traced, "traced_peak": peak, "holders": rows,
-                   "seconds": 0.0}
+                   "parts": parts, "seconds": 0.0}
         summary["seconds"] = round(time.monotonic() - t0, 3)
         (self.directory / f"holders-{self.n}.json").write_text(json.dumps(summary, indent=1))
         log.warning("memory dump %d written to %s in %.1f s", self.n, self.directory,
