@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import orjson
 from aiohttp import web
 from markupsafe import Markup, escape
 
@@ -138,7 +139,10 @@ def _graph_cached(key: str, body: str) -> str:
 def _script_json(value: Any) -> Markup:
     """JSON for a `<script type="application/json">` element: `<`, `>` and `&` escaped as
     JSON escapes, so no value can end the element or open a comment."""
-    text = json.dumps(value, separators=(",", ":"))
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses (integers past 64 bits)
+        text = json.dumps(value, separators=(",", ":"))
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e")
                   .replace("&", "\\u0026"))
 

@@ -352,8 +352,11 @@ function pageRun() {
 
   const shapeOf = (detail) => JSON.stringify([detail.steps.map((s) => s.name), detail.edges, detail.finally]);
 
+  let drawnEdges = null; // the edges array of the graph drawn: a change list keeps it
   async function drawGraph(detail) {
+    if (detail.edges === drawnEdges) return; // same shape: no string to build per update
     const shape = shapeOf(detail);
+    drawnEdges = detail.edges;
     if (shape === graphShape) return;
     graphShape = shape;
     performance.mark("tf:graph-asked");
@@ -615,7 +618,7 @@ function pageRun() {
   if (first) {
     try {
       const detail = JSON.parse(first.textContent);
-      if (document.querySelector("#graph svg")) graphShape = shapeOf(detail);
+      if (document.querySelector("#graph svg")) { graphShape = shapeOf(detail); drawnEdges = detail.edges; }
       onDetail(detail);
       since = (detail.summary || {}).resourceVersion || "";
     } catch (e) { flash("Could not read the run's state: " + e.message); }
