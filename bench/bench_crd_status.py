@@ -40,6 +40,7 @@ from localcluster.cluster import default_bin_dir  # noqa: E402
 from localcluster.controlplane import ControlPlane  # noqa: E402
 from taskforge.api import crdgen  # noqa: E402
 from taskforge.api.run import WorkflowRunStatus  # noqa: E402
+from taskforge.api.structural import structural_schema  # noqa: E402
 
 N = int(os.environ.get("N", "15"))
 
@@ -86,7 +87,7 @@ def typed_status() -> dict[str, Any]:
     """The run's status schema with steps and workflowSpec typed, as crdgen made it before
     they became opaque."""
     schema: dict[str, Any] = crdgen._strip_validations(
-        crdgen.structural_schema(WorkflowRunStatus))
+        structural_schema(WorkflowRunStatus))
     for name in crdgen.OPAQUE_STATUS_FIELDS:
         schema["properties"][name]["x-kubernetes-map-type"] = "atomic"
     return schema
