@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from taskforge.cli.render import attempt_lines, span
+from taskforge.cli.render import span
+from taskforge.cli.run_view import attempt_lines
 
 NOW = datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from taskforge.cli.render import _step_details, item_line
+from taskforge.cli.run_view import _step_details, item_line
 
 
 def test_item_counts_and_first_failures() -> None:

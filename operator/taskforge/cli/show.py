@@ -92,7 +92,8 @@ def get(
     """Show a run: phase, workflow, params, conditions, and its steps in DAG order. A run
     gone from the cluster is shown from the run archive (through the web API), if kept."""
     from taskforge.cli.client import connect  # noqa: PLC0415
-    from taskforge.cli.render import console, emit, run_view  # noqa: PLC0415
+    from taskforge.cli.render import console, emit  # noqa: PLC0415
+    from taskforge.cli.run_view import run_view  # noqa: PLC0415
     from taskforge.cli.runs import layout, spec_of  # noqa: PLC0415
 
     cluster = connect(ctx, namespace, context, kubeconfig)

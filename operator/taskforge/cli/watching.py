@@ -46,7 +46,7 @@ class _RunView:
     def __rich__(self) -> RenderableType:
         from rich.text import Text  # noqa: PLC0415
 
-        from taskforge.cli.render import run_view  # noqa: PLC0415
+        from taskforge.cli.run_view import run_view  # noqa: PLC0415
 
         if self.run is None or self.layout is None:
             return Text("waiting for the run…", style="dim")
