@@ -124,3 +124,41 @@ def test_run_page_turns_green_live(web: WebServer, users: Users, kube: Kube) -> 
     assert seen[-1] == {"first": "Succeeded", "second": "Succeeded"}
     assert any(s.get("first") != "Succeeded" for s in seen[:-1]), (
         "the page saw the run in progress, then finished, on one stream")
+
+
+def test_the_run_page_comes_with_its_state_and_its_stream_skips_it(
+        web: WebServer, users: Users, kube: Kube) -> None:
+    """The run page carries the run's state and coloured graph (for a caller who may get
+    runs: RBAC as for GET runs/{name}); its stream, given the version the page holds, says
+    `current` instead of sending the whole run again, and sends a snapshot otherwise."""
+    kube.workflow("held", {"steps": [{"name": "only", "log": {"message": "x"}}]})
+    name = kube.start_run("held")
+    kube.wait_run(name)
+    viewer, nobody = (Api(web, t, users.namespace) for t in (users.viewer, users.nobody))
+    page = viewer("GET", f"/namespaces/{users.namespace}/runs/{name}")
+    assert page.status_code == 200
+    state = json.loads(page.text.split('id="run-initial">', 1)[1].split("</script>", 1)[0])
+    assert [(s["name"], s["phase"]) for s in state["steps"]] == [("only", "Succeeded")]
+    assert 'data-step="only" data-phase="Succeeded"' in page.text
+    denied = nobody("GET", f"/namespaces/{users.namespace}/runs/{name}")
+    assert denied.status_code == 200 and "run-initial" not in denied.text  # a bare shell
+    assert "data-phase" not in denied.text
+    rv = state["summary"]["resourceVersion"]
+    url = f"{web.url}/api/v1/namespaces/{users.namespace}/live/runs/{name}"
+
+    async def first_event(since: str) -> tuple[str, Any]:
+        headers = {"Authorization": f"Bearer {users.viewer}"}
+        async with aiohttp.ClientSession(headers=headers) as session, session.get(
+                url, params={"rv": since}) as r:
+            assert r.status == 200
+            return await anext(_events(r))
+
+    for _ in range(3):  # a late status write in between moves the run on: ask again
+        event, data = asyncio.run(first_event(rv))
+        if event == "current":
+            break
+        assert event == "snapshot" and data["summary"]["resourceVersion"] != rv
+        rv = data["summary"]["resourceVersion"]
+    assert (event, data) == ("current", {"resourceVersion": rv})
+    event, data = asyncio.run(first_event("1"))  # an older version: the whole run
+    assert event == "snapshot" and data["summary"]["resourceVersion"] == rv
