@@ -269,37 +269,40 @@ async def test_the_queue_never_admits_more_than_the_limit(conn: RedisConnection)
 
     Bounds from measured time (issue 20): never more than the burst plus 10/s over the
     window from the first call to the end of the last one; and no fewer than that less what
-    the waiter at the head of the line lost by coming back late (its time was due, nobody
-    else may take the token meanwhile), which an idle machine keeps near zero."""
+    the named waiters lost by coming back late. Each is told the exact time of its turn
+    (retry_after counts the waiters ahead of it), and nobody else may take its token
+    meanwhile, so every late return can cost the line a token, not only the head's (under
+    two CPU burners 17 were admitted where counting the head alone allowed no fewer than 19,
+    with the head 4 ms late). An idle machine keeps the lateness near zero."""
     limiter = RateLimiter(conn)
     admitted: list[float] = []
-    head_late = 0.0
+    late = 0.0
     last_done = start = time.monotonic()
     end = start + 2.0
 
     async def caller(i: int) -> None:
-        nonlocal head_late, last_done
+        nonlocal late, last_done
         named = bool(i % 3)
         due: float | None = None
         while time.monotonic() < end:
             a = await limiter.acquire("many", 10, 1.0, burst=3, waiter=f"w{i}" if named else None)
             now = last_done = max(last_done, time.monotonic())
             if due is not None:
-                head_late += max(0.0, time.monotonic() - due)
+                late += max(0.0, time.monotonic() - due)
                 due = None
             if a.allowed:
                 admitted.append(now)
                 continue
             wait = a.retry_after if named else min(a.retry_after, 0.05)
-            if named and a.ahead == 0:
+            if named:
                 due = time.monotonic() + a.retry_after
             await asyncio.sleep(wait)
 
     await asyncio.gather(*(caller(i) for i in range(12)))
     window = last_done - start
-    print(f"{len(admitted)} admitted in {window:.2f} s; head waiters late {head_late:.3f} s")
+    print(f"{len(admitted)} admitted in {window:.2f} s; waiters late {late:.3f} s in all")
     assert len(admitted) <= 3 + int(10 * window) + 1
-    assert len(admitted) >= 3 + int(10 * min(window, 2.0)) - 3 - int(10 * head_late) - 1
+    assert len(admitted) >= 3 + int(10 * min(window, 2.0)) - 3 - int(10 * late) - 1
 
 
 async def test_redis_time_not_local_time(conn: RedisConnection) -> None:
