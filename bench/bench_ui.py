@@ -308,7 +308,10 @@ def main() -> None:
                 loads.append(float(driver.execute_async_script(PAGE_READY, 1000)))
                 for mark in driver.execute_script(
                         "return performance.getEntriesByType('mark')"
-                        ".map(m => [m.name, m.startTime])"):
+                        ".map(m => [m.name, m.startTime]).concat("
+                        "performance.getEntriesByType('navigation').flatMap(n => ["
+                        "['html-first-byte', n.responseStart], ['html-last-byte', n.responseEnd],"
+                        " ['dom-parsed', n.domInteractive]]))"):
                     marks.setdefault(mark[0], []).append(float(mark[1]))
             print("longtasks", driver.execute_script(
                 "return performance.getEntriesByType('longtask')"
