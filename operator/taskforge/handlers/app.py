@@ -27,9 +27,10 @@ from taskforge.handlers.leadership import (
     lead_without_election,
     lease_namespace,
 )
-from taskforge.handlers.limits import Limits, renew_forever, watch_redis
+from taskforge.handlers.limits import Limits
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.reconcile import RunReconciler
+from taskforge.handlers.redis_upkeep import renew_forever, watch_redis
 from taskforge.handlers.store import Key, Store
 from taskforge.handlers.webhook_limits import webhook_admit, webhook_release
 from taskforge.handlers.webhook_server import start_webhook_server

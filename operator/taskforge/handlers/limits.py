@@ -4,6 +4,8 @@ Decisions stay in the engine: this module only asks Redis the questions the engi
 facts need (may this run start? may this step start?) and turns answers into facts or
 into `defer.hold_back` calls. Without REDIS_URL every limit is inert and dead-letter
 records simply stay in status; Workflows that ask for limits then say so in a condition.
+The loops that keep this state alive between reconciles (the health probe, the renewal of
+leases and places) are in redis_upkeep.py.
 
 Three answers besides yes and no, each handled on purpose:
 * busy (this process could not ask Redis in time): the limit holds, the work waits a second;
@@ -16,7 +18,6 @@ Three answers besides yes and no, each handled on purpose:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from taskforge.adapters import metrics
-from taskforge.adapters.deadletter import DeadLetterStream, migrate_legacy
+from taskforge.adapters.deadletter import DeadLetterStream
 from taskforge.adapters.ratelimit import RateLimiter
 from taskforge.adapters.redis_client import RedisCallError, RedisConnection, RedisSettings
 from taskforge.adapters.reservations import Reservations
@@ -50,14 +51,12 @@ from taskforge.engine.limits import (
 
 log = logging.getLogger("taskforge.limits")
 SLOT_TTL = float(os.environ.get("TASKFORGE_SLOT_TTL_SECONDS", "60"))
-RENEW_EVERY = SLOT_TTL / 3
 SHIP_RETRY = 5.0
 RESERVATION_TTL = float(os.environ.get("TASKFORGE_RESERVATION_TTL_SECONDS", "600"))
 """How long a webhook run's paid token waits to be claimed; unclaimed after that (operator
 down that long), the run pays again: never fewer checks than runs."""
 CLAIM_KEEP = 60.0
 """How long a claimed reservation still answers for its run (a retried admission)."""
-PROBE_UP, PROBE_DOWN = 5.0, 1.0
 MAX_PRIORITY = int(os.environ.get("TASKFORGE_MAX_PRIORITY", str(PRIORITY_MAX)))
 """The chart's ceiling on spec.priority (value maxPriority): higher values count as this."""
 SkipKind = Literal["run_rate", "run_concurrency", "step_rate", "step_concurrency", "webhook_rate"]
@@ -387,37 +386,3 @@ class Limits:
     async def close(self) -> None:
         if self.conn is not None:
             await self.conn.aclose()
-
-
-async def watch_redis(limits: Limits) -> None:
-    """Background task: PING now and then, so `outage()` (and the Workflows' LimitsEnforced
-    condition, through the health callback) follows Redis even when no limit is asked;
-    often while it is down, so the condition comes back within a second of Redis.
-
-    Also moves dead letters of the old one-stream layout into the per-namespace streams
-    once Redis answers (see adapters/deadletter.migrate_legacy)."""
-    if limits.conn is None:
-        return
-    migrated = False
-    while True:
-        if not migrated:
-            try:
-                moved = await migrate_legacy(limits.conn)
-                migrated = True
-                if moved:
-                    log.info("moved %d dead-letter records into per-namespace streams", moved)
-            except RedisCallError as exc:
-                log.warning("dead-letter migration waits for Redis: %s", exc)
-        await asyncio.sleep(PROBE_DOWN if not limits.conn.healthy else PROBE_UP)
-        await limits.conn.ping()
-
-
-async def renew_forever(limits: Limits, leases: Any, places: Any = tuple) -> None:
-    """Background task: renew leases of running runs and steps, and the places of waiting
-    steps, every RENEW_EVERY seconds."""
-    while True:
-        await asyncio.sleep(RENEW_EVERY)
-        try:
-            await limits.renew(leases(), places())
-        except Exception:
-            log.exception("renewing slot leases failed")
