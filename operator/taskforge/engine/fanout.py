@@ -6,7 +6,7 @@ Job named from the run, the step, the item and the attempt (`naming.item_job_nam
 labelled `taskforge.io/item`, so, exactly like a plain step, a replan from the same facts asks
 for the same Jobs, and a Job whose launch the status lost is adopted, never launched again.
 
-Bounded status, whatever the number of items (ItemsStatus in api/run.py):
+Bounded status, whatever the number of items (ItemsStatus in api/step_status.py):
 
 * `phases`: one letter per item (1,000 items: 1,000 bytes) and the counts;
 * `active`: a small record per item that runs or waits for a retry (at most maxParallel);
