@@ -3,8 +3,8 @@
 The step types themselves (what one Job runs) are in api/step_types.py, which the executor
 imports alone; this module adds what the operator needs around them: dependencies, the
 condition, retry and backoff, shared rate and concurrency limits, fan-out (forEach), and the
-rules that say which of those a step type may have. It re-exports the step types, so
-`taskforge.api.steps` stays the one place to import any part of a step from.
+rules that say which of those a step type may have. It re-exports the step types for the
+operator's code, tests and benchmarks, which import any part of a step from here.
 """
 
 from __future__ import annotations
