@@ -118,7 +118,7 @@ class Operator:
     async def forget_run(self, namespace: str, body: dict[str, Any]) -> None:
         """A deleted run gives back its slots at once instead of waiting for them to lapse."""
         uid = body["metadata"].get("uid", "")
-        self.runs.forget(uid)
+        self.runs.parser.forget(uid)
         self.limits.take_offers(uid)  # a slot offered to a deleted run's step: nobody takes it
         if not self.limits.enabled or not is_leader():
             return  # a standby never writes; a new leader's slots lapse if it missed this

@@ -21,7 +21,7 @@ from taskforge.adapters import kube, kube_async, metrics
 from taskforge.adapters.events import post_event_async
 from taskforge.adapters.jobs import RunRef, build_job, observe_job
 from taskforge.adapters.patch import merge_patch
-from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRun, WorkflowRunStatus, WorkflowSpec
+from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRunStatus
 from taskforge.api.durations import parse_timestamp
 from taskforge.engine.actions import (
     CancelRun,
@@ -32,7 +32,7 @@ from taskforge.engine.actions import (
     Plan,
     StoreResult,
 )
-from taskforge.engine.facts import RunFacts, WorkflowFacts
+from taskforge.engine.facts import RunFacts
 from taskforge.engine.health import health_is_current
 from taskforge.engine.naming import hashed_job_name
 from taskforge.engine.sizes import check_job_size, check_run_size
@@ -52,6 +52,7 @@ from taskforge.handlers.limits import Limits
 from taskforge.handlers.planning import BUSY_RETRY_SECONDS, Planner
 from taskforge.handlers.queue import WorkQueue
 from taskforge.handlers.results import Results
+from taskforge.handlers.run_parsing import RunParser
 from taskforge.handlers.store import Key, Store
 
 log = logging.getLogger("taskforge.reconcile")
@@ -102,64 +103,20 @@ class RunReconciler(RunFailures):
         self.config = config
         self.on_finished = on_finished
         self.ship_backoff = ship_backoff()
-        self._workflow_specs: dict[tuple[str, str, str], WorkflowSpec] = {}
-        self._pinned: dict[str, WorkflowSpec] = {}
+        self.parser = RunParser(store)
         # Jobs created in the last few seconds: a replan before the watch shows them would
         # otherwise repeat the create and pay a 409 (harmless, but an API write). Keyed by
         # run too: another run's Job may hold the same readable name (see _create_job).
         self._created: dict[tuple[str, str, str], float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    def _workflow_facts(self, namespace: str, name: str) -> WorkflowFacts | None:
-        body = self.store.workflows.get((namespace, name))
-        if body is None:
-            return None
-        meta = body.get("metadata") or {}
-        cache_key = (namespace, name, str(meta.get("resourceVersion")))
-        spec = self._workflow_specs.get(cache_key)
-        if spec is None:
-            try:
-                spec = WorkflowSpec.model_validate(body.get("spec") or {})
-            except ValidationError:
-                return None
-            self._workflow_specs = {
-                k: v for k, v in self._workflow_specs.items() if k[:2] != (namespace, name)
-            }
-            self._workflow_specs[cache_key] = spec
-        return WorkflowFacts(
-            name=name, generation=int(meta.get("generation") or 1), uid=meta.get("uid"), spec=spec
-        )
-
-    def _parse(self, body: dict[str, Any]) -> WorkflowRun:
-        """Parse a run, reusing its pinned spec: it never changes once pinned, and parsing a
-        1,000-step spec costs several times more than planning it. Reusing the same object
-        also lets the engine reuse the DAG it built from it."""
-        status = body.get("status") or {}
-        pinned = status.get("workflowSpec")
-        uid = str((body.get("metadata") or {}).get("uid", ""))
-        if not pinned or not uid:
-            return WorkflowRun.model_validate(body)
-        spec = self._pinned.get(uid)
-        if spec is None:  # one model per Workflow generation when the store shares the spec
-            spec = self.store.specs.parsed(pinned) or WorkflowSpec.model_validate(pinned)
-            self._pinned[uid] = spec
-        rest = {k: v for k, v in status.items() if k != "workflowSpec"}
-        run = WorkflowRun.model_validate({**body, "status": rest})
-        assert run.status is not None
-        return run.model_copy(
-            update={"status": run.status.model_copy(update={"workflow_spec": spec})}
-        )
-
-    def forget(self, uid: str) -> None:
-        self._pinned.pop(uid, None)
-
     def facts(self, key: Key, body: dict[str, Any], now: datetime) -> RunFacts:
-        run = self._parse(body)
+        run = self.parser.run(body)
         meta = body.get("metadata") or {}
         workflow = None
         pinned = run.status is not None and run.status.workflow_spec is not None
         if run.spec.workflow_ref is not None and not pinned:
-            workflow = self._workflow_facts(key[0], run.spec.workflow_ref.name)
+            workflow = self.parser.workflow_facts(key[0], run.spec.workflow_ref.name)
         jobs = tuple(observe_job(job, pods) for job, pods in self.store.jobs_of(key))
         pinned_spec = run.status.workflow_spec if run.status is not None else None
         kids = children.observe_children(self.store, key, str(meta.get("uid", "")),
@@ -205,7 +162,7 @@ class RunReconciler(RunFailures):
         old_status = body.get("status") or {}
         if (old_status.get("phase") in TERMINAL_RUN_PHASES and not self.store.jobs.get(key)
                 and health_is_current((body.get("metadata") or {}).get("generation"), old_status)):
-            self.forget(str(body["metadata"].get("uid", "")))
+            self.parser.forget(str(body["metadata"].get("uid", "")))
             return
         now = datetime.now(UTC)
         try:
