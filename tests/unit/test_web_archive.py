@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from taskforge.web import archive
+from taskforge.web import archive, state
 from taskforge.web.app import create_app
 from taskforge.web.auth import Access, Check, User
 from taskforge.web.errors import ApiError
@@ -47,7 +47,7 @@ def test_bad_input_is_a_400_naming_the_field(call: Any, raw: str, field: str, sa
 @pytest.mark.parametrize(("raw", "says"), [
     ("yesterday", "not an ISO 8601 time"), ("2026-11-30T10:00:00", "needs a time zone")])
 def test_bad_times(raw: str, says: str) -> None:
-    status, field, message = _field(archive.time_arg, raw, "since")
+    status, field, message = _field(state.time_arg, raw, "since")
     assert (status, field) == (400, "since") and says in message
 
 
@@ -56,7 +56,7 @@ def test_good_input() -> None:
     assert archive.phases_arg(None) == [] and archive.limit_arg(None) == 50
     assert archive.limit_arg("500") == 500 and archive.attempt_arg("3") == 3
     assert archive.uid_arg("3f0c2d9e-1b2a-4c5d-8e9f-0a1b2c3d4e5f")
-    assert archive.time_arg("2026-11-30T10:00:00+01:00", "until") == datetime(
+    assert state.time_arg("2026-11-30T10:00:00+01:00", "until") == datetime(
         2026, 11, 30, 9, tzinfo=UTC)
 
 

@@ -34,7 +34,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -44,7 +44,7 @@ from taskforge.adapters.archive_reader import ArchiveReader, Cursor
 from taskforge.web.auth import Check, require
 from taskforge.web.errors import ApiError
 from taskforge.web.reads import MAX_LIMIT
-from taskforge.web.state import name_arg
+from taskforge.web.state import name_arg, time_arg
 
 log = logging.getLogger("taskforge.web")
 
@@ -104,18 +104,6 @@ def phases_arg(raw: str | None) -> list[str]:
         raise ApiError(400, f"phase {bad[0]!r} is not one of {', '.join(ARCHIVED_PHASES)}"
                        " (the archive holds finished runs)", "phase")
     return phases
-
-
-def time_arg(raw: str | None, key: str) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"{key} {raw!r} is not an ISO 8601 time", key) from None
-    if when.tzinfo is None:
-        raise ApiError(400, f"{key} {raw!r} needs a time zone (e.g. Z)", key)
-    return when.astimezone(UTC)
 
 
 def limit_arg(raw: str | None, default: int = 50) -> int:

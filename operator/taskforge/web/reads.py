@@ -11,7 +11,6 @@ import base64
 import binascii
 import hashlib
 import json
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +20,7 @@ from taskforge.web import views
 from taskforge.web.auth import Check, require
 from taskforge.web.errors import ApiError
 from taskforge.web.kubeapi import KubeApi, KubeError
-from taskforge.web.state import KUBE_KEY, crd_path, name_arg
+from taskforge.web.state import KUBE_KEY, crd_path, name_arg, time_arg
 
 MAX_LIMIT = 500
 RUN_PHASES = ("Pending", "Waiting", "Running", "Succeeded", "Failed", "Cancelled")
@@ -92,16 +91,8 @@ async def read_workflow(request: web.Request) -> web.Response:
 
 
 def _time_arg(request: web.Request, key: str) -> str | None:
-    raw = request.query.get(key)
-    if raw is None or raw == "":
-        return None
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"{key} {raw!r} is not an ISO 8601 time", key) from None
-    if when.tzinfo is None:
-        raise ApiError(400, f"{key} {raw!r} needs a time zone (e.g. Z)", key)
-    return views.iso(when)
+    when = time_arg(request.query.get(key), key)
+    return views.iso(when) if when is not None else None
 
 
 def _limit(request: web.Request, default: int = 50) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -39,3 +40,16 @@ def name_arg(request: web.Request, key: str) -> str:
     if not _DNS.match(value):
         raise ApiError(400, f"{key} {value!r} is not a valid Kubernetes name", key)
     return value
+
+
+def time_arg(raw: str | None, key: str) -> datetime | None:
+    """A query parameter that must be an ISO 8601 time with a zone (since, until), in UTC."""
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{key} {raw!r} is not an ISO 8601 time", key) from None
+    if when.tzinfo is None:
+        raise ApiError(400, f"{key} {raw!r} needs a time zone (e.g. Z)", key)
+    return when.astimezone(UTC)
