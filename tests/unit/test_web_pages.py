@@ -157,3 +157,20 @@ def test_graph_phases_become_class_names_only_when_plain(given: str, drawn: str)
     assert nodes["a"]["data-phase"] == drawn and f"phase-{drawn}" in (nodes["a"]["class"] or "")
     assert nodes["b"]["data-phase"] == "Pending"  # not in the map: Pending
     assert "<script>" not in svg
+
+
+def test_a_big_graph_is_few_elements() -> None:
+    """Over MAX_ARROWS edges, all edges are one path (one element to parse instead of one per
+    edge, drawn the same: no arrowheads there anyway); a node has a tooltip element only
+    where its label cuts the name."""
+    steps = [f"s{i}" for i in range(400)] + ["a-name-longer-than-the-label"]
+    edges = [[f"s{i}", f"s{i + 1}"] for i in range(399)]
+    tags = parse(pages.render_graph(steps, edges, []))
+    paths = [a for t, a in tags if t == "path" and "marker-end" not in a and a.get("d")]
+    paths = [a for a in paths if a.get("class") != "arrowhead"]
+    assert len(paths) == 1 and (paths[0]["d"] or "").count("M") == len(edges)
+    titles = [t for t, _ in tags if t == "title"]
+    assert titles == ["title"]  # only the long name's
+    small = parse(pages.render_graph(["a", "b"], [["a", "b"]], []))
+    assert [a.get("marker-end") for t, a in small if t == "path" and "class" not in a] == [
+        "url(#arrow)"]
