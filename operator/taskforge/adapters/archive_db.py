@@ -147,11 +147,13 @@ def _row(columns: Sequence[str], values: dict[str, Any]) -> tuple[Any, ...]:
 
 async def write(conn: psycopg.AsyncConnection[Any],
                 records: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    """Upsert a batch of (kind, columns) records in one transaction: all or none."""
+    """Upsert a batch of (kind, columns) records in one transaction: all or none. One
+    pipeline: BEGIN, the rows and COMMIT go out together and are answered together, one
+    round trip (and one wait in the event loop) a batch instead of one a statement."""
     by_kind: dict[str, list[tuple[Any, ...]]] = {}
     for kind, values in records:
         by_kind.setdefault(kind, []).append(_row(_TABLES[kind][1], values))
-    async with conn.transaction(), conn.cursor() as cur:
+    async with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
         for kind in ("log", "attempt", "run"):
             rows = by_kind.get(kind)
             if rows:

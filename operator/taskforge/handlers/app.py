@@ -261,10 +261,10 @@ class Operator:
             self.elector.close()
         self.runs.planner.close()
         await self.limits.close()
-        await kube_async.close()
-        if self.archiver is not None:
+        if self.archiver is not None:  # before the session its last log reads go over
             if self.archiver.after_write in runlog.OBSERVERS:
                 runlog.OBSERVERS.remove(self.archiver.after_write)
             if self.archiver.after_failure in runlog.FAILURE_OBSERVERS:
                 runlog.FAILURE_OBSERVERS.remove(self.archiver.after_failure)
             await self.archiver.close()
+        await kube_async.close()

@@ -69,8 +69,9 @@ LOG_READ_ERRORS = Counter("taskforge_archive_log_read_errors_total",
 REFUSED = Counter("taskforge_archive_refused_total",
                   "Archive records the database refused for their content (dropped).", ["kind"])
 BATCH = 500
-BATCH_WAIT = 0.25
-"""The writer waits this long after a wake-up, so runs ending together share a transaction."""
+BATCH_WAIT = 1.0
+"""The writer waits this long after a wake-up, so runs ending together share a transaction
+(at 600 single-step runs a minute: ten runs, 30 records, a transaction)."""
 LOG_RETRIES = (0.1, 0.3, 0.5, 1.0, 0.0)
 """A pod's log may not be served yet the instant its container ended (the node still
 flushing it); tried again after these pauses, well within the Job TTL."""
@@ -119,7 +120,16 @@ class Archiver:
         (a runlog observer: runs in the reconcile, so it only starts background work)."""
         if not changes.attempts and changes.finished is None:
             return
-        status = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # The pinned spec is most of a status: once pinned, the body's (wire) copy is the same
+        # spec, so only the rest is dumped (the dump was 1% of the operator's CPU in the bench).
+        status = new.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                exclude={"workflow_spec"})
+        pinned = (body.get("status") or {}).get("workflowSpec")
+        if pinned is None and new.workflow_spec is not None:
+            pinned = new.workflow_spec.model_dump(mode="json", by_alias=True,
+                                                  exclude_unset=True, exclude_none=True)
+        if pinned is not None:
+            status["workflowSpec"] = pinned
         key = (namespace, str((body.get("metadata") or {}).get("name", "")))
         ended = [(a.step, a.attempt, self._observed(key, a.step, a.attempt))
                  for a in changes.attempts]
