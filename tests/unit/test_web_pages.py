@@ -7,14 +7,20 @@ load only their own assets, and the assets are where the wheel ships them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from html.parser import HTMLParser
 
 import pytest
+from aiohttp import ClientPayloadError, web
+from aiohttp.test_utils import make_mocked_request
 from markupsafe import Markup
 from taskforge.web import pages
+from taskforge.web.auth import ACCESS_KEY, User
 from taskforge.web.errors import ApiError
+from taskforge.web.kubeapi import KubeError
+from taskforge.web.state import KUBE_KEY
 
 USER = {"name": "alice"}
 
@@ -174,3 +180,52 @@ def test_a_big_graph_is_few_elements() -> None:
     small = parse(pages.render_graph(["a", "b"], [["a", "b"]], []))
     assert [a.get("marker-end") for t, a in small if t == "path" and "class" not in a] == [
         "url(#arrow)"]
+
+
+class _Kube:
+    def __init__(self, error: Exception | None, run: dict[str, object] | None = None) -> None:
+        self.error, self.run, self.calls = error, run, 0
+
+    async def request(self, method: str, path: str, **kw: object) -> dict[str, object]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.run or {}
+
+
+class _Access:
+    def __init__(self, allowed: bool) -> None:
+        self.allowed_ = allowed
+
+    async def allowed(self, user: object, check: object) -> bool:
+        return self.allowed_
+
+
+@pytest.mark.parametrize(("allowed", "error", "reads"), [
+    (False, None, 0),  # no `get workflowruns` here: the bare shell, nothing read
+    (True, ClientPayloadError("cut short"), 1),  # the read failed: the bare shell
+    (True, KubeError(404, "NotFound", "gone"), 1),
+])
+def test_the_run_pages_state_is_left_out_when_it_cannot_be_read(
+        allowed: bool, error: Exception | None, reads: int) -> None:
+    kube = _Kube(error)
+    app = web.Application()
+    app[ACCESS_KEY] = _Access(allowed)  # type: ignore[assignment]
+    app[KUBE_KEY] = kube  # type: ignore[assignment]
+    request = make_mocked_request("GET", "/namespaces/a/runs/r", app=app)
+    state = asyncio.run(pages._first_state(request, User("alice"), "a", "r"))
+    assert state is None and kube.calls == reads
+
+
+def test_the_run_pages_state_when_it_can() -> None:
+    run = {"metadata": {"name": "r", "namespace": "a", "uid": "u", "resourceVersion": "7"},
+           "spec": {}, "status": {"phase": "Running", "workflowSpec": {"steps": [
+               {"name": "x", "log": {"message": "m"}}]}, "steps": {"x": {"phase": "Running"}}}}
+    app = web.Application()
+    app[ACCESS_KEY] = _Access(True)  # type: ignore[assignment]
+    app[KUBE_KEY] = _Kube(None, run)  # type: ignore[assignment]
+    request = make_mocked_request("GET", "/namespaces/a/runs/r", app=app)
+    state = asyncio.run(pages._first_state(request, User("alice"), "a", "r"))
+    assert state is not None
+    assert json.loads(str(state["initial"]))["summary"]["resourceVersion"] == "7"
+    assert 'data-step="x" data-phase="Running"' in str(state["graph"])

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import jinja2
 import orjson
-from aiohttp import web
+from aiohttp import ClientError, web
 from markupsafe import Markup, escape
 
 from taskforge.web import graph, views
@@ -167,7 +167,7 @@ async def _first_state(request: web.Request, user: User, ns: str, name: str
         kube = request.app[KUBE_KEY]
         run = await get_run(kube, ns, name)
         detail = live_detail(views.run_detail(run, await spec_of(kube, run)))
-    except (ApiError, KubeError, OSError, TimeoutError):
+    except (ApiError, KubeError, ClientError, OSError, TimeoutError):
         return None
     names = [str(s["name"]) for s in detail["steps"]]
     state: dict[str, Markup] = {"initial": _script_json(detail)}
