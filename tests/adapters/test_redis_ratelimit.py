@@ -139,27 +139,37 @@ async def test_fair_share_between_two_workflows_on_one_key(conn: RedisConnection
     calls: list[float] = []  # when each acquire returned, either workflow's
     end = time.monotonic() + 3.0
 
+    late = 0.0  # how much later than their turn the waiters came back, in all
+
     async def workflow(name: str) -> None:
+        nonlocal late
+        due: float | None = None
         while time.monotonic() < end:
             a = await limiter.acquire("github-api", 20, 1.0, waiter=f"run-{name}/call")
-            calls.append(time.monotonic())
+            calls.append(now := time.monotonic())
+            if due is not None:
+                late += max(0.0, now - due)
+                due = None
             if a.allowed:
                 counts[name] += 1
             else:
+                due = now + a.retry_after
                 await asyncio.sleep(a.retry_after)
 
     await asyncio.gather(workflow("a"), workflow("b"))
     total = counts["a"] + counts["b"]
     # Tokens nobody asked for are not the limiter's loss: those that refilled after the last
     # call (a late wake-up near the end) and beyond the bucket's 1 s during a gap in calls (a
-    # starved event loop). Measured, not assumed: under two CPU burners the callers woke late
-    # and took 77 (issue 20's load runs).
+    # starved event loop). Nor is a waiter's late return: it was told the exact time of its
+    # turn, and the line counts on from its admission (GCRA), so its lateness is a token not
+    # taken. Measured, not assumed: under two CPU burners the callers woke late and took 77,
+    # and once 76 with no gap over 1 s (issue 20's load runs).
     calls.sort()
     idle = max(0.0, end - calls[-1]) + sum(
         max(0.0, later - earlier - 1.0) for earlier, later in itertools.pairwise(calls))
-    print(f"shares {counts}; idle {idle:.3f} s")
+    print(f"shares {counts}; idle {idle:.3f} s; waiters late {late:.3f} s in all")
     # burst plus 3 s of refill: nothing invented, nothing lost while asked for
-    assert 20 + 58 - int(20 * idle) <= total <= 20 + 61
+    assert 20 + 58 - int(20 * (idle + late)) <= total <= 20 + 61
     assert min(counts.values()) >= 0.45 * total
 
 
