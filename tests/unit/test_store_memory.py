@@ -5,6 +5,7 @@ our own status write. The store must answer exactly as before."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -148,3 +149,58 @@ def test_an_invalid_shared_spec_raises_as_validation_does() -> None:
         store.specs.parsed(pinned(store, "a"))
     with pytest.raises(ValidationError):  # not cached as a success
         store.specs.parsed(pinned(store, "a"))
+
+
+def decoded(obj: Any) -> Any:
+    """A fresh decode, as each watch event is: equal strings, distinct objects."""
+    return json.loads(json.dumps(obj))
+
+
+CONDITIONS = [{"type": "Ready", "status": "False", "reason": "Running",
+               "message": "1 of 1 steps running", "lastTransitionTime": "2026-12-01T00:00:00Z",
+               "observedGeneration": 1}]
+
+
+def test_condition_strings_are_one_object_across_runs_and_the_bodies_equal() -> None:
+    store = Store()
+    sent = []
+    for name in ("a", "b"):
+        body = decoded({**run(name), "status": {**run(name)["status"],
+                                                "conditions": CONDITIONS}})
+        sent.append(decoded(body))
+        store.put_run(("ns", name), body)
+    a, b = store.run(("ns", "a")), store.run(("ns", "b"))
+    assert a is not None and b is not None
+    assert [a, b] == sent  # the same content
+    for field in ("type", "status", "reason", "message", "lastTransitionTime"):
+        assert a["status"]["conditions"][0][field] is b["status"]["conditions"][0][field]
+
+
+def test_interning_leaves_the_given_body_and_odd_conditions_alone() -> None:
+    store = Store()
+    body = decoded({**run("a"), "status": {**run("a")["status"],
+                                           "conditions": [*CONDITIONS, "odd", 3]}})
+    before = decoded(body)
+    conditions = body["status"]["conditions"]
+    store.put_run(("ns", "a"), body)
+    assert body == before and body["status"]["conditions"] is conditions
+    cached = store.run(("ns", "a"))
+    assert cached is not None and cached["status"]["conditions"][1:] == ["odd", 3]
+
+
+def test_job_and_pod_labels_share_their_strings_and_read_the_same() -> None:
+    store = Store()
+    labels = {"taskforge.io/run": "r1", "taskforge.io/step": "only",
+              "taskforge.io/attempt": "1", "batch.kubernetes.io/job-name": "r1-only-1",
+              "job-name": "r1-only-1"}
+    job = decoded({"metadata": {"name": "r1-only-1", "namespace": "ns", "labels": labels,
+                                "resourceVersion": "1"}, "status": {"active": 1}})
+    pod = decoded({"metadata": {"name": "p", "namespace": "ns", "labels": labels,
+                                "resourceVersion": "1"}, "status": {"phase": "Pending"}})
+    store.put_job(("ns", "r1"), "r1-only-1", job)
+    store.put_pod(("ns", "r1-only-1"), "p", pod, ("ns", "r1"))
+    ((cached_job, (cached_pod,)),) = store.jobs_of(("ns", "r1"))
+    assert cached_job["metadata"]["labels"] == labels == cached_pod["metadata"]["labels"]
+    assert cached_job["metadata"]["labels"]["job-name"] is \
+        cached_pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
+    assert cached_job["metadata"]["namespace"] is cached_pod["metadata"]["namespace"]

@@ -8,6 +8,7 @@ little memory.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
 from typing import Any
@@ -19,9 +20,37 @@ from taskforge.engine.facts import ObservedJob
 Key = tuple[str, str]
 
 
+def interned(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a flat dict with its string values interned. Each watch event decodes every
+    string afresh: the labels of a step's Job and pod (run, step, attempt, job-name twice,
+    controller-uid twice) and the conditions of every run (type, status, reason, the same
+    few values) were a few thousand equal copies per thousand runs. Interned strings go
+    when nothing holds them any more."""
+    return {k: sys.intern(v) if type(v) is str else v for k, v in values.items()}
+
+
 def _slim_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    keep = ("name", "namespace", "uid", "labels", "deletionTimestamp", "resourceVersion")
-    return {k: meta[k] for k in keep if k in meta}
+    keep = ("name", "namespace", "uid", "deletionTimestamp", "resourceVersion")
+    slim = {k: meta[k] for k in keep if k in meta}
+    labels = meta.get("labels")
+    if isinstance(labels, dict):
+        slim["labels"] = interned(labels)
+    elif labels is not None:
+        slim["labels"] = labels
+    if type(slim.get("namespace")) is str:
+        slim["namespace"] = sys.intern(slim["namespace"])
+    return slim
+
+
+def with_interned_conditions(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with its status conditions' string values interned (a new dict when there
+    are any; the given one is not changed)."""
+    status = body.get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    if not isinstance(status, dict) or not isinstance(conditions, list) or not conditions:
+        return body
+    conditions = [interned(c) if isinstance(c, dict) else c for c in conditions]
+    return {**body, "status": {**status, "conditions": conditions}}
 
 
 def without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +194,7 @@ class Store:
     # -- runs ---------------------------------------------------------------
     def put_run(self, key: Key, body: dict[str, Any] | None) -> None:
         if body is not None:
-            body = self.specs.share(key[0], without_managed_fields(body))
+            body = self.specs.share(key[0], with_interned_conditions(without_managed_fields(body)))
         old = self.runs.get(key)
         self.specs.release(key[0], old)
         self._index_run(key, old, body)
