@@ -170,6 +170,23 @@ def test_cancel_from_the_ui_cancels_the_run(ui: Browser, team: Team) -> None:
     assert retried != name and team.kube.run(retried)["spec"]["workflowRef"]["name"] == "sleepy"
 
 
+def test_a_run_gone_from_the_cluster_points_to_the_archive(ui: Browser, team: Team) -> None:
+    """A run page whose run is not in the cluster (never was, or deleted while watched) says
+    so and links the run's archived page, instead of retrying its stream forever."""
+    archived = f"/namespaces/{team.namespace}/archive/no-such-run"
+    ui.open(f"/namespaces/{team.namespace}/runs/no-such-run")
+    link = ui.wait(lambda d: d.find_elements(By.ID, "archive-link"), 10)[0]
+    assert link.get_attribute("href").endswith(archived)
+    assert "not in the cluster" in ui.driver.find_element(By.ID, "flash").text
+    assert "interrupted" not in ui.driver.find_element(By.ID, "flash").text
+    name = kubectl_run(team, "sleepy")
+    run_page(ui, team, name)
+    team.cluster.kubectl("delete", "workflowrun", name, "-n", team.namespace, "--wait=false")
+    link = ui.wait(lambda d: d.find_elements(By.ID, "archive-link"), 20)[0]
+    assert link.get_attribute("href").endswith(f"/namespaces/{team.namespace}/archive/{name}")
+    assert "deleted" in ui.driver.find_element(By.ID, "flash").text
+
+
 def test_run_form_names_a_missing_required_param(ui: Browser, team: Team) -> None:
     ui.open(f"/namespaces/{team.namespace}/workflows/needs-param")
     ui.wait(lambda d: d.find_element(By.ID, "run-section").is_displayed())

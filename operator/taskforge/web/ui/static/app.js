@@ -119,12 +119,18 @@ function refreshButtons() {
 
 // EventSource with the page's handlers. The browser reconnects by itself after a dropped
 // stream, and the server sends a fresh snapshot on every (re)connect, so a reconnect needs no
-// bookkeeping here. An answer that is not a stream (401, 503 while the API server is away)
-// closes it for good: then find out whether we were logged out, and otherwise try again with
-// a growing delay, saying so on the page.
-function live(path, handlers) {
+// bookkeeping here. An answer that is not a stream (401, 503 while the API server is away,
+// 404 for a run that is gone) closes it for good: then find out whether we were logged out
+// or the object is gone (`gone`: asked with a GET of `gone.path`), and otherwise try again
+// with a growing delay, saying so on the page.
+function live(path, handlers, gone) {
   let source = null;
   let delay = 1000;
+  function retry() {
+    flash("Live updates are interrupted; trying again in " + Math.round(delay / 1000) + " s.");
+    setTimeout(connect, delay);
+    delay = Math.min(delay * 2, 30000);
+  }
   function connect() {
     source = new EventSource(path, {withCredentials: true});
     for (const [name, fn] of Object.entries(handlers)) {
@@ -136,11 +142,10 @@ function live(path, handlers) {
     };
     source.onerror = () => {
       if (source.readyState !== EventSource.CLOSED) return; // the browser retries
-      api("/api/v1/whoami").then(() => {
-        flash("Live updates are interrupted; trying again in " + Math.round(delay / 1000) + " s.");
-        setTimeout(connect, delay);
-        delay = Math.min(delay * 2, 30000);
-      }).catch(() => { /* 401: api() went to the login page */ });
+      api(gone ? gone.path : "/api/v1/whoami").then(retry).catch((e) => {
+        if (gone && e.status === 404) gone.then();
+        else if (e.status !== 401) retry(); // 401: api() went to the login page
+      });
     };
   }
   connect();
@@ -346,6 +351,16 @@ function pageRun() {
   const runApi = API + "/runs/" + encodeURIComponent(runName);
   const runPage = (n) => "/namespaces/" + encodeURIComponent(NS) + "/runs/" + encodeURIComponent(n);
   const stepRows = new Map(); // name -> [row, last JSON]
+  // A run gone from the cluster may be in the run archive (where one is configured; its page
+  // says so when not): point there instead of retrying a stream that cannot come back.
+  function runGone(message) {
+    const box = document.getElementById("flash");
+    if (!box) return;
+    const href = "/namespaces/" + encodeURIComponent(NS) + "/archive/" + encodeURIComponent(runName);
+    box.replaceChildren(message + " ", el("a", {id: "archive-link", href: href,
+                                                 text: "Look for it in the run archive"}), ".");
+    box.hidden = false;
+  }
   let graphShape = null;
   let current = null;
   let logs = null; // {step, controller}
@@ -629,11 +644,11 @@ function pageRun() {
     current: () => { if (starts++) loadEvents(); }, // the run is at the page's version
     event: onEvent,
     run: (d) => {
-      if (d.type === "DELETED") flash("This run was deleted.");
+      if (d.type === "DELETED") runGone("This run was deleted.");
       else if (d.detail) onDetail(d.detail);
       else if (d.changes && current) onDetail(withChanges(current, d.changes));
     },
-  });
+  }, {path: runApi, then: () => runGone("This run is not in the cluster (deleted, or removed by its workflow's history limits).")});
   loadDeadLetters();
 }
 
