@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -110,6 +112,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     OPERATOR = Operator(config)
     await OPERATOR.start()
     gc.freeze()  # the startup objects live forever: keep full collections short
+    # The kubernetes client imports CoreV1Api on first use: ~0.6 s of CPU under the import
+    # lock, which a run's first Secret or result-log read would otherwise pay in its reconcile
+    # (and the event loop, for the GIL). Paid now, beside the watches' first lists.
+    threading.Thread(target=importlib.import_module, args=("kubernetes.client.api.core_v1_api",),
+                     name="warm-imports", daemon=True).start()
     log.info("taskforge operator started: executor image %s, %d workers",
              config.jobs.executor_image, config.workers)
 
