@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from taskforge.engine.naming import LABEL_RUN
 
 from tests.e2e.operator.conftest import Kube, OperatorProcess
 from tests.e2e.operator.test_metrics import INSTANT, eventually, scrape, value
@@ -23,6 +24,19 @@ PODS = 10
 
 def _pod_events(op: OperatorProcess) -> float:
     return value(scrape(op), "taskforge_watch_events_total", resource="pods")
+
+
+def _settled(kube: Kube) -> None:
+    """Until no step pod of the cluster is starting, running or terminating: the operator and
+    cluster are shared, and earlier tests' cancelled steps (`sleep 30`) end in their own time,
+    each ending a few pod events the operator rightly receives."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pods = kube.core.list_pod_for_all_namespaces(label_selector=LABEL_RUN).items
+        if not [p for p in pods if p.metadata.deletion_timestamp is not None
+                or p.status.phase in ("Pending", "Running")]:
+            return
+        time.sleep(0.5)
 
 
 def _quiet(op: OperatorProcess) -> float:
@@ -61,6 +75,7 @@ def test_only_step_pods_reach_the_operator(kube: Kube, running_operator: Operato
     kube.wait_run(run, lambda r: (r.get("status") or {}).get("phase") == "Succeeded")
     assert _pod_events(running_operator) > before, "a step pod's events should arrive"
 
+    _settled(kube)
     before = _quiet(running_operator)
     names = [f"other-{i}" for i in range(PODS)]
     for name in names:
@@ -75,7 +90,6 @@ def test_only_step_pods_reach_the_operator(kube: Kube, running_operator: Operato
     time.sleep(1.0)  # a watch event is sent within milliseconds; give it ample time
     # Each unlabelled pod makes at least three events (created, bound, status), so without the
     # selector the count would rise by 3 * PODS or more. It may still rise by a few: the
-    # operator and its cluster are shared with earlier tests, whose step pods go on changing
-    # (a Job's TTL deletes its pods later), which a quiet second before cannot rule out.
+    # cluster is shared with earlier tests, whose settled step pods may yet be deleted.
     arrived = _pod_events(running_operator) - before
     assert arrived < PODS, f"{arrived} pod events arrived: unlabelled pods reached the operator"
