@@ -29,18 +29,16 @@ from tests.e2e.archive.apikit import (  # noqa: F401 - fixtures, used by name
     Team,
     api,
     attempt_records,
-    host_address,
     run_record,
     seed,
     seeded_url_fixture,
     server_fixture,
-    stand_in_service,
     team_fixture,
     tf,
-    user_kubeconfig,
 )
 from tests.e2e.archive.conftest import wait_gone
 from tests.e2e.operator.conftest import Kube
+from tests.e2e.proxy_kit import host_address, stand_in_service, user_kubeconfig
 from tests.e2e.web.conftest import error_of
 
 pytestmark = pytest.mark.local_agent

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from localcluster.testing import ClusterUnderTest
 from taskforge.adapters.deadletter import DeadLetterStream, migrate_legacy
 from taskforge.adapters.redis_client import RedisConnection, RedisSettings
 
 from tests.e2e.cli_kit import CLI
 from tests.e2e.operator.conftest import Kube
+from tests.e2e.proxy_kit import host_address, stand_in_service, user_kubeconfig
 from tests.e2e.web.conftest import Api, Users, WebServer, error_of
 
 pytestmark = pytest.mark.local_agent
@@ -123,25 +123,6 @@ def test_an_id_from_before_the_per_namespace_layout_is_a_clear_404(
     assert viewer("GET", f"deadletters/{moved[0]['id']}").json()["run"] == "old-run"
 
 
-def _kubeconfig(cluster: ClusterUnderTest, token: str, path: Path, namespace: str) -> Path:
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
-    config["users"] = [{"name": "sa", "user": {"token": token}}]
-    config["contexts"] = [{"name": "sa", "context": {"cluster": context["context"]["cluster"],
-                                                     "user": "sa", "namespace": namespace}}]
-    config["current-context"] = "sa"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _host_address() -> str | None:
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
-                         capture_output=True, text=True, check=False).stdout
-    for line in out.splitlines():
-        return line.split()[3].split("/")[0]
-    return None
-
-
 def _dlq(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(kubeconfig.parent)}  # no REDIS_URL here
     return subprocess.run([str(CLI), "--kubeconfig", str(kubeconfig), "dlq", *args],
@@ -155,8 +136,8 @@ def test_cli_dlq_goes_through_the_api(  # noqa: PLR0917 - fixtures
     kube.workflow("pipeline", {"params": [{"name": "who", "type": "string"}],
                                "steps": [{"name": "transform", "log": {"message": "x"}}]})
     sid = ship(redis_server.url, users.namespace, "run-cli")
-    editor = _kubeconfig(cluster, users.editor, tmp_path / "editor.kubeconfig", users.namespace)
-    nobody = _kubeconfig(cluster, users.nobody, tmp_path / "nobody.kubeconfig", users.namespace)
+    editor = user_kubeconfig(cluster, users.editor, tmp_path / "editor.kubeconfig", users.namespace)
+    nobody = user_kubeconfig(cluster, users.nobody, tmp_path / "nobody.kubeconfig", users.namespace)
 
     direct = _dlq(editor, "list", "--server", web.url, "-o", "json")
     assert direct.returncode == 0, direct.stderr
@@ -165,51 +146,13 @@ def test_cli_dlq_goes_through_the_api(  # noqa: PLR0917 - fixtures
     assert bad.returncode == 1 and "is not a dead-letter id" in bad.stderr
     assert len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr
 
-    address = _host_address()
+    address = host_address()
     if address is None:
         pytest.skip("no non-loopback address for the Service's Endpoints")
-    # The chart's Service, stood in for by one without a selector pointing at the server.
-    # The API server proxies only to an address of the pod an endpoint names: a pod object
-    # bound to no real node (nothing runs it) whose status carries this machine's address.
-    cluster.kubectl("apply", "-n", users.namespace, "-f", "-", input="""
-apiVersion: v1
-kind: Pod
-metadata: {name: web-stand-in}
-spec:
-  nodeName: no-such-node
-  automountServiceAccountToken: false
-  containers: [{name: web, image: stand-in}]
-""")
-    cluster.kubectl("patch", "pod", "web-stand-in", "-n", users.namespace,
-                    "--subresource=status", "--type=merge", "-p", json.dumps(
-                        {"status": {"podIP": address, "podIPs": [{"ip": address}]}}))
-    cluster.kubectl("apply", "-n", users.namespace, "-f", "-", input=f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: taskforge-ui}}
-spec: {{ports: [{{name: http, port: 80, targetPort: {web.port}}}]}}
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: taskforge-ui}}
-subsets:
-- addresses: [{{ip: {address}, targetRef: {{kind: Pod, name: web-stand-in,
-                                            namespace: {users.namespace}}}}}]
-  ports: [{{name: http, port: {web.port}}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: ui-proxy}}
-rules: [{{apiGroups: [""], resources: [services/proxy], verbs: [get, create, delete],
-          resourceNames: [taskforge-ui, "taskforge-ui:http"]}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: ui-proxy}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: ui-proxy}}
-subjects: [{{kind: ServiceAccount, name: editor, namespace: {users.namespace}}}]
-""")
-    service = f"{users.namespace}/taskforge-ui"
+    # The chart's Service, stood in for by one without a selector pointing at the server;
+    # the editor may use its proxy to read, replay (create) and purge (delete).
+    service = stand_in_service(cluster, users.namespace, address, web.port, "editor",
+                               verbs="get, create, delete")
     replay = _dlq(editor, "replay", sid, "--service", service)
     assert replay.returncode == 0, replay.stderr
     new = replay.stdout.split()[0].removeprefix("workflowrun.taskforge.io/")
