@@ -181,7 +181,7 @@ class LeaderElector:
                                             None if budget is None else max(0.05, budget))
             except Exception as exc:  # the API server away, a timeout: retry, but mind time
                 log.warning("lease %s/%s: %s", self.namespace, self.name,
-                            exc or type(exc).__name__)
+                            str(exc) or type(exc).__name__)
                 ok = False
             now = self.clock()
             if ok:
