@@ -93,6 +93,10 @@ def pump(stream: IO[bytes], path: Path) -> None:
 class _Handler(BaseHTTPRequestHandler):
     server: LogServer
     timeout = 60
+    # Keep-alive, as a kubelet's server does: the API server reuses its connection to the node
+    # for the next pods/log request instead of a TLS handshake per read (HTTP/1.0 closed each
+    # one, which made every archived attempt's log read cost two handshakes' CPU here).
+    protocol_version = "HTTP/1.1"
 
     def setup(self) -> None:
         super().setup()
@@ -122,9 +126,14 @@ class _Handler(BaseHTTPRequestHandler):
                 404, f'{what} "{container}" in pod "{pod}" has no logs on this node'.encode()
             )
             return
-        self.send_response(200)
+        if q.get("follow") != "true":  # the whole log at once, with its length: keep-alive
+            self._reply(200, b"".join(_render(path, q, self.server.store)))
+            return
+        self.send_response(200)  # followed: streamed until the container ends, then closed
         self.send_header("Content-Type", "text/plain")
+        self.send_header("Connection", "close")
         self.end_headers()
+        self.close_connection = True
         try:
             for chunk in _render(path, q, self.server.store):
                 self.wfile.write(chunk)
