@@ -32,12 +32,9 @@ def request_dump(pid: int, directory: Path, n: int, timeout: float = 120.0) -> d
     os.kill(pid, signal.SIGUSR2)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists():
-            try:
-                summary: dict[str, Any] = json.loads(path.read_text())
-                return summary
-            except json.JSONDecodeError:
-                pass  # still being written
+        if path.exists():  # written aside and renamed: whole when it is there
+            summary: dict[str, Any] = json.loads(path.read_text())
+            return summary
         time.sleep(0.2)
     raise RuntimeError(f"the operator wrote no memory dump {n} in {timeout:.0f} s")
 

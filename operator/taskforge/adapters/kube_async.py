@@ -80,11 +80,17 @@ async def request(method: str, path: str, *, body: Any = None,
                                      data=data, headers=headers) as response:
         payload = await response.read()
         if not 200 <= response.status <= 299:
-            error = ApiException(status=response.status, reason=response.reason,
-                                 body=payload.decode(errors="replace"))
-            error.headers = response.headers
-            raise error
+            raise _api_error(response, payload)
         return payload
+
+
+def _api_error(response: aiohttp.ClientResponse, payload: bytes) -> ApiException:
+    """The generated client's exception for a failed answer, so `kube.is_status` and the
+    rest read it as before."""
+    error = ApiException(status=response.status, reason=response.reason,
+                         body=payload.decode(errors="replace"))
+    error.headers = response.headers
+    return error
 
 
 def _headers(cfg: Any, headers: dict[str, str]) -> dict[str, str]:
@@ -110,11 +116,7 @@ async def stream(path: str, query: list[tuple[str, str]] | None = None
     async with _session(cfg).get(f"{cfg.host}{path}", params=query or None,
                                  headers=headers) as response:
         if not 200 <= response.status <= 299:
-            payload = await response.read()
-            error = ApiException(status=response.status, reason=response.reason,
-                                 body=payload.decode(errors="replace"))
-            error.headers = response.headers
-            raise error
+            raise _api_error(response, await response.read())
         yield response.content
 
 

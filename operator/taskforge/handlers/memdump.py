@@ -155,7 +155,10 @@ class Dumper:
         summary = {"n": self.n, "traced": traced, "traced_peak": peak, "holders": rows,
                    "parts": parts, "seconds": 0.0}
         summary["seconds"] = round(time.monotonic() - t0, 3)
-        (self.directory / f"holders-{self.n}.json").write_text(json.dumps(summary, indent=1))
+        # Written aside and renamed, so a reader never sees half a file.
+        path = self.directory / f"holders-{self.n}.json"
+        path.with_suffix(".tmp").write_text(json.dumps(summary, indent=1))
+        path.with_suffix(".tmp").replace(path)
         log.warning("memory dump %d written to %s in %.1f s", self.n, self.directory,
                     summary["seconds"])
         return snapshot_path
