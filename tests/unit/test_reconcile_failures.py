@@ -137,7 +137,10 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[dict[str, 
         monkeypatch.setattr(kube_async, "patch_status", _in_loop(api.patch_status))
         monkeypatch.setattr(kube_async, "create_job", _in_loop(api.create_job))
         monkeypatch.setattr(reconcile_module, "post_event_async", _in_loop(api.post_event))
-        return api, RunReconciler(store, RecordingQueue(), OperatorConfig())
+        # Every status is written at once: these tests are about the write's failures, and a
+        # launch held for the coalescing window (handlers/held.py) would not be written yet.
+        config = OperatorConfig(status_coalesce_seconds=0)
+        return api, RunReconciler(store, RecordingQueue(), config)
 
     yield make
 

@@ -133,6 +133,11 @@ RUNS_TOO_LARGE = Counter(
 STATUS_CONFLICTS = Counter(
     "taskforge_status_conflicts_total", "Status writes refused for a stale resourceVersion."
 )
+STATUS_WRITES_HELD = Counter(
+    "taskforge_status_writes_held_total",
+    "Run statuses that only launched steps, held back to be written with the next change"
+    " (TASKFORGE_STATUS_COALESCE_SECONDS).",
+)
 QUEUE_DEPTH = Gauge("taskforge_workqueue_depth", "Keys waiting for a worker.", ["queue"])
 QUEUE_OLDEST = Gauge(
     "taskforge_workqueue_oldest_item_seconds",

@@ -32,6 +32,7 @@ from taskforge.engine.actions import (
     Plan,
     StoreResult,
 )
+from taskforge.engine.coalesce import holdable
 from taskforge.engine.facts import RunFacts
 from taskforge.engine.health import health_is_current
 from taskforge.engine.naming import hashed_job_name
@@ -48,6 +49,7 @@ from taskforge.handlers.failures import (
     refused_status,
     ship_backoff,
 )
+from taskforge.handlers.held import HeldStatuses
 from taskforge.handlers.limits import Limits
 from taskforge.handlers.planning import BUSY_RETRY_SECONDS, Planner
 from taskforge.handlers.queue import WorkQueue
@@ -104,6 +106,8 @@ class RunReconciler(RunFailures):
         self.on_finished = on_finished
         self.ship_backoff = ship_backoff()
         self.parser = RunParser(store)
+        # Statuses that only launch steps wait this long for the next change (held.py).
+        self.held = HeldStatuses(config.status_coalesce_seconds)
         # Jobs created in the last few seconds: a replan before the watch shows them would
         # otherwise repeat the create and pay a 409 (harmless, but an API write). Keyed by
         # run too: another run's Job may hold the same readable name (see _create_job).
@@ -156,9 +160,11 @@ class RunReconciler(RunFailures):
                 metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
     async def _reconcile(self, key: Key) -> None:
-        body = self.store.run(key)
-        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        stored = self.store.run(key)
+        if stored is None or (stored.get("metadata") or {}).get("deletionTimestamp"):
+            self.held.drop(key)
             return
+        body = self.held.overlay(key, stored)  # planned from what was decided, held or not
         old_status = body.get("status") or {}
         if (old_status.get("phase") in TERMINAL_RUN_PHASES and not self.store.jobs.get(key)
                 and health_is_current((body.get("metadata") or {}).get("generation"), old_status)):
@@ -196,7 +202,8 @@ class RunReconciler(RunFailures):
             result.status, key[0], key[1], runlog.workflow_of(body)
         )
         ship_retry = self._ship_backoff(key, body, ship_retry)
-        done = await self._apply_and_write(key, body, result, status, now)
+        done = await self._apply_and_write(key, stored, result, status, now,
+                                           planned_from=facts.status)
         if done is None:
             return
         status, new_status = done
@@ -219,10 +226,12 @@ class RunReconciler(RunFailures):
 
     async def _apply_and_write(
         self, key: Key, body: dict[str, Any], result: Plan, status: WorkflowRunStatus,
-        now: datetime,
+        now: datetime, *, planned_from: WorkflowRunStatus | None,
     ) -> tuple[WorkflowRunStatus, dict[str, Any]] | None:
-        """The plan's actions, then its status; None when the reconcile ends here (a conflict,
-        or a run that cannot be stored and was failed instead)."""
+        """The plan's actions, then its status, written or held (held.py); None when the
+        reconcile ends here (a conflict, or a run that cannot be stored and was failed
+        instead). `body` is the run as stored, `planned_from` the status the plan started
+        from (the held one, if any)."""
         old_status = body.get("status") or {}
         new_status = _dump_status(status)
         patch = merge_patch(old_status, new_status)
@@ -237,12 +246,32 @@ class RunReconciler(RunFailures):
                 status = _with_job_names(status, renamed)
                 new_status = _dump_status(status)
                 patch = merge_patch(old_status, new_status)
-            if patch and await self._write_status(key, body, patch) is None:
-                return None
+            if not patch or not self._held_back(key, body, result, status,
+                                                planned_from=planned_from, new_status=new_status):
+                self.held.drop(key)  # written now, or what is stored is right after all
+                if patch and await self._write_status(key, body, patch) is None:
+                    return None
         except TooLargeError as exc:
             await self._fail_oversize(key, body, exc.oversize, now, status.workflow_spec)
             return None
         return status, new_status
+
+    def _held_back(self, key: Key, body: dict[str, Any], result: Plan, status: WorkflowRunStatus,
+                   *, planned_from: WorkflowRunStatus | None, new_status: dict[str, Any]) -> bool:
+        """Whether the status waits for the next change: it only launches steps, or it repeats
+        what is held already (engine/coalesce.py)."""
+        if self.held.seconds <= 0:
+            return False
+        repeat = new_status == self.held.held(key)
+        if not repeat and not holdable(result.actions, planned_from, status):
+            return False
+        left = self.held.hold(key, body, new_status, time.monotonic())
+        if left is None:
+            return False
+        if not repeat:
+            metrics.STATUS_WRITES_HELD.inc()
+        self.queue.add_after(key, left)
+        return True
 
     async def _apply(
         self, key: Key, body: dict[str, Any], result: Plan, now: datetime

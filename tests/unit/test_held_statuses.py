@@ -1,0 +1,58 @@
+"""HeldStatuses (handlers/held.py): the window, the overlay and its resourceVersion check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskforge.handlers.held import PRUNE_AT, HeldStatuses
+
+KEY = ("ns", "run1")
+
+
+def body(rv: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": "run1", "resourceVersion": rv}, "status": status or {}}
+
+
+def test_a_held_status_is_laid_over_the_object_it_was_planned_from() -> None:
+    held = HeldStatuses(1.0)
+    assert held.hold(KEY, body("5"), {"phase": "Running"}, now=100.0) == 1.0
+    assert held.overlay(KEY, body("5"))["status"] == {"phase": "Running"}
+    assert held.held(KEY) == {"phase": "Running"}
+
+
+def test_another_write_of_the_run_drops_it() -> None:
+    held = HeldStatuses(1.0)
+    held.hold(KEY, body("5"), {"phase": "Running"}, now=100.0)
+    stored = body("6", {"phase": "Pending"})
+    assert held.overlay(KEY, stored) is stored
+    assert held.held(KEY) is None and len(held) == 0
+
+
+def test_the_window_counts_from_the_first_hold_and_then_it_must_be_written() -> None:
+    held = HeldStatuses(1.0)
+    assert held.hold(KEY, body("5"), {"phase": "Running", "n": 1}, now=100.0) == 1.0
+    left = held.hold(KEY, body("5"), {"phase": "Running", "n": 2}, now=100.6)
+    assert left is not None and abs(left - 0.4) < 1e-9
+    assert held.held(KEY) == {"phase": "Running", "n": 2}
+    assert held.hold(KEY, body("5"), {"phase": "Running", "n": 3}, now=101.0) is None
+    assert held.held(KEY) is None  # written by the caller now
+
+
+def test_a_new_object_starts_a_new_window() -> None:
+    held = HeldStatuses(1.0)
+    held.hold(KEY, body("5"), {"n": 1}, now=100.0)
+    assert held.hold(KEY, body("7"), {"n": 2}, now=100.9) == 1.0
+
+
+def test_no_window_holds_nothing() -> None:
+    held = HeldStatuses(0.0)
+    assert held.hold(KEY, body("5"), {"n": 1}, now=100.0) is None
+    assert len(held) == 0
+
+
+def test_statuses_of_runs_gone_unseen_are_pruned_not_kept_forever() -> None:
+    held = HeldStatuses(1.0)
+    for i in range(PRUNE_AT):
+        held.hold(("ns", f"old{i}"), body("1"), {"n": i}, now=0.0)
+    held.hold(KEY, body("5"), {"n": 1}, now=1000.0)
+    assert len(held) == 1 and held.held(KEY) == {"n": 1}
