@@ -108,7 +108,7 @@ def test_render_defaults(helm: Path) -> None:
         "TASKFORGE_LEASE_RENEW_DEADLINE_SECONDS": "7",
         "TASKFORGE_LEASE_RETRY_PERIOD_SECONDS": "1",
         "TASKFORGE_STEP_EVENTS": "true",
-        "TASKFORGE_STATUS_COALESCE_SECONDS": "1",
+        "TASKFORGE_STATUS_COALESCE_SECONDS": "3",
         "TASKFORGE_LOG_LEVEL": "INFO",
         "TASKFORGE_LOG_FORMAT": "json",
         "TASKFORGE_METRICS_WORKFLOW_LABEL": "true",

@@ -78,8 +78,17 @@ class Operator:
             return
         # A short delay folds the status updates of runs that finish together into one write.
         self.workflow_queue.add_after((key[0], ref), WORKFLOW_BATCH_SECONDS)
+        workflow = self.store.workflows.get((key[0], ref)) or {}
+        if not (workflow.get("spec") or {}).get("concurrency") and not (
+                status.get("workflowSpec") or {}).get("concurrency"):
+            # No run limit: no run waits for this one's slot. Waking every unstarted run
+            # would re-plan each run of a burst once per run that finishes before it starts.
+            return
+        held = self.runs.held
         for run in self.store.unstarted_runs(key[0], ref):
-            self.run_queue.add((key[0], run["metadata"]["name"]))
+            waiting = (key[0], run["metadata"]["name"])
+            if held.held(waiting) is None:  # a held status has started (handlers/held.py)
+                self.run_queue.add(waiting)
 
     def _wake_runs(self, uids: list[str]) -> None:
         """A step slot was freed: reconcile the runs of the first waiters for it now."""

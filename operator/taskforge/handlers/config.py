@@ -143,7 +143,7 @@ class OperatorSettings(BaseSettings):
         validation_alias="TASKFORGE_STEP_EVENTS", default=True,
         description="A Kubernetes Event on the run per step start and end.")
     status_coalesce_seconds: float = Field(
-        validation_alias="TASKFORGE_STATUS_COALESCE_SECONDS", default=1.0, ge=0, le=30,
+        validation_alias="TASKFORGE_STATUS_COALESCE_SECONDS", default=3.0, ge=0, le=30,
         description="How long a run's status that only launches steps waits to be written"
         " with the next change (a quick step's start and end then cost one write); a step's"
         " start shows in status at most this late. 0 writes every change at once.")
@@ -267,7 +267,7 @@ class OperatorConfig:
     log_format: str = "text"
     metrics_workflow_label: bool = True
     step_events: bool = True
-    status_coalesce_seconds: float = 1.0
+    status_coalesce_seconds: float = 3.0
     """How long a status that only launches steps is held for the next change (held.py)."""
     admission: str = "off"
     """The admission webhook that records run creators: off, local or service (admission.py)."""

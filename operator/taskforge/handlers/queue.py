@@ -122,6 +122,12 @@ class WorkQueue(Generic[K]):
         """The key's work succeeded: its next failure starts the backoff over."""
         self.backoff.forget(key)
 
+    def cancel_after(self, key: K) -> None:
+        """Drop the key's timer: whatever it was set for is settled (a finished run)."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
     def _fire(self, key: K) -> None:
         self._timers.pop(key, None)
         self._rest_until.pop(key, None)

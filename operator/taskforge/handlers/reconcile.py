@@ -218,6 +218,8 @@ class RunReconciler(RunFailures):
             await self.limits.release_finished(key[0], uid, spec, facts.status, status)
         phase = new_status.get("phase")
         if phase in TERMINAL_RUN_PHASES and old_status.get("phase") != phase:
+            if not requeue:  # e.g. a held status's wake-up: a finished run has nothing to wait for
+                self.queue.cancel_after(key)
             workflow = runlog.workflow_of(body)
             if workflow and spec is not None and spec.concurrency is not None:
                 await self.limits.release_run(key[0], workflow, uid)

@@ -178,7 +178,9 @@ def on_workflow(event: Mapping[str, Any]) -> None:
         return
     op.workflow_queue.add(key)
     for run in op.store.unpinned_runs(*key):
-        op.run_queue.add((key[0], run["metadata"]["name"]))
+        unpinned = (key[0], run["metadata"]["name"])
+        if op.runs.held.held(unpinned) is None:  # a held status has pinned (handlers/held.py)
+            op.run_queue.add(unpinned)
 
 
 def on_job(event: Mapping[str, Any]) -> None:
