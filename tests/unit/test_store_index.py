@@ -65,14 +65,17 @@ def test_indexes_match_a_scan(events: list[Event], expected: dict[str, list[str]
 
 
 @pytest.mark.parametrize(("written", "seen", "echo"), [
-    ("5", "5", True),     # the version our write got back
-    ("5", "6", False),    # someone changed it after our write
-    (None, "5", False),   # we never wrote it
+    (["5"], "5", True),            # the version our write got back
+    (["5"], "6", False),           # someone changed it after our write
+    ([], "5", False),              # we never wrote it
+    (["5", "7"], "5", True),       # the first write's echo, seen after the second write
+    (["5", "7"], "6", False),      # someone else's change between our two writes
+    (["1", "2", "3", "4", "5"], "1", False),  # only the last four are remembered
 ])
-def test_workflow_echo(written: str | None, seen: str, echo: bool) -> None:
+def test_workflow_echo(written: list[str], seen: str, echo: bool) -> None:
     store = Store()
-    if written is not None:
-        store.wrote_workflow(("a", "w"), {"metadata": {"resourceVersion": written}})
+    for rv in written:
+        store.wrote_workflow(("a", "w"), {"metadata": {"resourceVersion": rv}})
     assert store.own_workflow_write(("a", "w"), {"metadata": {"resourceVersion": seen}}) is echo
 
 

@@ -183,7 +183,9 @@ class Store:
         # creating it again. Kept GONE_KEEP seconds, at most GONE_MAX of them.
         self.gone_children: dict[Key, tuple[float, dict[str, Any]]] = {}
         # The resourceVersion our last status write of a Workflow got back (echo detection).
-        self._workflow_written: dict[Key, str] = {}
+        # The last few resourceVersions our status writes of each Workflow got: a write's
+        # echo can arrive after the next write (a busy watch), and is still nothing new.
+        self._workflow_written: dict[Key, tuple[str, ...]] = {}
         self.jobs: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.pods: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
         # After our own status write: (resourceVersion it was based on, body the server returned).
@@ -306,14 +308,14 @@ class Store:
         """Our status write of a Workflow, as the server returned it."""
         rv = (body.get("metadata") or {}).get("resourceVersion")
         if rv:
-            self._workflow_written[key] = str(rv)
+            self._workflow_written[key] = (*self._workflow_written.get(key, ())[-3:], str(rv))
 
     def own_workflow_write(self, key: Key, body: dict[str, Any]) -> bool:
-        """Whether a watched Workflow is the echo of our own last status write: the very
+        """Whether a watched Workflow is the echo of one of our last status writes: the very
         version the server returned to it, so nothing in it is news to the reconcile that
-        wrote it (a change by anyone else makes a newer version, with its own event)."""
+        wrote it (a change by anyone else makes another version, with its own event)."""
         rv = (body.get("metadata") or {}).get("resourceVersion")
-        return rv is not None and self._workflow_written.get(key) == str(rv)
+        return rv is not None and str(rv) in self._workflow_written.get(key, ())
 
     def runs_of_workflow(self, namespace: str, workflow: str) -> list[dict[str, Any]]:
         return self._named(namespace, self._by_workflow.get((namespace, workflow)))
