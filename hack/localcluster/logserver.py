@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -53,9 +54,21 @@ class LogStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._active: set[Path] = set()
         self._lock = threading.Lock()
+        # (namespace, pod) -> its pod directories this agent has named, so a log request
+        # finds them at once, as a kubelet does, instead of listing the whole root (0.15 ms
+        # with 100 pods, 0.4 ms with 500: it was most of this agent's CPU a pods/log read).
+        self._dirs: dict[tuple[str, str], set[Path]] = {}
+        self._prune_at = 1024
 
     def pod_dir(self, namespace: str, name: str, uid: str) -> Path:
-        return self.root / f"{namespace}_{name}_{uid}"
+        path = self.root / f"{namespace}_{name}_{uid}"
+        with self._lock:
+            self._dirs.setdefault((namespace, name), set()).add(path)
+            if len(self._dirs) > self._prune_at:  # forget deleted pods, amortized
+                self._dirs = {k: kept for k, v in self._dirs.items()
+                              if (kept := {d for d in v if d.exists()})}
+                self._prune_at = 2 * len(self._dirs) + 1024
+        return path
 
     def log_path(self, pod_dir: Path, container: str, restart: int) -> Path:
         return pod_dir / container / f"{restart}.log"
@@ -72,10 +85,12 @@ class LogStore:
             return path in self._active
 
     def find(self, namespace: str, pod: str, container: str, previous: bool) -> Path | None:
-        dirs = sorted(
-            (d for d in self.root.glob(f"{namespace}_{pod}_*") if (d / container).is_dir()),
-            key=lambda d: d.stat().st_mtime,
-        )
+        with self._lock:
+            known = list(self._dirs.get((namespace, pod), ()))
+        found = [d for d in known if (d / container).is_dir()]
+        if not found:  # a pod from before this agent started (the state dir outlives it)
+            found = [d for d in self.root.glob(f"{namespace}_{pod}_*") if (d / container).is_dir()]
+        dirs = sorted(found, key=lambda d: d.stat().st_mtime)
         if not dirs:
             return None
         runs = sorted((dirs[-1] / container).glob("*.log"), key=lambda p: int(p.stem))
@@ -101,6 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         sock = self.request
+        # No Nagle, as in Go's (the kubelet's) server: the headers and the body go out as two
+        # writes, and the body waited for the API server's delayed ACK, 40 ms a non-empty log.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(sock, ssl.SSLSocket):
             sock.do_handshake()
 
