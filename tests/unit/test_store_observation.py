@@ -36,8 +36,9 @@ def test_the_events_of_one_step_and_which_need_a_reconcile() -> None:
         ("job added", lambda: store.put_job(RUN, JOB, job()), True),
         ("pod created", lambda: store.put_pod(pod_key, "p", pod(None), RUN), False),
         ("pod bound", lambda: store.put_pod(pod_key, "p", pod(None, rv="2"), RUN), False),
+        # an active Job's start time changes no plan (only adopt() reads it)
         ("job started", lambda: store.put_job(RUN, JOB, job(
-            {"active": 1, "startTime": "2026-11-30T12:00:00Z"}, rv="2")), True),
+            {"active": 1, "startTime": "2026-11-30T12:00:00Z"}, rv="2")), False),
         ("pod running", lambda: store.put_pod(pod_key, "p", pod(
             {"running": {"startedAt": "2026-11-30T12:00:00Z"}}, rv="3"), RUN), False),
         ("pod terminated", lambda: store.put_pod(pod_key, "p", pod(TERMINATED, rv="4"), RUN),
@@ -93,3 +94,14 @@ def test_a_deleted_run_forgets_its_jobs_observations() -> None:
     store.put_job(RUN, JOB, job())
     store.put_run(RUN, None)
     assert store.put_job(RUN, JOB, job())  # seen afresh
+
+
+def test_only_active_until_the_pod_ends() -> None:
+    """What the Job watch's echo check reads (registration.on_job): a Job we just created is
+    no news while all that is known is that it runs."""
+    store = Store()
+    assert not store.only_active("ns", JOB)  # never seen
+    store.put_job(RUN, JOB, job())
+    assert store.only_active("ns", JOB)
+    store.put_pod(("ns", JOB), "p", pod(TERMINATED, rv="4"), RUN)
+    assert not store.only_active("ns", JOB)

@@ -114,6 +114,11 @@ class RunReconciler(RunFailures):
         self._created: dict[tuple[str, str, str], float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
+    def created_recently(self, key: Key, job: str) -> bool:
+        """Whether this operator created the run's Job moments ago (its watch echo is no news)."""
+        at = self._created.get((key[0], key[1], job))
+        return at is not None and time.monotonic() - at < RECENT_CREATE_SECONDS
+
     def facts(self, key: Key, body: dict[str, Any], now: datetime) -> RunFacts:
         run = self.parser.run(body)
         meta = body.get("metadata") or {}

@@ -190,8 +190,12 @@ def on_job(event: Mapping[str, Any]) -> None:
     op = _operator()
     cache_sync.TRACKER.seen("jobs", body)
     run_key = (namespace, labels[LABEL_RUN])
-    if op.store.put_job(run_key, name, None if deleted else body):  # else nothing we read
-        op.run_queue.add(run_key)
+    if not op.store.put_job(run_key, name, None if deleted else body):
+        return  # nothing the engine reads changed
+    if not deleted and op.store.only_active(namespace, name) and op.runs.created_recently(
+            run_key, name):
+        return  # our own create's echo: the plan that made it already counts it as running
+    op.run_queue.add(run_key)
 
 
 def on_pod(event: Mapping[str, Any]) -> None:

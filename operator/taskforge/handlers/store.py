@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from taskforge.adapters.jobs import observe_job
@@ -364,10 +365,19 @@ class Store:
         if job is None:
             return True
         seen = observe_job(job, list(self.pods.get((run[0], name), {}).values()))
+        if seen.state == "Active":
+            # An active Job's start time changes no plan: only adopt() reads it, for a Job
+            # the status does not record, and the reconcile that adopts it comes anyway.
+            seen = replace(seen, started_at=None)
         if self._observed.get((run[0], name)) == seen:
             return False
         self._observed[(run[0], name)] = seen
         return True
+
+    def only_active(self, namespace: str, job: str) -> bool:
+        """Whether all that is known of the Job is that it exists and runs."""
+        seen = self._observed.get((namespace, job))
+        return seen is not None and seen.state == "Active"
 
     def jobs_of(self, run: Key) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         out = []
