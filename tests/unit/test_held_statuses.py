@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from taskforge.api.run import WorkflowRef, WorkflowRunSpec
+from taskforge.api.steps import LogStep, Step
+from taskforge.api.workflow import WorkflowSpec
+from taskforge.engine.facts import ObservedJob, RunFacts, WorkflowFacts
+from taskforge.engine.planner import plan
 from taskforge.handlers.held import PRUNE_AT, HeldStatuses
 
 KEY = ("ns", "run1")
@@ -56,3 +62,37 @@ def test_statuses_of_runs_gone_unseen_are_pruned_not_kept_forever() -> None:
         held.hold(("ns", f"old{i}"), body("1"), {"n": i}, now=0.0)
     held.hold(KEY, body("5"), {"n": 1}, now=1000.0)
     assert len(held) == 1 and held.held(KEY) == {"n": 1}
+
+
+def test_hold_if_allowed_follows_the_engine_and_counts_repeats_once() -> None:
+    """Real plans (engine.planner, no mocks): a launch may wait, its repeat is not new, and
+    the run's end is written at once."""
+    spec = WorkflowSpec(steps=[Step(name="a", log=LogStep(message="hi"))])
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def facts(status: Any = None, jobs: tuple[ObservedJob, ...] = ()) -> RunFacts:
+        return RunFacts(name="run1", namespace="ns", uid="u", generation=1, created_at=t0,
+                        spec=WorkflowRunSpec(workflow_ref=WorkflowRef(name="wf")),
+                        status=status, workflow=WorkflowFacts("wf", 1, "wf-uid", spec),
+                        jobs=jobs, now=t0)
+
+    def wire(status: Any) -> dict[str, Any]:
+        dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True,
+                                                   exclude_none=True)
+        return dumped
+
+    held = HeldStatuses(3.0)
+    start = plan(facts())
+    first = held.hold_if_allowed(KEY, body("5"), start.actions, None, start.status,
+                                 new_status=wire(start.status), now=10.0)
+    assert first is not None and (first.left, first.new) == (3.0, True)
+    again = plan(facts(start.status))
+    repeat = held.hold_if_allowed(KEY, body("5"), again.actions, start.status, again.status,
+                                  new_status=wire(again.status), now=11.0)
+    assert repeat is not None and repeat.new is False and abs(repeat.left - 2.0) < 1e-9
+    done = plan(facts(start.status, (ObservedJob(
+        name="run1-a-1", step="a", attempt=1, state="Succeeded", exit_code=0,
+        termination_message='{"ok": true, "outputs": {}}'),)))
+    assert done.status.phase == "Succeeded"
+    assert held.hold_if_allowed(KEY, body("5"), done.actions, start.status, done.status,
+                                new_status=wire(done.status), now=11.5) is None

@@ -10,9 +10,13 @@ the run meanwhile, so it is dropped and the engine adopts the unrecorded Jobs in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from taskforge.api import WorkflowRunStatus
+from taskforge.engine.actions import Action
+from taskforge.engine.coalesce import holdable
 from taskforge.handlers.store import Key
 
 # Held statuses of runs that went away unseen are pruned when this many are held.
@@ -27,6 +31,14 @@ class Held:
     """The status in wire form, not yet written."""
     since: float
     """Monotonic time of the first held write; the window counts from it."""
+
+
+@dataclass(frozen=True)
+class Holding:
+    left: float
+    """Seconds until the held status must be written."""
+    new: bool
+    """False when it repeats what was held already."""
 
 
 class HeldStatuses:
@@ -68,6 +80,19 @@ class HeldStatuses:
             self._prune(now)
         self._held[key] = Held(rv, status, since)
         return left
+
+    def hold_if_allowed(self, key: Key, body: dict[str, Any], actions: Iterable[Action],
+                        planned_from: WorkflowRunStatus | None, status: WorkflowRunStatus, *,
+                        new_status: dict[str, Any], now: float) -> Holding | None:
+        """Hold the plan's status if it may wait (engine/coalesce.py) or repeats the held
+        one; None when it must be written now."""
+        if self.seconds <= 0:
+            return None
+        repeat = new_status == self.held(key)
+        if not repeat and not holdable(actions, planned_from, status):
+            return None
+        left = self.hold(key, body, new_status, now)
+        return None if left is None else Holding(left=left, new=not repeat)
 
     def drop(self, key: Key) -> None:
         self._held.pop(key, None)

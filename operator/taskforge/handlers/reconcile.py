@@ -32,7 +32,6 @@ from taskforge.engine.actions import (
     Plan,
     StoreResult,
 )
-from taskforge.engine.coalesce import holdable
 from taskforge.engine.facts import RunFacts
 from taskforge.engine.health import health_is_current
 from taskforge.engine.naming import hashed_job_name
@@ -253,8 +252,14 @@ class RunReconciler(RunFailures):
                 status = _with_job_names(status, renamed)
                 new_status = _dump_status(status)
                 patch = merge_patch(old_status, new_status)
-            if not patch or not self._held_back(key, body, result, status,
-                                                planned_from=planned_from, new_status=new_status):
+            # A status that only launches steps waits for the next change (handlers/held.py).
+            held = self.held.hold_if_allowed(
+                key, body, result.actions, planned_from, status, new_status=new_status,
+                now=time.monotonic()) if patch else None
+            if held is not None:
+                metrics.STATUS_WRITES_HELD.inc(1 if held.new else 0)
+                self.queue.add_after(key, held.left)
+            else:
                 self.held.drop(key)  # written now, or what is stored is right after all
                 if patch and await self._write_status(key, body, patch) is None:
                     return None
@@ -262,23 +267,6 @@ class RunReconciler(RunFailures):
             await self._fail_oversize(key, body, exc.oversize, now, status.workflow_spec)
             return None
         return status, new_status
-
-    def _held_back(self, key: Key, body: dict[str, Any], result: Plan, status: WorkflowRunStatus,
-                   *, planned_from: WorkflowRunStatus | None, new_status: dict[str, Any]) -> bool:
-        """Whether the status waits for the next change: it only launches steps, or it repeats
-        what is held already (engine/coalesce.py)."""
-        if self.held.seconds <= 0:
-            return False
-        repeat = new_status == self.held.held(key)
-        if not repeat and not holdable(result.actions, planned_from, status):
-            return False
-        left = self.held.hold(key, body, new_status, time.monotonic())
-        if left is None:
-            return False
-        if not repeat:
-            metrics.STATUS_WRITES_HELD.inc()
-        self.queue.add_after(key, left)
-        return True
 
     async def _apply(
         self, key: Key, body: dict[str, Any], result: Plan, now: datetime
