@@ -81,10 +81,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--crds", type=Path, help="install the CRDs from this directory instead")
     args = p.parse_args()
     n = args.runs
     with workdir(False) as wd:
-        b = Bench(wd, operator_args([]))
+        b = Bench(wd, operator_args(["--crds", str(args.crds)] if args.crds else []))
         b.start()
         try:
             with b.operator("requests") as op:
