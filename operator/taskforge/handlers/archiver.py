@@ -116,7 +116,7 @@ class Archiver:
 
     def after_write(self, namespace: str, body: dict[str, Any], new: WorkflowRunStatus,
                     changes: RunChanges) -> None:
-        """A reconcile wrote `new`: archive the attempts that ended and a finished run
+        """A reconcile decided `new`: archive the attempts that ended and a finished run
         (a runlog observer: runs in the reconcile, so it only starts background work)."""
         if not changes.attempts and changes.finished is None:
             return

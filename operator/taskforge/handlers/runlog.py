@@ -26,7 +26,8 @@ log = logging.getLogger("taskforge.run")
 
 RunObserver = Callable[[str, dict[str, Any], WorkflowRunStatus, RunChanges], None]
 OBSERVERS: list[RunObserver] = []
-"""Told what each written reconcile changed (the run archive, handlers/archiver.py); must
+"""Told what each reconcile changed, written or held for the coalescing window (held.py:
+the decision is made, only its API write waits), e.g. the run archive (archiver.py); must
 not block: they start background work at most."""
 FailureObserver = Callable[[str, dict[str, Any], dict[str, Any]], None]
 FAILURE_OBSERVERS: list[FailureObserver] = []

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -120,6 +121,19 @@ class OperatorProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    @contextmanager
+    def restarted_with(self, env: dict[str, str]) -> Iterator[OperatorProcess]:
+        """This operator restarted with `env` added, and restarted as it was afterwards."""
+        self.stop()
+        self.extra_env = env
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            self.extra_env = {}
+            self.start()
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))

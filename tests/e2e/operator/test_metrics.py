@@ -159,15 +159,8 @@ def _ready(base: str) -> dict[str, Any]:
 @pytest.fixture
 def json_operator(running_operator: OperatorProcess) -> Iterator[OperatorProcess]:
     """The session operator restarted with JSON logs, and back to text afterwards."""
-    running_operator.stop()
-    running_operator.extra_env = {"TASKFORGE_LOG_FORMAT": "json"}
-    running_operator.start()
-    try:
-        yield running_operator
-    finally:
-        running_operator.stop()
-        running_operator.extra_env = {}
-        running_operator.start()
+    with running_operator.restarted_with({"TASKFORGE_LOG_FORMAT": "json"}) as restarted:
+        yield restarted
 
 
 def test_json_logs_carry_the_runs_fields(json_operator: OperatorProcess, kube: Kube) -> None:

@@ -22,15 +22,8 @@ from tests.e2e.operator.test_runs import _jobs_per_attempt, log_step, script_ste
 @pytest.fixture
 def long_window(running_operator: OperatorProcess) -> Iterator[OperatorProcess]:
     """The session operator restarted with a 30 s window (the maximum), then as it was."""
-    running_operator.stop()
-    running_operator.extra_env = {"TASKFORGE_STATUS_COALESCE_SECONDS": "30"}
-    running_operator.start()
-    try:
-        yield running_operator
-    finally:
-        running_operator.stop()
-        running_operator.extra_env = {}
-        running_operator.start()
+    with running_operator.restarted_with({"TASKFORGE_STATUS_COALESCE_SECONDS": "30"}) as op:
+        yield op
 
 
 class StatusLog:
@@ -64,16 +57,23 @@ class StatusLog:
         self._watch.stop()
 
 
-def test_a_quick_run_writes_its_status_once(kube: Kube, long_window: OperatorProcess) -> None:
-    kube.workflow("quick", {"steps": [log_step("only", "hello")]})
-    name = f"quick-{int(time.time() * 1000) % 10**8}"
+def run_watched(kube: Kube, workflow: str, spec: dict[str, Any]
+                ) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """Run `spec` once to its end: the run's name, its last state, every status stored."""
+    kube.workflow(workflow, spec)
+    name = f"{workflow}-{int(time.time() * 1000) % 10**8}"
     seen = StatusLog(kube, name)
-    kube.start_run("quick", name=name)
+    kube.start_run(workflow, name=name)
     run = kube.wait_run(name)
     seen.stop()
     assert run["status"]["phase"] == "Succeeded", run["status"]
+    return name, run, seen.statuses
+
+
+def test_a_quick_run_writes_its_status_once(kube: Kube, long_window: OperatorProcess) -> None:
+    name, run, statuses = run_watched(kube, "quick", {"steps": [log_step("only", "hello")]})
     # One write: the launch waited for the step's end, which carries the whole story.
-    assert [s.get("phase") for s in seen.statuses] == ["Succeeded"], seen.statuses
+    assert [s.get("phase") for s in statuses] == ["Succeeded"], statuses
     only = run["status"]["steps"]["only"]
     assert (only["phase"], only["attempts"], only["jobName"]) == ("Succeeded", 1, f"{name}-only-1")
     assert only["startedAt"] <= only["finishedAt"] and run["status"]["startedAt"]
@@ -82,15 +82,9 @@ def test_a_quick_run_writes_its_status_once(kube: Kube, long_window: OperatorPro
 def test_a_chain_coalesces_its_hand_offs(kube: Kube, long_window: OperatorProcess) -> None:
     steps = [log_step("s1", "1")] + [log_step(f"s{i}", str(i), dependsOn=[f"s{i - 1}"])
                                      for i in range(2, 6)]
-    kube.workflow("chain", {"steps": steps})
-    name = f"chain-{int(time.time() * 1000) % 10**8}"
-    seen = StatusLog(kube, name)
-    kube.start_run("chain", name=name)
-    run = kube.wait_run(name)
-    seen.stop()
-    assert run["status"]["phase"] == "Succeeded", run["status"]
+    _, run, statuses = run_watched(kube, "chain", {"steps": steps})
     assert set(step_phases(run).values()) == {"Succeeded"}
-    assert len(seen.statuses) == 1, [step_phases({"status": s}) for s in seen.statuses]
+    assert len(statuses) == 1, [step_phases({"status": s}) for s in statuses]
 
 
 def test_kill_9_while_a_launch_is_held(kube: Kube, long_window: OperatorProcess) -> None:
@@ -111,12 +105,6 @@ def test_kill_9_while_a_launch_is_held(kube: Kube, long_window: OperatorProcess)
 
 
 def test_a_long_step_shows_running_within_the_default_window(kube: Kube) -> None:
-    kube.workflow("slow", {"steps": [script_step("wait", "sleep 8")]})
-    name = f"slow-{int(time.time() * 1000) % 10**8}"
-    seen = StatusLog(kube, name)
-    kube.start_run("slow", name=name)
-    run = kube.wait_run(name)
-    seen.stop()
-    assert run["status"]["phase"] == "Succeeded", run["status"]
-    phases = [step_phases({"status": s}).get("wait") for s in seen.statuses]
+    _, _, statuses = run_watched(kube, "slow", {"steps": [script_step("wait", "sleep 8")]})
+    phases = [step_phases({"status": s}).get("wait") for s in statuses]
     assert "Running" in phases, phases  # written when the 3 s window ended, mid-step
