@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import re
 import shutil
 import statistics
@@ -34,7 +32,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,22 +39,21 @@ from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from kubernetes.config import kube_config
 from localcluster.postgres_server import PostgresServer
-from taskforge.adapters import archive_db, kube_async
-from taskforge.adapters.archive_pods import read_log_tail
+from taskforge.adapters import archive_db
 from taskforge.adapters.archive_reader import ArchiveReader
 from taskforge.adapters.archive_records import log_record, redactor
 
-from bench.operator_bench.apiserver_metrics import label, parse_metrics
+from bench.operator_bench.apiserver_metrics import apiserver_requests
 from bench.operator_bench.cluster import (
     Bench,
     Operator,
     bench_cpu_seconds,
     machine_busy_seconds,
+    postgres_cpu_seconds,
     workdir,
 )
-from bench.operator_bench.common import INSTANT_IMAGE
+from bench.operator_bench.logread import bench_logread
 from bench.operator_bench.scenarios_operator import scenario_throughput
 
 RUNS = 10_000
@@ -150,38 +146,10 @@ def bench_list(runs: int) -> list[str]:
         server.cleanup()
 
 
-def postgres_cpu_seconds(postmaster: int) -> float:
-    """CPU seconds of a PostgreSQL server: the postmaster, its live children (backends,
-    walwriter, checkpointer, autovacuum, ...) and the children it has reaped (a backend
-    whose client closed: cutime + cstime), so a backend's exit between two reads keeps
-    its CPU in the sum."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stat = Path(f"/proc/{postmaster}/stat").read_text()
-    fields = stat[stat.rfind(")") + 2:].split()
-    total = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rfind(")") + 2:].split()
-            if int(fields[1]) == postmaster:
-                total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
 def _requests(b: Bench) -> Counter[str]:
     """kube-apiserver's requests so far, by verb and resource (all clients)."""
-    samples = parse_metrics(b.k.metrics(), ["apiserver_request_total"])["apiserver_request_total"]
-    out: Counter[str] = Counter()
-    for labels, value in samples.items():
-        sub = label(labels, "subresource")
-        resource = label(labels, "resource") + (f"/{sub}" if sub else "")
-        code = label(labels, "code")
-        failed = "" if code.startswith("2") else f" [{code}]"
-        out[f"{label(labels, 'verb')} {resource or label(labels, 'group') or '-'}{failed}"] += int(
-            value)
-    return out
+    return Counter({f"{verb} {res}": n for (verb, res), n in
+                    apiserver_requests(b.k.metrics()).items()})
 
 
 @dataclass
@@ -343,91 +311,6 @@ def _report(runs: int, done_rounds: list[Round], archived: int) -> list[str]:
     lines.append("")
     lines.append(f"CPU-bound estimate of the cost (2 cores bound runs per minute by the total"
                  f" CPU per run): 1 - A/B = {100 * (1 - a_all / b_all):.1f}%")
-    return lines
-
-
-async def _calls(call: Callable[[], Awaitable[Any]], n: int, at_once: int) -> None:
-    gate = asyncio.Semaphore(at_once)
-
-    async def one() -> None:
-        async with gate:
-            await call()
-
-    try:
-        await asyncio.gather(*(one() for _ in range(n)))
-    finally:
-        await kube_async.close()
-
-
-def bench_logread(reads: int, others: int, at_once: int) -> list[str]:
-    """What one archive log read (archive_pods.read_log_tail, as the operator makes it) costs
-    every process, against a plain GET of the pod: `reads` calls, `at_once` at once, on a cluster
-    doing nothing else but holding `others` finished pods; ms of CPU per call by process."""
-    args = argparse.Namespace(crds=Path(__file__).resolve().parents[1] / "crds", profile=False)
-    with workdir(False) as wd:
-        b = Bench(wd, args)
-        try:
-            b.start()
-            ns = "bench-logread"
-            b.k.namespace(ns)
-            pods: dict[str, dict[str, Any]] = {"empty": {"image": INSTANT_IMAGE},
-                    "one-line": {"image": "busybox",
-                                 "command": ["sh", "-c", "echo bench step only"]}}
-            for name, container in pods.items():
-                b.k.post(f"/api/v1/namespaces/{ns}/pods", {
-                    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                    "spec": {"restartPolicy": "Never",
-                             "containers": [{"name": "step", **container}]}})
-            # the other pods on the node, as at a throughput round's end (a round's pods stay
-            # until their Jobs' TTL): the node's log lookup must not depend on how many
-            for i in range(others):
-                pods[f"other-{i:04d}"] = {"image": INSTANT_IMAGE}
-            with ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda item: b.k.post(f"/api/v1/namespaces/{ns}/pods", {
-                    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": item[0]},
-                    "spec": {"restartPolicy": "Never",
-                             "containers": [{"name": "step", **item[1]}]}}),
-                    [(n, c) for n, c in pods.items() if n.startswith("other-")]))
-            deadline = time.monotonic() + 120
-            while sum(p.get("status", {}).get("phase") == "Succeeded" for p in b.k.get(
-                    f"/api/v1/namespaces/{ns}/pods").get("items", [])) < len(pods):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the log bench's pods did not succeed in 120 s")
-                time.sleep(0.2)
-            # the client read $KUBECONFIG when it was imported: point it at this cluster
-            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(b.cluster.kubeconfig)
-            cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-                ("GET pod", lambda: kube_async.request(
-                    "GET", f"/api/v1/namespaces/{ns}/pods/empty")),
-                ("pods/log, empty log", lambda: read_log_tail(ns, "empty", 1 << 20, 50_000)),
-                ("pods/log, one line", lambda: read_log_tail(ns, "one-line", 1 << 20, 50_000)),
-            ]
-            rows = []
-            names: list[str] = []
-            for label, call in cases:
-                asyncio.run(_calls(call, 20, at_once))  # warm-up: connections, caches
-                time.sleep(1)
-                before, c0, t0 = b.cluster_cpu(), bench_cpu_seconds(), time.monotonic()
-                asyncio.run(_calls(call, reads, at_once))
-                wall = time.monotonic() - t0
-                after, mine = b.cluster_cpu(), bench_cpu_seconds() - c0
-                per = {n: 1000 * (after[n] - before[n]) / reads for n in after if n in before}
-                per["this client (the operator's side)"] = 1000 * mine / reads
-                names = names or sorted(per)
-                rows.append((label, per, 1000 * wall / reads))
-            load = Path("/proc/loadavg").read_text().split()[0]
-        finally:
-            b.cluster.stop()
-    head = "| ms of CPU per call | " + " | ".join(r[0] for r in rows) + " |"
-    lines = [f"One archive log read vs a GET: {reads} calls each, {at_once} at once, idle"
-             f" cluster with {others} other finished pods on the node; load {load}", head,
-             "|---" * (len(rows) + 1) + "|"]
-    for n in names:
-        lines.append(f"| {n} | " + " | ".join(f"{r[1].get(n, 0):.2f}" for r in rows) + " |")
-    lines.append("| **all** | " + " | ".join(f"**{sum(r[1].values()):.2f}**" for r in rows)
-                 + " |")
-    lines.append(f"| wall per call ({at_once} at once) | " + " | ".join(f"{r[2]:.2f}" for r in rows)
-                 + " |")
     return lines
 
 

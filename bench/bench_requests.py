@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_operator import parse_args as operator_args
-from bench.operator_bench.apiserver_metrics import label, parse_metrics
+from bench.operator_bench.apiserver_metrics import apiserver_requests, label, parse_metrics
 from bench.operator_bench.cluster import Bench, Reconciles, workdir
 from bench.operator_bench.common import HISTORY, log_step
 from bench.operator_bench.kube import RunTracker, Watch
@@ -34,11 +34,9 @@ Snapshot = tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]
 
 
 def snapshot(b: Bench) -> Snapshot:
-    m = parse_metrics(b.k.metrics(), ["apiserver_request_total", "apiserver_watch_events_total"])
-    requests: Counter[tuple[str, str]] = Counter()
-    for labels, v in m["apiserver_request_total"].items():
-        res, sub = label(labels, "resource"), label(labels, "subresource")
-        requests[(label(labels, "verb"), res + (f"/{sub}" if sub else ""))] += int(v)
+    text = b.k.metrics()
+    requests = apiserver_requests(text)
+    m = parse_metrics(text, ["apiserver_watch_events_total"])
     watch_events: Counter[tuple[str, str]] = Counter()
     for labels, v in m["apiserver_watch_events_total"].items():
         kind = label(labels, "resource") or label(labels, "kind")

@@ -34,16 +34,21 @@ WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "
 WriteKey = tuple[str, str]  # (verb, resource[/subresource])
 
 
-def apiserver_writes(text: str) -> Counter[WriteKey]:
+def apiserver_requests(text: str) -> Counter[WriteKey]:
+    """kube-apiserver's requests so far (every client), by verb and resource[/subresource];
+    a failed code is marked in the resource (`pods [404]`), a request for no resource shows
+    its group or `-`."""
     samples = parse_metrics(text, ["apiserver_request_total"])["apiserver_request_total"]
     out: Counter[WriteKey] = Counter()
     for labels, value in samples.items():
-        verb = label(labels, "verb")
-        if verb not in WRITE_VERBS:
-            continue
-        resource = label(labels, "resource")
         sub = label(labels, "subresource")
+        resource = label(labels, "resource") + (f"/{sub}" if sub else "")
         code = label(labels, "code")
         failed = "" if code.startswith("2") else f" [{code}]"
-        out[(verb, (f"{resource}/{sub}" if sub else resource) + failed)] += int(value)
+        out[(label(labels, "verb"), (resource or label(labels, "group") or "-") + failed)] += int(
+            value)
     return out
+
+
+def apiserver_writes(text: str) -> Counter[WriteKey]:
+    return Counter({k: v for k, v in apiserver_requests(text).items() if k[0] in WRITE_VERBS})

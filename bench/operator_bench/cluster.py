@@ -261,6 +261,26 @@ class Bench:
         return out
 
 
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """CPU seconds of a PostgreSQL server: the postmaster, its live children (backends,
+    walwriter, checkpointer, autovacuum, ...) and the children it has reaped (a backend
+    whose client closed: cutime + cstime), so a backend's exit between two reads keeps
+    its CPU in the sum."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stat = Path(f"/proc/{postmaster}/stat").read_text()
+    fields = stat[stat.rfind(")") + 2:].split()
+    total = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rfind(")") + 2:].split()
+            if int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def bench_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system

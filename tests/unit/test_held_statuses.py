@@ -23,7 +23,7 @@ def test_a_held_status_is_laid_over_the_object_it_was_planned_from() -> None:
     held = HeldStatuses(1.0)
     assert held.hold(KEY, body("5"), {"phase": "Running"}, now=100.0) == 1.0
     assert held.overlay(KEY, body("5"))["status"] == {"phase": "Running"}
-    assert held.held(KEY) == {"phase": "Running"}
+    assert held.held(KEY) == {"phase": "Running"} and KEY in held
 
 
 def test_another_write_of_the_run_drops_it() -> None:

@@ -84,10 +84,9 @@ class Operator:
             # No run limit: no run waits for this one's slot. Waking every unstarted run
             # would re-plan each run of a burst once per run that finishes before it starts.
             return
-        held = self.runs.held
         for run in self.store.unstarted_runs(key[0], ref):
             waiting = (key[0], run["metadata"]["name"])
-            if held.held(waiting) is None:  # a held status has started (handlers/held.py)
+            if waiting not in self.runs.held:  # a held status has started (handlers/held.py)
                 self.run_queue.add(waiting)
 
     def _wake_runs(self, uids: list[str]) -> None:

@@ -49,6 +49,11 @@ class HeldStatuses:
     def __len__(self) -> int:
         return len(self._held)
 
+    def __contains__(self, key: Key) -> bool:
+        """Whether the run has a held status: it has started and pinned its spec, whatever
+        the stored status says."""
+        return key in self._held
+
     def overlay(self, key: Key, body: dict[str, Any]) -> dict[str, Any]:
         """The run as the operator last decided it: `body` with its held status, if any."""
         held = self._held.get(key)

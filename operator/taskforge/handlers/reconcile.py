@@ -257,7 +257,8 @@ class RunReconciler(RunFailures):
                 key, body, result.actions, planned_from, status, new_status=new_status,
                 now=time.monotonic()) if patch else None
             if held is not None:
-                metrics.STATUS_WRITES_HELD.inc(1 if held.new else 0)
+                if held.new:
+                    metrics.STATUS_WRITES_HELD.inc()
                 self.queue.add_after(key, held.left)
             else:
                 self.held.drop(key)  # written now, or what is stored is right after all

@@ -179,7 +179,7 @@ def on_workflow(event: Mapping[str, Any]) -> None:
     op.workflow_queue.add(key)
     for run in op.store.unpinned_runs(*key):
         unpinned = (key[0], run["metadata"]["name"])
-        if op.runs.held.held(unpinned) is None:  # a held status has pinned (handlers/held.py)
+        if unpinned not in op.runs.held:  # a held status has pinned (handlers/held.py)
             op.run_queue.add(unpinned)
 
 
