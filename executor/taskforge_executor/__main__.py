@@ -21,7 +21,7 @@ from typing import Any
 
 from taskforge.api.results import EXIT_OK, EXIT_PERMANENT, EXIT_RETRYABLE
 
-from taskforge_executor import bigresult, contract
+from taskforge_executor import bigresult, contract, logcopy
 from taskforge_executor.console import Console, Redactor
 from taskforge_executor.outcome import Outcome, StepError, encode, permanent
 from taskforge_executor.settings import load_settings
@@ -119,20 +119,23 @@ def exit_code(outcome: Outcome) -> int:
     return EXIT_RETRYABLE if outcome.retryable else EXIT_PERMANENT
 
 
-def write_termination_message(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
-    """Write the result for the operator; failing to is logged, the exit code still tells."""
+def write_termination_message(outcome: Outcome, env: Mapping[str, str], console: Console,
+                              log: str | None = None) -> None:
+    """Write the result for the operator (with the whole log when it fits); failing to is
+    logged, the exit code still tells."""
     path = env.get(contract.ENV_TERMINATION_MESSAGE_PATH) or (
         contract.DEFAULT_TERMINATION_MESSAGE_PATH
     )
     try:
         with open(path, "wb") as out:
-            out.write(encode(outcome))
+            out.write(encode(outcome, log=log))
     except OSError as exc:
         console.error(f"cannot write the termination message to {path}: {exc}")
 
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
+    log = logcopy.install()
     redactor = Redactor()
     console = Console(redactor)
     env = os.environ
@@ -147,7 +150,7 @@ def main() -> int:
     )
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the result is known: let it be written
     redacted = bigresult.prepare(redacted, console.stream)
-    write_termination_message(redacted, env, console)
+    write_termination_message(redacted, env, console, log.text())
     return exit_code(redacted)
 
 

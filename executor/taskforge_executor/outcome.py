@@ -17,6 +17,7 @@ from taskforge.api.resultlog import KEY_RESULT_LOG
 from taskforge.api.results import (
     KEY_ERROR,
     KEY_HTTP_STATUS,
+    KEY_LOG,
     KEY_OK,
     KEY_OUTPUTS,
     KEY_RETRY_AFTER,
@@ -174,11 +175,19 @@ def shrink(value: Any, budget: int) -> Any:
     return value
 
 
-def encode(outcome: Outcome, limit: int = TERMINATION_MESSAGE_MAX_BYTES) -> bytes:
-    """The termination message: the outcome's JSON, at most `limit` bytes, never invalid."""
+def encode(outcome: Outcome, limit: int = TERMINATION_MESSAGE_MAX_BYTES,
+           log: str | None = None) -> bytes:
+    """The termination message: the outcome's JSON, at most `limit` bytes, never invalid.
+
+    `log`, the container's whole log so far (logcopy.py), is added only when it fits
+    whole beside the complete result: the result always comes first."""
     wire = outcome.to_wire()
     data = _dumps(wire)
     if len(data) <= limit:
+        if log is not None:
+            with_log = _dumps({**wire, KEY_LOG: log})
+            if len(with_log) <= limit:
+                return with_log
         return data
     wire[KEY_TRUNCATED] = True
     envelope = len(_dumps({**wire, KEY_OUTPUTS: {}}))

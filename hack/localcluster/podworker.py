@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from localcluster.envvars import EnvError, ObjectSource, container_env, expand
 from localcluster.images import CANNOT_RUN_REASON, CannotRunImageError, ImageMap
 from localcluster.kubeapi import ApiError, KubeAPI, pod_path
-from localcluster.logserver import LogStore, pump
+from localcluster.logserver import LogStore, pump, timestamp
 from localcluster.podstatus import ContainerStatus, PodStatusModel
 from localcluster.volumes import VolumeError, container_mounts
 
@@ -200,7 +200,7 @@ class PodWorker:
             launch = self.ctx.images.launch(container, command, args)
             exit_code: int | None
             if launch.rule.mode == "instant":
-                self._empty_log(container["name"], cstatus.restart_count)
+                self._instant_log(container["name"], cstatus.restart_count, launch.rule.log)
                 cstatus.set_terminated(
                     launch.rule.exit_code,
                     "Completed" if launch.rule.exit_code == 0 else "Error",
@@ -298,11 +298,13 @@ class PodWorker:
         log.info("pod %s: container %s exited %d (%s)", self.key, name, exit_code, reason)
         return exit_code
 
-    def _empty_log(self, name: str, restart: int) -> None:
-        """A container that printed nothing: a kubelet serves an empty log, not a 404."""
+    def _instant_log(self, name: str, restart: int, text: str) -> None:
+        """What an instant container printed (a kubelet serves an empty log, not a 404)."""
         path = self.ctx.logs.log_path(self.dir, name, restart)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+        stamp = timestamp().encode()
+        path.write_bytes(b"".join(stamp + b" " + line
+                                  for line in text.encode().splitlines(keepends=True)))
 
     def _process_env(
         self, env: dict[str, str], rule_env: dict[str, str], prepend: tuple[str, ...],

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s_client
 from localcluster.envvars import expand
+from localcluster.images import BENCH_INSTANT_LOG
 from localcluster.testing import ClusterUnderTest
 
 from tests.e2e.cluster_kit import job, pod_of, wait_for
@@ -64,10 +65,11 @@ def test_bench_instant_image_finishes_without_a_process(
     assert pod is not None and pod.status is not None
     state = (pod.status.container_statuses or [])[0].state
     assert state is not None and state.terminated is not None
-    assert json.loads(state.terminated.message or "") == {"ok": True, "outputs": {}}
-    # It printed nothing: an empty log, as a kubelet serves it, not "no logs on this node".
+    assert json.loads(state.terminated.message or "") == {
+        "ok": True, "outputs": {}, "log": BENCH_INSTANT_LOG}
+    # It "printed" an executor's log, the one its message carries, as the executor does.
     logs = cluster.kubectl("logs", "-n", namespace, pod.metadata.name, check=False)
-    assert (logs.returncode, logs.stdout) == (0, ""), logs
+    assert (logs.returncode, logs.stdout) == (0, BENCH_INSTANT_LOG), logs
 
 
 @pytest.mark.local_agent

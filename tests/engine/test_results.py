@@ -12,6 +12,7 @@ from taskforge.engine.results import (
     MAX_OUTPUT_BYTES,
     bound_message,
     bound_outputs,
+    inline_log,
     output_budget,
     parse_result,
 )
@@ -80,3 +81,24 @@ def test_messages_are_bounded() -> None:
     assert bound_message("short") == "short"
     long = bound_message("x" * 10_000)
     assert len(long) == 512 and long.endswith("\u2026")
+
+
+INLINE_LOG_CASES: list[tuple[str, str | None, str | None]] = [
+    ("the executor's log", '{"ok":true,"outputs":{},"log":"INFO a\\nINFO b\\n"}',
+     "INFO a\nINFO b\n"),
+    ("an empty log is a log", '{"ok":false,"error":"x","log":""}', ""),
+    ("no log key", '{"ok":true,"outputs":{}}', None),
+    ("no message", None, None),
+    ("not JSON", "Traceback (most recent call last)", None),
+    ("not an object", '["log"]', None),
+    ("a user's plain object (its outputs)", '{"log":"not ours"}', None),
+    ("ok that is no boolean", '{"ok":"yes","log":"x"}', None),
+    ("a log that is no string", '{"ok":true,"log":["x"]}', None),
+    ("longer than a kubelet keeps", '{"ok":true,"log":"' + "x" * 4096 + '"}', None),
+]
+
+
+@pytest.mark.parametrize(("message", "expect"), [c[1:] for c in INLINE_LOG_CASES],
+                         ids=[c[0] for c in INLINE_LOG_CASES])
+def test_inline_log(message: str | None, expect: str | None) -> None:
+    assert inline_log(message) == expect

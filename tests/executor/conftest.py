@@ -49,9 +49,21 @@ class ExecResult:
     seconds: float
 
     @property
-    def message(self) -> dict[str, Any]:
+    def full_message(self) -> dict[str, Any]:
         value = json.loads(self.termination)
         assert isinstance(value, dict)
+        return value
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The termination message without its copy of the log, which is checked here to be
+        exactly what the process printed, whenever the executor included one."""
+        value = self.full_message
+        log = value.pop("log", None)
+        if log is not None:
+            printed = self.stdout + self.stderr  # two pipes: the order across them is lost
+            assert sorted(log.splitlines(keepends=True)) == sorted(
+                printed.splitlines(keepends=True)), (log, printed)
         return value
 
     @property

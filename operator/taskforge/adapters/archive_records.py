@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from taskforge_executor.console import Redactor
-from taskforge_executor.contract import secret_env
+from taskforge_executor.contract import EXECUTOR_STEP_TYPES, secret_env
 
 from taskforge.api.steps import STEP_TYPES
 from taskforge.engine.authority import CREATOR_ANNOTATION
@@ -116,6 +116,15 @@ def step_secret_refs(spec: Mapping[str, Any] | None, step: str) -> set[SecretRef
                 found |= {(name, key) for _, name, key in secret_env(step_type, config)}
                 _walk_secret_refs(config, found)
     return found
+
+
+def runs_executor(spec: Mapping[str, Any] | None, step: str) -> bool:
+    """Does the step's pod run the executor (so a log in its termination message is the
+    executor's copy of its log), not the user's own image (`container`)?"""
+    for wire in [*((spec or {}).get("steps") or []), *((spec or {}).get("finally") or [])]:
+        if isinstance(wire, Mapping) and wire.get("name") == step:
+            return any(isinstance(wire.get(t), Mapping) for t in EXECUTOR_STEP_TYPES)
+    return False
 
 
 def run_secret_refs(spec: Mapping[str, Any] | None) -> set[SecretRef]:

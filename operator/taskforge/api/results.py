@@ -33,6 +33,11 @@ KEY_RETRY_AFTER: Final = "retryAfter"
 KEY_HTTP_STATUS: Final = "httpStatus"
 """The HTTP status of a failed http or slack step, at the top level rather than only in the
 outputs (which may be cut to fit): `retry.on: [HTTPStatus]` decides on it."""
+KEY_LOG: Final = "log"
+"""The executor's whole log (stdout and stderr as the container printed them, up to its
+result) when it fits in the message beside the result: the run archive then takes it from
+here instead of reading the pod's log through the API server (docs/archive.md). Left out
+when it does not fit, is not valid UTF-8, or anything may have bypassed the executor."""
 
 __all__ = [
     "EXIT_OK",
@@ -40,6 +45,7 @@ __all__ = [
     "EXIT_RETRYABLE",
     "KEY_ERROR",
     "KEY_HTTP_STATUS",
+    "KEY_LOG",
     "KEY_OK",
     "KEY_OUTPUTS",
     "KEY_RETRYABLE",

@@ -19,10 +19,12 @@ from taskforge.api.results import (
     EXIT_RETRYABLE,
     KEY_ERROR,
     KEY_HTTP_STATUS,
+    KEY_LOG,
     KEY_OK,
     KEY_OUTPUTS,
     KEY_RETRY_AFTER,
     KEY_RETRYABLE,
+    TERMINATION_MESSAGE_MAX_BYTES,
 )
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "StepResult",
     "bound_message",
     "bound_outputs",
+    "inline_log",
     "parse_result",
 ]
 
@@ -82,6 +85,21 @@ def _load(message: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def inline_log(termination_message: str | None) -> str | None:
+    """The executor's whole log when its termination message carries it (`KEY_LOG`).
+
+    Only the executor's own format counts (an object with `ok`): a container of the user's
+    image that writes a plain object writes its outputs, whatever its keys. The kubelet keeps
+    at most 4 KiB of a message, so the text is small; anything but a string is no log."""
+    if termination_message is None or len(termination_message) > TERMINATION_MESSAGE_MAX_BYTES:
+        return None  # not one the kubelet kept
+    data = _load(termination_message)
+    if data is None or not isinstance(data.get(KEY_OK), bool):
+        return None
+    log = data.get(KEY_LOG)
+    return log if isinstance(log, str) else None
 
 
 def parse_result(termination_message: str | None, exit_code: int | None) -> StepResult:

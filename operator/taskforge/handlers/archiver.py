@@ -47,11 +47,13 @@ from taskforge.adapters.archive_records import (
     redactor,
     run_record,
     run_secret_refs,
+    runs_executor,
     step_secret_refs,
 )
 from taskforge.adapters.jobs import observe_job
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRunStatus
 from taskforge.engine.facts import ObservedJob
+from taskforge.engine.results import inline_log
 from taskforge.engine.telemetry import RunChanges
 from taskforge.handlers.config import ArchiveSettings
 from taskforge.handlers.store import Key, Store
@@ -66,6 +68,9 @@ WRITE_ERRORS = Counter("taskforge_archive_write_errors_total",
                        "Failed batch writes to the archive database (retried).")
 LOG_READ_ERRORS = Counter("taskforge_archive_log_read_errors_total",
                           "Attempt logs that could not be read from their pod.")
+INLINE_LOGS = Counter("taskforge_archive_inline_logs_total",
+                     "Attempt logs taken whole from the executor's termination message"
+                     " (no read of the pod's log).")
 REFUSED = Counter("taskforge_archive_refused_total",
                   "Archive records the database refused for their content (dropped).", ["kind"])
 BATCH = 500
@@ -170,8 +175,10 @@ class Archiver:
                 redact, unreadable = await self._redactor(key[0], refs)
                 records.append(attempt_record(uid, step, attempt, status=status, job=job,
                                               redact=redact))
+                inline = inline_log(job.termination_message) if (
+                    job is not None and runs_executor(spec, step)) else None
                 records.append(await self._log(key, uid, (step, attempt), job, redact=redact,
-                                               unreadable=unreadable))
+                                               unreadable=unreadable, inline=inline))
             if finished:
                 redact, _ = await self._redactor(key[0], run_secret_refs(spec))
                 records.append(run_record(body, status, redact))
@@ -197,13 +204,18 @@ class Archiver:
         return None
 
     async def _log(self, key: Key, uid: str, which: tuple[str, int], job: ObservedJob | None,
-                   *, redact: Any, unreadable: str | None) -> Record:
+                   *, redact: Any, unreadable: str | None, inline: str | None) -> Record:
+        """The attempt's log record. `inline`: the executor's whole log from its termination
+        message, which spares the read through the API server (the archive's main cost)."""
         step, attempt = which
         error: BaseException = RuntimeError("not read")
         pod = self._pod_of(key, job.name) if job is not None else None
         if unreadable is not None:  # never store what could not be redacted
             return log_record(uid, step, attempt, pod=pod, raw=None, redact=redact,
                               note=f"log withheld: {unreadable}")
+        if inline is not None:
+            INLINE_LOGS.inc()
+            return log_record(uid, step, attempt, pod=pod, raw=inline.encode(), redact=redact)
         if pod is None:
             return log_record(uid, step, attempt, pod=None, raw=None, redact=redact,
                               note="no pod: log not captured")
