@@ -91,16 +91,21 @@ class Kube:
                    "metadata": {"name": name}, "spec": {"workflowRef": {"name": workflow}}})
 
     def create_runs(self, ns: str, workflow: str, names: list[str],
-                    threads: int = 4) -> dict[str, float]:
-        """Create runs from `threads` concurrent creators; the monotonic time of each create."""
+                    threads: int = 4, pace: float | None = None) -> dict[str, float]:
+        """Create runs from `threads` concurrent creators; the monotonic time of each create.
+        `pace` (runs a second): the i-th run is created no sooner than i / pace s in."""
         created: dict[str, float] = {}
+        start = time.monotonic()
 
-        def one(name: str) -> None:
+        def one(item: tuple[int, str]) -> None:
+            index, name = item
+            if pace:
+                time.sleep(max(0.0, start + index / pace - time.monotonic()))
             created[name] = time.monotonic()
             self.create_run(ns, name, workflow)
 
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(one, names))
+            list(pool.map(one, enumerate(names)))
         return created
 
     def metrics(self) -> str:

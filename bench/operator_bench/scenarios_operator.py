@@ -302,7 +302,8 @@ def scenario_throughput(b: Bench) -> Outcome:
         rec_before = Reconciles.scrape(op)
         cpu0, cluster0, bench0 = op.cpu_seconds(), b.cluster_cpu(), bench_cpu_seconds()
         t0 = time.monotonic()
-        created = b.k.create_runs(ns, "one", names, threads=4)
+        pace = getattr(b.args, "throughput_pace", None)  # runs a minute; None: all at once
+        created = b.k.create_runs(ns, "one", names, threads=4, pace=pace / 60 if pace else None)
         created_in = time.monotonic() - t0
         finished = tracker.wait_finished(names, timeout=b.args.throughput_timeout)
         t_end = max(tracker.finished_at.values(), default=time.monotonic())

@@ -134,8 +134,13 @@ def write_termination_message(outcome: Outcome, env: Mapping[str, str], console:
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, _on_sigterm)
     log = logcopy.install()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        log.drop()  # the exception may land between a write and its copy
+        _on_sigterm(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     redactor = Redactor()
     console = Console(redactor)
     env = os.environ

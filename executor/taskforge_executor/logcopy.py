@@ -9,13 +9,16 @@ termination message (`KEY_LOG`), which the operator sees anyway.
 The copy is all or nothing: past `limit` bytes it is dropped and no log is sent, so the
 archive never holds a shortened log that looks whole (it then reads the pod's log as
 before). Every write passes through to the real stream and is flushed at once, so stdout
-and stderr reach the container log in the order they reach the copy.
+and stderr reach the container log in the order they reach the copy. SIGTERM (the only
+signal the executor handles, by raising) drops the copy, since its exception may land
+between a write and its copy (__main__.py).
 """
 
 from __future__ import annotations
 
 import io
 import sys
+import threading
 from typing import IO, Any
 
 from taskforge.api.results import TERMINATION_MESSAGE_MAX_BYTES
@@ -36,6 +39,10 @@ class LogCopy:
         else:
             self._data += data
 
+    def drop(self) -> None:
+        """Send no log: a signal may have cut a write between the stream and the copy."""
+        self._data = None
+
     def text(self) -> str | None:
         """The whole log, or None when it outgrew the limit or is not valid UTF-8 (the
         message is JSON text; a replaced byte would make it differ from the pod's log)."""
@@ -55,15 +62,17 @@ class _Tee(io.BufferedIOBase):
         self._owner = owner  # collecting the replaced text stream would close `target`
         self._target = target
         self._copy = copy
+        self._lock = threading.Lock()  # stdout and stderr share the copy: one order for both
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
         chunk = bytes(data)
-        self._target.write(chunk)
-        self._target.flush()
-        self._copy.add(chunk)
+        with self._lock:
+            self._target.write(chunk)
+            self._target.flush()
+            self._copy.add(chunk)
         return len(chunk)
 
     def fileno(self) -> int:
