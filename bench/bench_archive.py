@@ -51,7 +51,7 @@ from taskforge.adapters import archive_db
 from taskforge.adapters.archive_reader import ArchiveReader
 from taskforge.adapters.archive_records import log_record, redactor
 
-from bench.operator_bench.apiserver_metrics import apiserver_requests
+from bench.operator_bench.apiserver_metrics import apiserver_requests, apiserver_watch_events
 from bench.operator_bench.cluster import (
     Bench,
     Operator,
@@ -154,10 +154,15 @@ def bench_list(runs: int) -> list[str]:
         server.cleanup()
 
 
-def _requests(b: Bench) -> Counter[str]:
-    """kube-apiserver's requests so far, by verb and resource (all clients)."""
-    return Counter({f"{verb} {res}": n for (verb, res), n in
-                    apiserver_requests(b.k.metrics()).items()})
+def _requests(b: Bench) -> tuple[Counter[str], Counter[str]]:
+    """kube-apiserver's requests so far, by verb and resource (all clients), and the watch
+    events it has sent, by kind."""
+    text = b.k.metrics()
+    events: Counter[str] = Counter()
+    for (kind, _), n in apiserver_watch_events(text).items():
+        events[kind] += n
+    return (Counter({f"{verb} {res}": n for (verb, res), n in apiserver_requests(text).items()}),
+            events)
 
 
 @dataclass
@@ -241,9 +246,10 @@ def bench_throughput(runs: int, rounds: int, control: bool = False,
                 b.expect_archived = 0 if control else runs * sum(
                     1 for x in order[:i + 1] if x == "B")
                 b.snapshots.clear()
-                requests0 = _requests(b)
+                requests0, events0 = _requests(b)
                 outcome = scenario_throughput(b)
-                requests = _requests(b) - requests0
+                requests, events = _requests(b)
+                requests, events = requests - requests0, events - events0
                 rows = {r[0]: r[1] for r in outcome.sections[0].rows}
                 per_min = float(rows["runs per minute"])
                 done_m = re.match(r"(\d+) of", rows["runs Succeeded"])
@@ -266,6 +272,9 @@ def bench_throughput(runs: int, rounds: int, control: bool = False,
                       + ", ".join(f"{k} {v / max(1, done):.2f}"
                                   for k, v in requests.most_common() if v >= done / 20),
                       flush=True)
+                print("  watch events sent per run (every watcher): " + ", ".join(
+                    f"{k} {v / max(1, done):.2f}" for k, v in events.most_common()
+                    if v >= done / 20), flush=True)
                 print("  and in the round: " + ", ".join(
                     f"{k} {v}" for k, v in requests.most_common() if 0 < v < done / 20),
                     flush=True)

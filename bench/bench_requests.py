@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_operator import parse_args as operator_args
-from bench.operator_bench.apiserver_metrics import apiserver_requests, label, parse_metrics
+from bench.operator_bench.apiserver_metrics import apiserver_requests, apiserver_watch_events
 from bench.operator_bench.cluster import Bench, Reconciles, workdir
 from bench.operator_bench.common import HISTORY, log_step
 from bench.operator_bench.kube import RunTracker, Watch
@@ -35,13 +35,7 @@ Snapshot = tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]
 
 def snapshot(b: Bench) -> Snapshot:
     text = b.k.metrics()
-    requests = apiserver_requests(text)
-    m = parse_metrics(text, ["apiserver_watch_events_total"])
-    watch_events: Counter[tuple[str, str]] = Counter()
-    for labels, v in m["apiserver_watch_events_total"].items():
-        kind = label(labels, "resource") or label(labels, "kind")
-        watch_events[(kind, label(labels, "group"))] += int(v)
-    return requests, watch_events
+    return apiserver_requests(text), apiserver_watch_events(text)
 
 
 def top_frames(raw: Path, limit: int = 30) -> None:

@@ -52,3 +52,14 @@ def apiserver_requests(text: str) -> Counter[WriteKey]:
 
 def apiserver_writes(text: str) -> Counter[WriteKey]:
     return Counter({k: v for k, v in apiserver_requests(text).items() if k[0] in WRITE_VERBS})
+
+
+def apiserver_watch_events(text: str) -> Counter[tuple[str, str]]:
+    """Watch events kube-apiserver has sent so far (every watcher), by (kind, group): work
+    the request counters do not show."""
+    samples = parse_metrics(text, ["apiserver_watch_events_total"])["apiserver_watch_events_total"]
+    out: Counter[tuple[str, str]] = Counter()
+    for labels, value in samples.items():
+        out[(label(labels, "resource") or label(labels, "kind"), label(labels, "group"))] += int(
+            value)
+    return out

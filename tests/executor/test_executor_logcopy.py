@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,7 @@ from taskforge_executor.logcopy import LogCopy, copying
 from taskforge_executor.outcome import Outcome, encode
 
 if TYPE_CHECKING:
-    from tests.executor.conftest import RunExecutor
+    from tests.executor.conftest import HttpServer, RunExecutor
 
 
 @pytest.mark.parametrize(
@@ -105,3 +107,25 @@ def test_no_log_in_the_message_when_it_does_not_fit(run_executor: RunExecutor, s
     assert result.code == 0
     assert "log" not in result.full_message, why
     assert result.message["ok"] is True
+
+
+def test_sigterm_through_the_executor_drops_the_log(
+    executor_cmd: list[str], executor_env: dict[str, str], tmp_path: Path,
+    http_server: HttpServer,
+) -> None:
+    """SIGTERM raises inside whatever the step was doing, maybe between a write and its
+    copy: the message then carries no log (the archive reads the pod's), only the result."""
+    step = {"name": "wait", "type": "http",
+            "config": {"url": f"{http_server.url}/slow?seconds=20", "timeout": "30s"}}
+    with subprocess.Popen(executor_cmd, env={**executor_env, "TASKFORGE_STEP": json.dumps(step)},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the step's first line: it is running
+        assert b"step wait (http)" in first, first
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 75
+    message = json.loads((tmp_path / "termination-log").read_bytes())
+    assert message["retryable"] is True and "SIGTERM" in message["error"]
+    assert "log" not in message
