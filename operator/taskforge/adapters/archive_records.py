@@ -21,6 +21,7 @@ from taskforge_executor.contract import EXECUTOR_STEP_TYPES, secret_env
 from taskforge.api.steps import STEP_TYPES
 from taskforge.engine.authority import CREATOR_ANNOTATION
 from taskforge.engine.facts import ObservedJob
+from taskforge.engine.results import inline_log
 
 Record = tuple[str, dict[str, Any]]
 
@@ -103,11 +104,16 @@ def _walk_secret_refs(value: Any, found: set[SecretRef]) -> None:
             _walk_secret_refs(inner, found)
 
 
+def _wire_steps(spec: Mapping[str, Any] | None) -> list[Any]:
+    """The spec's steps and finally steps as stored, unchecked (a hostile spec's included)."""
+    return [*((spec or {}).get("steps") or []), *((spec or {}).get("finally") or [])]
+
+
 def step_secret_refs(spec: Mapping[str, Any] | None, step: str) -> set[SecretRef]:
     """The Secret keys a step's pod was given: what the executor wires (secret_env) and any
     `secretKeyRef` in its config (a container step's env)."""
     found: set[SecretRef] = set()
-    for wire in [*((spec or {}).get("steps") or []), *((spec or {}).get("finally") or [])]:
+    for wire in _wire_steps(spec):
         if not isinstance(wire, Mapping) or wire.get("name") != step:
             continue
         for step_type in STEP_TYPES:
@@ -121,15 +127,24 @@ def step_secret_refs(spec: Mapping[str, Any] | None, step: str) -> set[SecretRef
 def runs_executor(spec: Mapping[str, Any] | None, step: str) -> bool:
     """Does the step's pod run the executor (so a log in its termination message is the
     executor's copy of its log), not the user's own image (`container`)?"""
-    for wire in [*((spec or {}).get("steps") or []), *((spec or {}).get("finally") or [])]:
+    for wire in _wire_steps(spec):
         if isinstance(wire, Mapping) and wire.get("name") == step:
             return any(isinstance(wire.get(t), Mapping) for t in EXECUTOR_STEP_TYPES)
     return False
 
 
+def executor_log(spec: Mapping[str, Any] | None, step: str,
+                 job: ObservedJob | None) -> str | None:
+    """The attempt's whole log from its termination message, when the executor wrote one
+    there: the archive then needs no read of the pod's log."""
+    if job is None or not runs_executor(spec, step):
+        return None
+    return inline_log(job.termination_message)
+
+
 def run_secret_refs(spec: Mapping[str, Any] | None) -> set[SecretRef]:
     found: set[SecretRef] = set()
-    for wire in [*((spec or {}).get("steps") or []), *((spec or {}).get("finally") or [])]:
+    for wire in _wire_steps(spec):
         if isinstance(wire, Mapping) and isinstance(wire.get("name"), str):
             found |= step_secret_refs(spec, wire["name"])
     return found

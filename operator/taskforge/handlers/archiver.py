@@ -42,18 +42,17 @@ from taskforge.adapters.archive_records import (
     Record,
     SecretRef,
     attempt_record,
+    executor_log,
     log_record,
     record_bytes,
     redactor,
     run_record,
     run_secret_refs,
-    runs_executor,
     step_secret_refs,
 )
 from taskforge.adapters.jobs import observe_job
 from taskforge.api import TERMINAL_RUN_PHASES, WorkflowRunStatus
 from taskforge.engine.facts import ObservedJob
-from taskforge.engine.results import inline_log
 from taskforge.engine.telemetry import RunChanges
 from taskforge.handlers.config import ArchiveSettings
 from taskforge.handlers.store import Key, Store
@@ -175,10 +174,9 @@ class Archiver:
                 redact, unreadable = await self._redactor(key[0], refs)
                 records.append(attempt_record(uid, step, attempt, status=status, job=job,
                                               redact=redact))
-                inline = inline_log(job.termination_message) if (
-                    job is not None and runs_executor(spec, step)) else None
                 records.append(await self._log(key, uid, (step, attempt), job, redact=redact,
-                                               unreadable=unreadable, inline=inline))
+                                               unreadable=unreadable,
+                                               inline=executor_log(spec, step, job)))
             if finished:
                 redact, _ = await self._redactor(key[0], run_secret_refs(spec))
                 records.append(run_record(body, status, redact))
